@@ -1,0 +1,9 @@
+module github.com/closewait/closewait
+
+go 1.26.8
+
+require (
+	github.com/google/go-cmp v0.7.0
+	github.com/prometheus/procfs v0.23.0
+	golang.org/x/sys v0.50.0
+)
