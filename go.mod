@@ -7,3 +7,5 @@ require (
 	github.com/prometheus/procfs v0.23.0
 	golang.org/x/sys v0.50.0
 )
+
+require github.com/cilium/ebpf v0.22.0 // indirect

@@ -1,0 +1,313 @@
+// Package snapshot joins the kernel's view of TCP sockets with the processes
+// that hold them, at one moment. A Snapshot is the only input of everything
+// downstream: diagnosis, reports, metrics, history.
+package snapshot
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/closewait/closewait/internal/procscan"
+	"github.com/closewait/closewait/internal/sockdiag"
+)
+
+// Socket is a kernel socket with the processes holding it.
+type Socket struct {
+	sockdiag.Socket
+	// Owners holds every (pid, fd) holding the socket; a socket shared after
+	// fork has several. For a socket waiting in an accept queue, the owners
+	// of the listener, with FD -1.
+	Owners []procscan.Owner
+	// NotAccepted marks a socket that waits in a listener's accept queue: the
+	// peer closed before the server called accept(), so it has no fd.
+	NotAccepted bool
+	// Listener is the local address of the listening socket whose port this
+	// socket's local port is (an inbound connection), or the zero value.
+	Listener netip.AddrPort
+}
+
+// Inbound reports whether the socket was accepted from (or waits in) one of
+// the host's listening sockets, rather than dialled out.
+func (s *Socket) Inbound() bool { return s.Listener.IsValid() }
+
+// Stats describes how a snapshot was taken.
+type Stats struct {
+	Source   string        // "netlink" or "procnet" (the /proc/net/tcp fallback)
+	Owners   string        // how owners were found: "proc", "proc+reused", or "none"
+	Duration time.Duration // time to take the snapshot
+	DumpTime time.Duration // time spent in the kernel dump
+	ScanTime time.Duration // time spent finding owners
+	Scan     procscan.ScanResult
+	Reused   int // owners reused from the previous snapshot without a scan
+}
+
+// Snapshot is one moment of the host's TCP sockets.
+type Snapshot struct {
+	Time time.Time
+	Host string
+	// NetNS is the inode of the network namespace the sockets were read in.
+	NetNS uint64
+	// States counts every TCP socket by state, IPv4 and IPv6 together.
+	States map[sockdiag.State]int
+	// Detail is the set of states whose sockets are in Sockets.
+	Detail sockdiag.StateSet
+	// Sockets are the sockets in the Detail states, with owners.
+	Sockets []Socket
+	// Listeners are the listening sockets whose ports some socket in Sockets
+	// uses, with owners.
+	Listeners []Socket
+	// Processes holds the facts of every owner, by pid. An owner that exited
+	// before its facts were read is missing here.
+	Processes map[int]*procscan.Process
+	// Notices are one-line messages for the user about what could not be seen.
+	Notices []string
+	// Partial is true when some owners could not be searched for lack of privilege.
+	Partial bool
+	Stats   Stats
+}
+
+// Options control Take. The zero value takes a CLOSE_WAIT snapshot of /proc.
+type Options struct {
+	// ProcRoot is the procfs mount point; empty means /proc.
+	ProcRoot string
+	// States are the states to list socket by socket; zero means CLOSE_WAIT.
+	States sockdiag.StateSet
+	// NoOwners skips the owner scan.
+	NoOwners bool
+	// CompleteScan reads every process's fd table, also after all owners are
+	// found (finds sockets passed to unrelated processes; slower).
+	CompleteScan bool
+	// Workers is the owner scan's parallelism; zero means GOMAXPROCS.
+	Workers int
+	// ForceProcNet reads /proc/net/tcp{,6} instead of netlink.
+	ForceProcNet bool
+	// Previous, when set, is the last snapshot: owners it found are reused
+	// after a cheap check (one readlink each) instead of a scan.
+	Previous *Snapshot
+	// Now overrides the clock (tests).
+	Now func() time.Time
+}
+
+// Take reads the kernel's sockets and their owners.
+func Take(opt Options) (*Snapshot, error) {
+	now := time.Now
+	if opt.Now != nil {
+		now = opt.Now
+	}
+	start := time.Now()
+	detail := opt.States
+	if detail == 0 {
+		detail = sockdiag.NewStateSet(sockdiag.CloseWait)
+	}
+	snap := &Snapshot{
+		Time:      now(),
+		States:    make(map[sockdiag.State]int),
+		Detail:    detail,
+		Processes: make(map[int]*procscan.Process),
+	}
+	snap.Host, _ = os.Hostname()
+	fs := procscan.NewFS(opt.ProcRoot)
+
+	var listeners []Socket
+	if err := snap.dump(fs, opt, &listeners); err != nil {
+		return nil, err
+	}
+	snap.Stats.DumpTime = time.Since(start)
+	snap.linkListeners(listeners)
+
+	if opt.NoOwners {
+		snap.Stats.Owners = "none"
+	} else if err := snap.findOwners(fs, opt); err != nil {
+		return nil, err
+	}
+	snap.Stats.Duration = time.Since(start)
+	return snap, nil
+}
+
+// dump fills States, Sockets and the candidate listeners, from netlink or
+// from /proc/net when netlink is unavailable.
+func (snap *Snapshot) dump(fs procscan.FS, opt Options, listeners *[]Socket) error {
+	detail := snap.Detail
+	keep := func(s *sockdiag.Socket) bool {
+		snap.States[s.State]++
+		if detail.Has(s.State) {
+			snap.Sockets = append(snap.Sockets, Socket{Socket: *s})
+		}
+		if s.State == sockdiag.Listen {
+			*listeners = append(*listeners, Socket{Socket: *s})
+		}
+		return true
+	}
+	count := func(s *sockdiag.Socket) bool { snap.States[s.State]++; return true }
+
+	if !opt.ForceProcNet {
+		c, err := sockdiag.Dial()
+		if err == nil {
+			defer c.Close()
+			snap.NetNS = c.NetNS()
+			snap.Stats.Source = "netlink"
+			rest := sockdiag.AllStates &^ detail &^ sockdiag.NewStateSet(sockdiag.Listen)
+			if err := c.Dump(sockdiag.Request{States: rest}, count); err != nil {
+				return fmt.Errorf("count sockets: %w", err)
+			}
+			if err := c.Dump(sockdiag.Request{States: detail | sockdiag.NewStateSet(sockdiag.Listen), Info: true}, keep); err != nil {
+				return fmt.Errorf("list sockets: %w", err)
+			}
+			return nil
+		}
+		if !errors.Is(err, sockdiag.ErrNotSupported) && !errors.Is(err, os.ErrPermission) {
+			return err
+		}
+		snap.Notices = append(snap.Notices, "netlink sock_diag is unavailable ("+err.Error()+"): read /proc/net/tcp instead, without ages")
+	}
+	snap.Stats.Source = "procnet"
+	return sockdiag.ReadProcNet(fs.Root(), 0, keep)
+}
+
+type portKey struct {
+	netns uint64
+	port  uint16
+}
+
+// linkListeners marks the sockets whose local port is a listening port
+// (inbound) and keeps the listeners they use.
+func (snap *Snapshot) linkListeners(listeners []Socket) {
+	byPort := make(map[portKey][]int, len(listeners))
+	for i, l := range listeners {
+		k := portKey{l.NetNS, l.Local.Port()}
+		byPort[k] = append(byPort[k], i)
+	}
+	used := make([]bool, len(listeners))
+	for i := range snap.Sockets {
+		s := &snap.Sockets[i]
+		if s.State == sockdiag.Listen {
+			continue
+		}
+		for _, li := range byPort[portKey{s.NetNS, s.Local.Port()}] {
+			l := listeners[li].Local.Addr()
+			if l == s.Local.Addr() || l.IsUnspecified() {
+				s.Listener = listeners[li].Local
+				used[li] = true
+				if l == s.Local.Addr() {
+					break // an exact address wins over a wildcard
+				}
+			}
+		}
+		if s.Inode == 0 && s.Listener.IsValid() && s.State != sockdiag.TimeWait {
+			s.NotAccepted = true
+		}
+	}
+	for i, l := range listeners {
+		if used[i] {
+			snap.Listeners = append(snap.Listeners, l)
+		}
+	}
+}
+
+// findOwners attributes sockets and listeners to processes and reads the
+// facts of every owner.
+func (snap *Snapshot) findOwners(fs procscan.FS, opt Options) error {
+	start := time.Now()
+	wanted := make(map[uint64]struct{}, len(snap.Sockets)+len(snap.Listeners))
+	uids := map[uint32]bool{}
+	all := make([]*Socket, 0, len(snap.Sockets)+len(snap.Listeners))
+	for i := range snap.Sockets {
+		all = append(all, &snap.Sockets[i])
+	}
+	for i := range snap.Listeners {
+		all = append(all, &snap.Listeners[i])
+	}
+
+	// Reuse the previous snapshot's owners where they still hold the socket.
+	var prev map[uint64][]procscan.Owner
+	if opt.Previous != nil {
+		prev = make(map[uint64][]procscan.Owner, len(opt.Previous.Sockets))
+		for _, s := range opt.Previous.Sockets {
+			if s.Inode != 0 && len(s.Owners) > 0 {
+				prev[s.Inode] = s.Owners
+			}
+		}
+		for _, s := range opt.Previous.Listeners {
+			if s.Inode != 0 && len(s.Owners) > 0 {
+				prev[s.Inode] = s.Owners
+			}
+		}
+	}
+	reused := 0
+	for _, s := range all {
+		if s.Inode == 0 {
+			continue
+		}
+		if owners, ok := prev[s.Inode]; ok && fs.StillOwns(owners[0], s.Inode) {
+			s.Owners = owners
+			reused++
+			continue
+		}
+		wanted[s.Inode] = struct{}{}
+		uids[s.UID] = true
+	}
+	snap.Stats.Reused = reused
+	snap.Stats.Owners = "proc"
+	if reused > 0 {
+		snap.Stats.Owners = "proc+reused"
+	}
+
+	res, err := fs.FindOwners(wanted, procscan.ScanOptions{Workers: opt.Workers, UIDs: uids, Complete: opt.CompleteScan})
+	if err != nil {
+		return fmt.Errorf("find owners: %w", err)
+	}
+	snap.Stats.Scan = *res
+	for _, s := range all {
+		if o, ok := res.Owners[s.Inode]; ok && s.Inode != 0 {
+			s.Owners = o
+		}
+	}
+	// Sockets in an accept queue belong to the listener's owners.
+	lown := make(map[netip.AddrPort][]procscan.Owner, len(snap.Listeners))
+	for _, l := range snap.Listeners {
+		lown[l.Local] = l.Owners
+	}
+	for i := range snap.Sockets {
+		s := &snap.Sockets[i]
+		if s.NotAccepted {
+			for _, o := range lown[s.Listener] {
+				s.Owners = append(s.Owners, procscan.Owner{PID: o.PID, FD: -1})
+			}
+		}
+	}
+	snap.Stats.ScanTime = time.Since(start)
+
+	pids := map[int]bool{}
+	for _, s := range all {
+		for _, o := range s.Owners {
+			pids[o.PID] = true
+		}
+	}
+	for _, pid := range slices.Sorted(maps.Keys(pids)) {
+		p, err := fs.Process(pid)
+		if err != nil {
+			continue // exited since the scan: its sockets are gone with it
+		}
+		snap.Processes[pid] = p
+	}
+	if res.Denied > 0 {
+		snap.Partial = true
+		unowned := 0
+		for _, s := range snap.Sockets {
+			if len(s.Owners) == 0 {
+				unowned++
+			}
+		}
+		if unowned > 0 {
+			snap.Notices = append(snap.Notices, fmt.Sprintf(
+				"%d sockets have no owner shown: %d processes' fd tables could not be read (run as root, or grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)",
+				unowned, res.Denied))
+		}
+	}
+	return nil
+}
