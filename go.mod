@@ -8,4 +8,7 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
-require github.com/cilium/ebpf v0.22.0
+require (
+	github.com/alecthomas/kong v1.17.0 // indirect
+	github.com/cilium/ebpf v0.22.0
+)

@@ -24,8 +24,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -42,7 +44,11 @@ func Main(m *testing.M) {
 	if role := os.Getenv(envRole); role != "" {
 		os.Exit(runChild(role))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if copyPath != "" {
+		os.RemoveAll(filepath.Dir(copyPath))
+	}
+	os.Exit(code)
 }
 
 // Spec describes what a holder process holds.
@@ -113,7 +119,11 @@ func Start(t testing.TB, spec Spec) *Holder {
 		spec.Network = "tcp4"
 	}
 	b, _ := json.Marshal(spec)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	self := os.Args[0]
+	if spec.UID != 0 {
+		self = sharedCopy(t)
+	}
+	cmd := exec.Command(self, "-test.run=^$")
 	cmd.Env = append(os.Environ(), envRole+"=holder", envSpec+"="+string(b))
 	if spec.UID != 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: spec.UID, Gid: spec.GID}}
@@ -294,6 +304,39 @@ func (h *Holder) RemotePorts(mode string) map[uint16]bool {
 		}
 	}
 	return m
+}
+
+var (
+	copyOnce sync.Once
+	copyPath string
+	copyErr  error
+)
+
+// sharedCopy copies the test binary to a directory any user may read and
+// execute, for holders that run as another user (Go's build directory is
+// private to its owner). The copy lives until the test binary exits.
+func sharedCopy(t testing.TB) string {
+	copyOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cwtest-")
+		if err == nil {
+			err = os.Chmod(dir, 0o755)
+		}
+		if err != nil {
+			copyErr = err
+			return
+		}
+		src, err := os.ReadFile(os.Args[0])
+		if err != nil {
+			copyErr = err
+			return
+		}
+		copyPath = filepath.Join(dir, filepath.Base(os.Args[0]))
+		copyErr = os.WriteFile(copyPath, src, 0o755)
+	})
+	if copyErr != nil {
+		t.Fatalf("cwtest: copy test binary for another user: %v", copyErr)
+	}
+	return copyPath
 }
 
 func addrPort(a net.Addr) netip.AddrPort {

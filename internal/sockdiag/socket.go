@@ -151,9 +151,10 @@ type Socket struct {
 
 // Age estimates how long ago the socket received its last ACK, which for an
 // idle CLOSE_WAIT socket is when the peer's FIN arrived. It is an estimate:
-// acknowledged keepalive probes reset it. ok is false without tcp_info.
+// acknowledged keepalive probes reset it. ok is false without tcp_info and
+// for listening sockets, which receive no ACKs of their own.
 func (s *Socket) Age() (age time.Duration, ok bool) {
-	if !s.HasInfo {
+	if !s.HasInfo || s.State == Listen {
 		return 0, false
 	}
 	return time.Duration(s.Info.LastAckRecv) * time.Millisecond, true

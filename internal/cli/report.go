@@ -1,0 +1,45 @@
+package cli
+
+import (
+	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/report"
+	"github.com/closewait/closewait/internal/snapshot"
+)
+
+// ReportCmd is `closewait` / `closewait report`.
+type ReportCmd struct {
+	ThresholdFlags
+	ScanFlags
+	JSON  bool   `help:"Print the JSON contract (version 1) instead of the text report."`
+	PID   []int  `name:"pid" sep:"," placeholder:"PID" help:"Only these processes (their status alone sets the exit code)."`
+	Color string `default:"auto" enum:"auto,always,never" help:"Colour the status words: auto (terminal and no NO_COLOR), always, never."`
+}
+
+// Run takes a snapshot, judges it and prints the report; the exit code is the status.
+func (c *ReportCmd) Run(g *Globals) error {
+	th, err := c.Thresholds()
+	if err != nil {
+		return err
+	}
+	var opt diagnose.Options
+	if len(c.PID) > 0 {
+		opt.PIDs = map[int]bool{}
+		for _, p := range c.PID {
+			opt.PIDs[p] = true
+		}
+	}
+	snap, err := g.take(snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet})
+	if err != nil {
+		return err
+	}
+	r := diagnose.Analyze(snap, th, opt)
+	if c.JSON {
+		err = report.WriteJSON(g.stdout, r)
+	} else {
+		err = report.WriteText(g.stdout, r, report.TextOptions{Width: terminalWidth(g.stdout), Color: useColor(g.stdout, c.Color)})
+	}
+	if err != nil {
+		return err
+	}
+	return exitCode(r.Status.ExitCode())
+}

@@ -1,0 +1,232 @@
+// Package diagnose judges a snapshot: which processes hold CLOSE_WAIT
+// sockets, how bad it is against thresholds, and why (findings with evidence
+// and next steps). It does no I/O of its own beyond what it is handed, so
+// its rules are tested on constructed snapshots as well as live ones.
+package diagnose
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/closewait/closewait/internal/procscan"
+	"github.com/closewait/closewait/internal/snapshot"
+	"github.com/closewait/closewait/internal/sockdiag"
+)
+
+// Status is how bad something is. Its order matters: worse is greater.
+type Status int
+
+// Statuses, in increasing severity.
+const (
+	OK Status = iota
+	Warning
+	Critical
+)
+
+// String returns "ok", "warning" or "critical".
+func (s Status) String() string {
+	switch s {
+	case Warning:
+		return "warning"
+	case Critical:
+		return "critical"
+	}
+	return "ok"
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// ExitCode is the process exit code for a report of this status: 0 ok,
+// 1 warning, 2 critical. (3 means the report could not be made.)
+func (s Status) ExitCode() int { return int(s) }
+
+// Thresholds are the limits a process's CLOSE_WAIT sockets are judged by.
+// A zero value disables that rule.
+type Thresholds struct {
+	CountWarning    int           // more CLOSE_WAIT sockets than this: warning
+	CountCritical   int           // more than this: critical
+	FDShareWarning  float64       // open fds above this share of the soft fd limit, with CLOSE_WAIT: warning
+	FDShareCritical float64       // above this share: critical
+	AgeWarning      time.Duration // oldest CLOSE_WAIT older than this: warning
+	AgeCritical     time.Duration // older than this: critical
+}
+
+// DefaultThresholds are the field-practice defaults: count > 100 warning,
+// > 50% of the fd limit critical, age > 5 min warning, > 30 min critical.
+var DefaultThresholds = Thresholds{
+	CountWarning:    100,
+	FDShareCritical: 0.5,
+	AgeWarning:      5 * time.Minute,
+	AgeCritical:     30 * time.Minute,
+}
+
+// ProcessReport is the judgement of one process holding CLOSE_WAIT sockets.
+type ProcessReport struct {
+	PID     int
+	Process *procscan.Process // nil if the process exited before its facts were read
+	Runtime string            // "java", "node", "python", "go", "ruby", "dotnet" or "other"
+
+	CloseWait   int           // CLOSE_WAIT sockets it holds (shared ones count for each holder)
+	NotAccepted int           // of which waiting in its listeners' accept queues
+	Oldest      time.Duration // oldest CLOSE_WAIT age estimate
+	HasAge      bool          // Oldest is known (tcp_info was available)
+
+	Status   Status
+	Reasons  []string  // the thresholds that were crossed, in words
+	Findings []Finding // why, and what to do
+	Sockets  []*snapshot.Socket
+}
+
+// FDShare returns the process's open fds as a share of its soft limit, or 0.
+func (p *ProcessReport) FDShare() float64 {
+	if p.Process == nil {
+		return 0
+	}
+	return p.Process.FDUsage()
+}
+
+// Report is the judgement of a whole snapshot.
+type Report struct {
+	Snapshot   *snapshot.Snapshot
+	Thresholds Thresholds
+	Status     Status
+	CloseWait  int // CLOSE_WAIT sockets on the host (in the snapshot's namespace)
+	// Processes hold CLOSE_WAIT sockets, worst first.
+	Processes []*ProcessReport
+	// Unattributed are CLOSE_WAIT sockets no visible process holds.
+	Unattributed UnattributedReport
+}
+
+// UnattributedReport judges the CLOSE_WAIT sockets with no owner found.
+type UnattributedReport struct {
+	Count   int
+	Oldest  time.Duration
+	HasAge  bool
+	Status  Status
+	Reasons []string
+}
+
+// Options narrow a report to some processes.
+type Options struct {
+	// PIDs, when set, keeps only these processes (and drops unattributed sockets).
+	PIDs map[int]bool
+}
+
+// Analyze judges a snapshot against thresholds.
+func Analyze(snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
+	r := &Report{Snapshot: snap, Thresholds: th}
+	byPID := map[int]*ProcessReport{}
+	for i := range snap.Sockets {
+		s := &snap.Sockets[i]
+		if s.State != sockdiag.CloseWait {
+			continue
+		}
+		r.CloseWait++
+		age, hasAge := s.Age()
+		if len(s.Owners) == 0 {
+			if opt.PIDs != nil {
+				continue
+			}
+			r.Unattributed.Count++
+			if hasAge {
+				r.Unattributed.HasAge = true
+				r.Unattributed.Oldest = max(r.Unattributed.Oldest, age)
+			}
+			continue
+		}
+		seen := map[int]bool{}
+		for _, o := range s.Owners {
+			if seen[o.PID] || (opt.PIDs != nil && !opt.PIDs[o.PID]) {
+				continue
+			}
+			seen[o.PID] = true
+			p := byPID[o.PID]
+			if p == nil {
+				p = &ProcessReport{PID: o.PID, Process: snap.Processes[o.PID]}
+				p.Runtime = DetectRuntime(p.Process)
+				byPID[o.PID] = p
+			}
+			p.CloseWait++
+			if s.NotAccepted {
+				p.NotAccepted++
+			}
+			if hasAge {
+				p.HasAge = true
+				p.Oldest = max(p.Oldest, age)
+			}
+			p.Sockets = append(p.Sockets, s)
+		}
+	}
+	for _, p := range byPID {
+		share := p.FDShare()
+		p.Status, p.Reasons = th.judge(p.CloseWait, share, p.Oldest, p.HasAge)
+		p.Findings = Findings(p, snap)
+		r.Processes = append(r.Processes, p)
+		r.Status = max(r.Status, p.Status)
+	}
+	u := &r.Unattributed
+	u.Status, u.Reasons = th.judge(u.Count, 0, u.Oldest, u.HasAge)
+	r.Status = max(r.Status, u.Status)
+	slices.SortFunc(r.Processes, func(a, b *ProcessReport) int {
+		return cmp.Or(
+			cmp.Compare(b.Status, a.Status),
+			cmp.Compare(b.FDShare(), a.FDShare()),
+			cmp.Compare(b.CloseWait, a.CloseWait),
+			cmp.Compare(b.Oldest, a.Oldest),
+			cmp.Compare(a.PID, b.PID),
+		)
+	})
+	return r
+}
+
+// judge applies the thresholds to one holder's numbers.
+func (th Thresholds) judge(count int, fdShare float64, oldest time.Duration, hasAge bool) (Status, []string) {
+	st := OK
+	var why []string
+	raise := func(s Status, format string, args ...any) {
+		st = max(st, s)
+		why = append(why, s.String()+": "+fmt.Sprintf(format, args...))
+	}
+	if count == 0 {
+		return OK, nil
+	}
+	switch {
+	case th.CountCritical > 0 && count > th.CountCritical:
+		raise(Critical, "%d CLOSE_WAIT sockets > %d", count, th.CountCritical)
+	case th.CountWarning > 0 && count > th.CountWarning:
+		raise(Warning, "%d CLOSE_WAIT sockets > %d", count, th.CountWarning)
+	}
+	switch {
+	case th.FDShareCritical > 0 && fdShare > th.FDShareCritical:
+		raise(Critical, "fds at %.0f%% of the limit > %.0f%%", fdShare*100, th.FDShareCritical*100)
+	case th.FDShareWarning > 0 && fdShare > th.FDShareWarning:
+		raise(Warning, "fds at %.0f%% of the limit > %.0f%%", fdShare*100, th.FDShareWarning*100)
+	}
+	if hasAge {
+		switch {
+		case th.AgeCritical > 0 && oldest > th.AgeCritical:
+			raise(Critical, "oldest CLOSE_WAIT %s > %s", FormatAge(oldest), FormatAge(th.AgeCritical))
+		case th.AgeWarning > 0 && oldest > th.AgeWarning:
+			raise(Warning, "oldest CLOSE_WAIT %s > %s", FormatAge(oldest), FormatAge(th.AgeWarning))
+		}
+	}
+	return st, why
+}
+
+// FormatAge prints a duration the way an operator reads it: 850ms, 42s, 7m05s, 3h12m, 2d04h.
+func FormatAge(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+}

@@ -1,0 +1,163 @@
+package report
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/sockdiag"
+)
+
+// TextOptions shape the human report.
+type TextOptions struct {
+	Width int  // truncate command lines to fit this many columns; 0: never truncate
+	Color bool // ANSI colour for status words
+}
+
+// WriteText writes the one-shot report: summary of all TCP states, then the
+// processes holding CLOSE_WAIT sockets, worst first, with their findings.
+func WriteText(w io.Writer, r *diagnose.Report, opt TextOptions) error {
+	bw := bufio.NewWriter(w)
+	snap := r.Snapshot
+	fmt.Fprintf(bw, "closewait · %s · %s · %s\n", snap.Host, snap.Time.UTC().Format("2006-01-02 15:04:05 UTC"), statusWord(r.Status, opt.Color, true))
+	total := 0
+	for _, n := range snap.States {
+		total += n
+	}
+	var parts []string
+	for _, st := range sockdiag.States() {
+		if n := snap.States[st]; n > 0 || st == sockdiag.CloseWait {
+			parts = append(parts, fmt.Sprintf("%s %s", st, Thousands(n)))
+		}
+	}
+	fmt.Fprintf(bw, "TCP sockets %s: %s\n", Thousands(total), strings.Join(parts, " · "))
+
+	if len(r.Processes) == 0 && r.Unattributed.Count == 0 {
+		fmt.Fprintln(bw, "\nNo process holds a CLOSE_WAIT socket.")
+	}
+	if len(r.Processes) > 0 {
+		fmt.Fprintln(bw)
+		pw, uw := 5, 4
+		for _, p := range r.Processes {
+			pw = max(pw, len(strconv.Itoa(p.PID)))
+			if p.Process != nil {
+				uw = max(uw, len(p.Process.User))
+			}
+		}
+		head := fmt.Sprintf("%-8s  %*s  %-*s  %6s  %-19s  %7s  ", "STATUS", pw, "PID", uw, "USER", "CW", "FDS/LIMIT", "OLDEST~")
+		fmt.Fprintf(bw, "%sCOMMAND\n", head)
+		for _, p := range r.Processes {
+			user, fds, cmd := "?", "?", fmt.Sprintf("[pid %d exited]", p.PID)
+			if pr := p.Process; pr != nil {
+				user, fds, cmd = pr.User, fdText(pr.OpenFDs, pr.FDSoft), pr.Cmdline
+				if cmd == "" {
+					cmd = "[" + pr.Comm + "]"
+				}
+			}
+			age := "-"
+			if p.HasAge {
+				age = diagnose.FormatAge(p.Oldest)
+			}
+			if opt.Width > 0 {
+				cmd = truncate(cmd, opt.Width-len(head))
+			}
+			fmt.Fprintf(bw, "%s  %*d  %-*s  %6d  %-19s  %7s  %s\n", statusPad(p.Status, opt.Color), pw, p.PID, uw, user, p.CloseWait, fds, age, cmd)
+			for _, why := range p.Reasons {
+				fmt.Fprintf(bw, "    ! %s\n", why)
+			}
+			if p.NotAccepted > 0 {
+				fmt.Fprintf(bw, "    ! %d waiting in its accept queue (never accepted)\n", p.NotAccepted)
+			}
+			for _, f := range p.Findings {
+				fmt.Fprintf(bw, "    ✗ %s\n", FindingLine(f))
+			}
+		}
+	}
+	if u := r.Unattributed; u.Count > 0 {
+		age := ""
+		if u.HasAge {
+			age = ", oldest " + diagnose.FormatAge(u.Oldest)
+		}
+		fmt.Fprintf(bw, "\n%s  %d CLOSE_WAIT sockets with no owner found%s\n", statusPad(u.Status, opt.Color), u.Count, age)
+	}
+	fmt.Fprintf(bw, "\n%d CLOSE_WAIT in %d processes. Ages (~) are estimates from tcp_info. Exit status %d (%s).\n",
+		r.CloseWait, len(r.Processes), r.Status.ExitCode(), r.Status)
+	if len(r.Processes) > 0 {
+		fmt.Fprintf(bw, "More: closewait explain %d · closewait sockets --pid %d · closewait watch\n", r.Processes[0].PID, r.Processes[0].PID)
+	}
+	return bw.Flush()
+}
+
+// FindingLine is a finding in one line: cause, where, how many, the first piece of evidence.
+func FindingLine(f diagnose.Finding) string {
+	where := f.Direction
+	switch {
+	case f.Remote != "":
+		where += " to " + f.Remote
+	case f.LocalPort != 0:
+		where += " on port " + strconv.Itoa(int(f.LocalPort))
+	}
+	s := fmt.Sprintf("%s (%s): %d sockets, oldest %s", f.Cause, where, f.Count, diagnose.FormatAge(time.Duration(f.Oldest*float64(time.Second))))
+	if len(f.Evidence) > 0 {
+		s += ". " + f.Evidence[0]
+	}
+	return s
+}
+
+func fdText(open int, soft uint64) string {
+	switch soft {
+	case 0:
+		return fmt.Sprintf("%d/?", open)
+	case ^uint64(0):
+		return fmt.Sprintf("%d/unlimited", open)
+	}
+	return fmt.Sprintf("%d/%d %d%%", open, soft, int(float64(open)*100/float64(soft)+0.5))
+}
+
+func statusWord(s diagnose.Status, color, upper bool) string {
+	w := s.String()
+	if upper {
+		w = strings.ToUpper(w)
+	}
+	if !color {
+		return w
+	}
+	switch s {
+	case diagnose.Critical:
+		return "\x1b[1;31m" + w + "\x1b[0m"
+	case diagnose.Warning:
+		return "\x1b[33m" + w + "\x1b[0m"
+	}
+	return w
+}
+
+func statusPad(s diagnose.Status, color bool) string {
+	return statusWord(s, color, false) + strings.Repeat(" ", 8-len(s.String()))
+}
+
+func truncate(s string, n int) string {
+	if n < 10 {
+		n = 10
+	}
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
+// Thousands formats n with thousands separators: 1,284.
+func Thousands(n int) string {
+	s := strconv.Itoa(n)
+	if n < 0 {
+		return "-" + Thousands(-n)
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
