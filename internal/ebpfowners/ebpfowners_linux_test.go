@@ -19,7 +19,12 @@ import (
 	gocmp "github.com/google/go-cmp/cmp"
 )
 
-func TestMain(m *testing.M) { cwtest.Main(m) }
+func TestMain(m *testing.M) {
+	if n := os.Getenv(envHold); n != "" {
+		os.Exit(holdSockets(n))
+	}
+	cwtest.Main(m)
+}
 
 // owner is one (pid, fd, inode) triple.
 type owner struct {
