@@ -19,13 +19,24 @@ const envHold = "EBPFOWNERS_BENCH_HOLD"
 // usual 20,000 RLIMIT_NOFILE hard limit (raising it needs CAP_SYS_RESOURCE).
 const perHolder = 18_000
 
-// holdSockets is the helper process: it opens n/2 socketpairs, says READY
-// and holds them until its stdin closes.
+// holdSockets is the helper process: it opens n/2 socketpairs (or, for a
+// negative n, -n dups of stdin), says READY and holds them until its stdin
+// closes.
 func holdSockets(arg string) int {
 	n, err := strconv.Atoi(arg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
+	}
+	if n < 0 {
+		// -n: n fds that are not sockets (dups of one), objects the
+		// iterator visits and skips.
+		for i := 0; i < -n; i++ {
+			if _, err := unix.Dup(0); err != nil {
+				fmt.Fprintf(os.Stderr, "dup %d: %v\n", i, err)
+				return 1
+			}
+		}
 	}
 	for i := 0; i < n/2; i++ {
 		if _, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0); err != nil {
@@ -40,13 +51,21 @@ func holdSockets(arg string) int {
 
 // extraSockets starts helper processes holding n more socket fds in total,
 // so that the benchmarks also run at a scale beyond the host's own.
-func extraSockets(b *testing.B, n int) {
+func extraSockets(b testing.TB, n int) { extraFDs(b, n, true) }
+
+// extraFDs starts helper processes holding n more fds in total, sockets or
+// not.
+func extraFDs(b testing.TB, n int, sockets bool) {
 	b.Helper()
 	for n > 0 {
 		k := min(n, perHolder)
 		n -= k
+		arg := k
+		if !sockets {
+			arg = -k
+		}
 		cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
-		cmd.Env = append(os.Environ(), envHold+"="+strconv.Itoa(k))
+		cmd.Env = append(os.Environ(), envHold+"="+strconv.Itoa(arg))
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {

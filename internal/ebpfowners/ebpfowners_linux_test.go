@@ -401,3 +401,40 @@ func TestWantedUpdates(t *testing.T) {
 		}
 	}
 }
+
+// TestManyObjects runs a pass over more than a million fds that are not
+// sockets: the kernel then returns EAGAIN from a read that visited
+// MAX_ITER_OBJECTS objects without output, and the pass must go on and still
+// find our sockets.
+func TestManyObjects(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts helper processes holding 1.1M fds")
+	}
+	it := loadOrSkip(t, loadOptions{})
+	extraFDs(t, 1_100_000, false)
+	fx := startFixture(t)
+	want := procOwners(t, fx.pids)
+	got, _ := collect(t, fx.pids, it.Each)
+	if diff := gocmp.Diff(want, got); diff != "" {
+		t.Fatalf("Each (-want +got):\n%s", diff)
+	}
+	// A socket of the holder, started after the helpers: the first read
+	// visits their 1.1M fds with nothing to emit.
+	var wantOwners []owner
+	for _, o := range want {
+		if o.PID == fx.holder.PID {
+			wantOwners = append(wantOwners, o)
+			break
+		}
+	}
+	for _, o := range want {
+		if o.PID == fx.holder.SharerPID && o.Inode == wantOwners[0].Inode {
+			wantOwners = append(wantOwners, o)
+		}
+	}
+	wanted := map[uint64]struct{}{wantOwners[0].Inode: {}}
+	got, _ = collect(t, fx.pids, func(fn func(pid, fd int, ino uint64)) error { return it.EachWanted(wanted, fn) })
+	if diff := gocmp.Diff(sortOwners(wantOwners), got); diff != "" {
+		t.Fatalf("EachWanted (-want +got):\n%s", diff)
+	}
+}

@@ -292,6 +292,14 @@ func read(l *link.Iter, fn func(pid, fd int, inode uint64)) error {
 			}
 			return nil
 		}
+		if errors.Is(err, unix.EAGAIN) {
+			// The kernel visited MAX_ITER_OBJECTS (1M) fds in this read
+			// without output; the position is kept, read on.
+			continue
+		}
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("ebpfowners: read iterator: %w", err)
 		}
