@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# compare.sh: build a busy host on loopback (bench/cwhost) at each size and
+# time closewait beside ss, lsof and netstat in one run. Prints a markdown
+# table per size (median wall seconds, peak RSS) and closewait's ratios.
+#
+#   bench/compare.sh                    # sizes 10000 100000 300000
+#   bench/compare.sh 10000 100000       # or SIZES="10000 100000" bench/compare.sh
+#
+# Environment (defaults in brackets):
+#   RUNS [3]            timed runs per command; the median is reported
+#   CMD_TIMEOUT [180]   seconds before a single run is killed (reported as timeout)
+#   SLOW [60]           a command whose first run takes longer is not repeated,
+#                       and is skipped at the larger sizes
+#   SETUP_TIMEOUT [1200] seconds cwhost may take to build the host
+#   CWHOST_FLAGS []     extra cwhost flags, e.g. "-linger2 2" (shorter FIN-WAIT-2 drain)
+#   CLOSEWAIT [/tmp/closewait]  where `go build ./cmd/closewait` puts the binary
+#   CLOSEWAIT_BIN []    use this prebuilt closewait instead of building
+#   RESULTS []          also append the tables to this file
+# Needs root (ss -p, lsof and netstat -p see other processes' fds only as root).
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 3
+SIZES=${*:-${SIZES:-10000 100000 300000}}
+RUNS=${RUNS:-3}
+CMD_TIMEOUT=${CMD_TIMEOUT:-180}
+SLOW=${SLOW:-60}
+SETUP_TIMEOUT=${SETUP_TIMEOUT:-1200}
+CWHOST_FLAGS=${CWHOST_FLAGS:-}
+CLOSEWAIT=${CLOSEWAIT:-/tmp/closewait}
+RESULTS=${RESULTS:-}
+
+log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+out() { printf '%s\n' "$*"; [[ -n $RESULTS ]] && printf '%s\n' "$*" >>"$RESULTS"; return 0; }
+
+WORK=$(mktemp -d /tmp/cwbench.XXXXXX) || exit 3
+HOST_PID=""
+HOLDERS=""
+
+# --- tools -------------------------------------------------------------------
+need_pkg() { # binary debian-package
+	command -v "$1" >/dev/null 2>&1 && return 0
+	log "installing $2 for $1"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1 ||
+		{ apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1; } ||
+		log "could not install $2"
+}
+[[ -x /usr/bin/time ]] || need_pkg /usr/bin/time time
+need_pkg ss iproute2
+need_pkg lsof lsof
+need_pkg netstat net-tools
+[[ -x /usr/bin/time ]] || { log "GNU time (/usr/bin/time) is required"; exit 3; }
+
+log "building cwhost"
+go build -o "$WORK/cwhost" ./bench/cwhost || { log "cwhost build failed"; exit 3; }
+
+CW=""
+if [[ -n ${CLOSEWAIT_BIN:-} ]]; then
+	CW=$CLOSEWAIT_BIN
+elif ! ls cmd/closewait/*.go >/dev/null 2>&1; then
+	log "closewait: ./cmd/closewait does not exist yet; measuring ss, lsof and netstat only"
+elif go build -o "$CLOSEWAIT" ./cmd/closewait 2>"$WORK/closewait-build.log"; then
+	CW=$CLOSEWAIT
+else
+	log "closewait: go build ./cmd/closewait failed; measuring ss, lsof and netstat only:"
+	tail -n 20 "$WORK/closewait-build.log" >&2
+fi
+OWNERS_EBPF=""
+if [[ -n $CW ]] && "$CW" sockets --help 2>&1 | grep -q -- '--owners'; then
+	OWNERS_EBPF=1
+fi
+
+# name|shell command (stdout goes to /dev/null when timed)
+CMDS=(
+	"ss -Htan state close-wait"
+	"ss -Htani state close-wait"
+	"ss -Htanp state close-wait"
+	"lsof -nP -iTCP -sTCP:CLOSE_WAIT"
+	"netstat -antp | grep CLOSE_WAIT"
+)
+if [[ -n $CW ]]; then
+	CMDS+=("closewait sockets --json" "closewait --json")
+	[[ -n $OWNERS_EBPF ]] && CMDS+=("closewait sockets --json --owners ebpf")
+fi
+# The shell command for a display name: closewait is the built binary.
+shcmd() { local c=$1; [[ $c == closewait* ]] && c="$CW${c#closewait}"; printf '%s' "$c"; }
+
+# --- cwhost lifecycle ---------------------------------------------------------
+stop_host() {
+	[[ -n $HOST_PID ]] || return 0
+	exec 3>&- # stdin EOF: cwhost kills its children and exits
+	kill -TERM "$HOST_PID" 2>/dev/null
+	local i
+	for ((i = 0; i < 300; i++)); do
+		kill -0 "$HOST_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$HOST_PID" 2>/dev/null; then
+		log "cwhost $HOST_PID did not stop; SIGKILL"
+		kill -KILL "$HOST_PID" 2>/dev/null
+	fi
+	wait "$HOST_PID" 2>/dev/null
+	# Children die with cwhost (Pdeathsig); verify, by pid.
+	sleep 0.5
+	local left=()
+	for p in $HOLDERS; do kill -0 "$p" 2>/dev/null && left+=("$p"); done
+	while read -r p _; do left+=("$p"); done < <(ps -eo pid=,args= | grep -F "$WORK/cwhost" | grep -v grep)
+	if ((${#left[@]})); then
+		log "cwhost children still running: ${left[*]}; killing them by pid"
+		kill -KILL "${left[@]}" 2>/dev/null
+	else
+		log "cwhost stopped; no holder or child processes remain"
+	fi
+	HOST_PID=""
+	HOLDERS=""
+}
+cleanup() {
+	stop_host
+	rm -f "$WORK/host.in"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start_host() { # size -> sets HOST_PID, HOLDERS, SETUP_S
+	local n=$1 hl="$WORK/host-$n.log" t0=$EPOCHREALTIME
+	rm -f "$WORK/host.in"
+	mkfifo "$WORK/host.in"
+	# shellcheck disable=SC2086
+	"$WORK/cwhost" -closewait "$n" -timeout "${SETUP_TIMEOUT}s" $CWHOST_FLAGS <"$WORK/host.in" >"$hl" 2>&1 &
+	HOST_PID=$!
+	exec 3>"$WORK/host.in" # held open: cwhost runs until we close it
+	log "cwhost pid $HOST_PID building $n CLOSE_WAIT (log $hl)"
+	local shown=0 deadline=$((SECONDS + SETUP_TIMEOUT + 30))
+	while :; do
+		if grep -q '^READY' "$hl"; then break; fi
+		if ! kill -0 "$HOST_PID" 2>/dev/null || grep -q '^FAILED' "$hl" || ((SECONDS > deadline)); then
+			log "cwhost failed at $n:"
+			tail -n 20 "$hl" >&2
+			stop_host
+			return 1
+		fi
+		local lines
+		lines=$(wc -l <"$hl")
+		if ((lines > shown)); then
+			sed -n "$((shown + 1)),${lines}p" "$hl" | sed 's/^/  cwhost /' >&2
+			shown=$lines
+		fi
+		sleep 1
+	done
+	sed -n "$((shown + 1)),\$p" "$hl" | sed 's/^/  cwhost /' >&2
+	HOLDERS=$(sed -n 's/^HOLDERS //p' "$hl")
+	SETUP_S=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}')
+}
+
+# --- timing -------------------------------------------------------------------
+# measure CMD -> "seconds rss_kb exit"
+measure() {
+	local tf="$WORK/time.out" t0 t1 rc
+	t0=$EPOCHREALTIME
+	/usr/bin/time -f '%e %M' -o "$tf" timeout "$CMD_TIMEOUT" sh -c "$1 >/dev/null 2>>$WORK/stderr.log"
+	rc=$?
+	t1=$EPOCHREALTIME
+	awk -v a="$t0" -v b="$t1" -v rc="$rc" 'END{printf "%.3f %s %s\n", b-a, $2, rc}' "$tf"
+}
+median() { sort -g | awk '{v[NR]=$1} END{if (NR) print v[int((NR+1)/2)]}'; }
+
+declare -A SKIP # commands too slow at a smaller size
+
+run_size() {
+	local n=$1
+	start_host "$n" || { out ""; out "### $n CLOSE_WAIT: cwhost setup failed (see $WORK/host-$n.log)"; return 1; }
+	local sockstat
+	sockstat=$(grep '^TCP:' /proc/net/sockstat)
+	declare -A MED RSS RC NRUN
+	local name
+	for name in "${CMDS[@]}"; do
+		if [[ -n ${SKIP[$name]:-} ]]; then
+			log "skip: $name (${SKIP[$name]})"
+			continue
+		fi
+		local times=() rss=0 rc=0 i r s m c
+		for ((i = 1; i <= RUNS; i++)); do
+			read -r s m c < <(measure "$(shcmd "$name")")
+			times+=("$s")
+			((${m:-0} > rss)) && rss=$m
+			((${c:-0} != 0)) && rc=$c
+			log "$n: $name: ${s}s ${m}KB exit $c"
+			if ((c == 124)); then break; fi
+			if awk -v s="$s" -v l="$SLOW" 'BEGIN{exit !(s > l)}'; then
+				SKIP[$name]="took ${s}s at $n"
+				break
+			fi
+		done
+		MED[$name]=$(printf '%s\n' "${times[@]}" | median)
+		RSS[$name]=$rss
+		RC[$name]=$rc
+		NRUN[$name]=${#times[@]}
+		((rc == 124)) && SKIP[$name]="timed out after ${CMD_TIMEOUT}s at $n"
+	done
+
+	# Sanity: counts (untimed runs).
+	local sscount cwsock="" cwrep="" cwebpf=""
+	sscount=$(ss -Htan state close-wait | wc -l)
+	if [[ -n $CW ]]; then
+		timeout "$CMD_TIMEOUT" "$CW" sockets --json >"$WORK/sockets.json" 2>>"$WORK/stderr.log"
+		cwsock=$("$WORK/cwhost" jsoncount "$WORK/sockets.json" 2>&1)
+		timeout "$CMD_TIMEOUT" "$CW" --json >"$WORK/report.json" 2>>"$WORK/stderr.log"
+		cwrep=$("$WORK/cwhost" jsoncount "$WORK/report.json" 2>&1)
+		if [[ -n $OWNERS_EBPF ]]; then
+			timeout "$CMD_TIMEOUT" "$CW" sockets --json --owners ebpf >"$WORK/sockets-ebpf.json" 2>>"$WORK/stderr.log"
+			cwebpf=$("$WORK/cwhost" jsoncount "$WORK/sockets-ebpf.json" 2>&1)
+		fi
+	fi
+	stop_host
+
+	out ""
+	out "### $n CLOSE_WAIT sockets"
+	out ""
+	out "Fixture: $(sed -n 's/^\[[^]]*\] building //p' "$WORK/host-$n.log" | head -n 1)."
+	out ""
+	out "Host: $(uname -r), $(nproc) CPUs; cwhost setup ${SETUP_S}s; $sockstat; $RUNS runs per command (median), peak RSS = max over runs."
+	out ""
+	out "| command | median s | runs | peak RSS MB | exit |"
+	out "|---|---:|---:|---:|---:|"
+	for name in "${CMDS[@]}"; do
+		local shown=$name
+		[[ $name == closewait* ]] && shown="$name > /dev/null"
+		if [[ -z ${MED[$name]:-} ]]; then
+			out "| \`$shown\` | skipped (${SKIP[$name]:-}) | 0 | | |"
+			continue
+		fi
+		local med=${MED[$name]} note=""
+		((RC[$name] == 124)) && med="> $CMD_TIMEOUT (timeout)"
+		out "| \`$shown\` | $med | ${NRUN[$name]} | $(awk -v k="${RSS[$name]}" 'BEGIN{printf "%.1f", k/1024}') | ${RC[$name]} |"
+	done
+	local cwname
+	for cwname in "closewait sockets --json" "closewait --json" "closewait sockets --json --owners ebpf"; do
+		[[ -n ${MED[$cwname]:-} ]] || continue
+		out ""
+		out "\`$cwname\`: $(ratio "$cwname" "ss -Htan state close-wait") x bare \`ss -Htan\` (target <= 1.5), $(ratio "$cwname" "ss -Htanp state close-wait") x \`ss -Htanp\` (target <= 0.1), $(ratio "$cwname" "lsof -nP -iTCP -sTCP:CLOSE_WAIT") x lsof (target <= 0.2), peak RSS $(awk -v k="${RSS[$cwname]}" 'BEGIN{printf "%.1f", k/1024}') MB (target < 100)."
+	done
+	out ""
+	out "Sanity: \`ss -Htan state close-wait\` counts $sscount (the fixture's $n plus the host's others)."
+	if [[ -n $CW ]]; then
+		out "closewait sockets --json: $cwsock $(agree "$cwsock" "$sscount")"
+		out "closewait --json: $cwrep $(agree "$cwrep" "$sscount")"
+		[[ -n $cwebpf ]] && out "closewait sockets --json --owners ebpf: $cwebpf $(agree "$cwebpf" "$sscount")"
+	else
+		out "closewait: not built, no closewait rows."
+	fi
+	return 0
+}
+
+# ratio A B -> A's median / B's median
+ratio() {
+	local a=${MED[$1]:-} b=${MED[$2]:-}
+	[[ -n $a && -n $b && ${RC[$2]:-0} != 124 ]] || { printf 'n/a'; return; }
+	awk -v a="$a" -v b="$b" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else printf "n/a" }'
+}
+# agree "key=N ..." SS_COUNT -> OK / MISMATCH (within 0.5% or 10 sockets)
+agree() {
+	local got
+	got=$(printf '%s' "$1" | grep -oE '^(sockets|close_wait)=[0-9]+' | cut -d= -f2)
+	[[ -n $got ]] || { printf '(could not read a count)'; return; }
+	awk -v g="$got" -v s="$2" 'BEGIN{d=g-s; if (d<0) d=-d; tol=s*0.005; if (tol<10) tol=10;
+		if (d<=tol) printf "(OK: ss counts %d)", s; else printf "(MISMATCH: ss counts %d)", s}'
+}
+
+out "## closewait benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+[[ -z $CW ]] && out "" && out "closewait was not built (see above): ss/lsof/netstat rows only."
+status=0
+for n in $SIZES; do
+	log "=== size $n"
+	run_size "$n" || status=1
+done
+log "work dir: $WORK"
+exit $status
