@@ -140,7 +140,7 @@ func (fs FS) procfs() (procfs.FS, error) {
 func (fs FS) fdCount(pid int) (int, error) {
 	path := fs.pidPath(pid, "fd")
 	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err == nil && st.Size > 0 && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+	if err := unix.Stat(path, &st); fs.isProc && err == nil && st.Size > 0 {
 		return int(st.Size), nil
 	}
 	d, err := os.Open(path)

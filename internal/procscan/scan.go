@@ -17,7 +17,8 @@ import (
 
 // FS reads a procfs tree.
 type FS struct {
-	root string
+	root   string
+	isProc bool // root is a real procfs mount (stat sizes of fd dirs are fd counts)
 }
 
 // DefaultRoot is where procfs is mounted.
@@ -28,7 +29,9 @@ func NewFS(root string) FS {
 	if root == "" {
 		root = DefaultRoot
 	}
-	return FS{root: root}
+	var st unix.Statfs_t
+	isProc := unix.Statfs(root, &st) == nil && st.Type == unix.PROC_SUPER_MAGIC
+	return FS{root: root, isProc: isProc}
 }
 
 // Root returns the procfs mount point.
@@ -192,7 +195,11 @@ func (fs FS) listProcs(only map[int]bool) ([]procEntry, error) {
 			}
 			// Not even stat-able: keep it, the read will count it.
 		}
-		procs = append(procs, procEntry{pid: pid, ppid: -1, uid: st.Uid, fds: st.Size})
+		fds := st.Size
+		if !fs.isProc {
+			fds = 0
+		}
+		procs = append(procs, procEntry{pid: pid, ppid: -1, uid: st.Uid, fds: fds})
 	}
 	return procs, nil
 }
