@@ -76,8 +76,9 @@ func (fs FS) Process(pid int) (*Process, error) {
 		p.PPID = st.PPID
 		p.Comm = st.Comm
 		p.Threads = st.NumThreads
-		if t, err := st.StartTime(); err == nil {
-			p.StartTime = time.Unix(0, int64(t*float64(time.Second)))
+		if bt, err := fs.bootTime(pfs); err == nil {
+			const userHZ = 100 // sysconf(_SC_CLK_TCK) on every Linux architecture Go supports
+			p.StartTime = time.Unix(int64(bt), 0).Add(time.Duration(st.Starttime) * time.Second / userHZ)
 		}
 	}
 	if c, err := pp.Comm(); err == nil {
@@ -119,7 +120,23 @@ func (fs FS) Process(pid int) (*Process, error) {
 var (
 	procfsMu    sync.Mutex
 	procfsCache = map[string]procfs.FS{}
+	bootCache   = map[string]uint64{}
 )
+
+// bootTime returns the boot time from /proc/stat, read once per root.
+func (fs FS) bootTime(pfs procfs.FS) (uint64, error) {
+	procfsMu.Lock()
+	defer procfsMu.Unlock()
+	if bt, ok := bootCache[fs.root]; ok {
+		return bt, nil
+	}
+	st, err := pfs.Stat()
+	if err != nil {
+		return 0, err
+	}
+	bootCache[fs.root] = st.BootTime
+	return st.BootTime, nil
+}
 
 func (fs FS) procfs() (procfs.FS, error) {
 	procfsMu.Lock()

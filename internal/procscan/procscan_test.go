@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -76,6 +77,9 @@ func TestProcessFixture(t *testing.T) {
 	got.StartTime, got.User, got.Exe, got.Missing = want.StartTime, "", "", nil
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("process 100 (-want +got):\n%s", diff)
+	}
+	if want := time.Unix(1764000000+123, 450e6); !p.StartTime.Equal(want) {
+		t.Errorf("start time %v, want btime + 12345 ticks = %v", p.StartTime, want)
 	}
 	if u := p.FDUsage(); u < 0.0058 || u > 0.0059 {
 		t.Errorf("fd usage %v, want 6/1024", u)
