@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"syscall"
 	"time"
 )
@@ -25,7 +26,11 @@ func (c *conn) Read(b []byte) (int, error) {
 			pcs := r.t.capture(1)
 			r.firstRead.CompareAndSwap(nil, &pcs)
 		}
-		if err != nil {
+		// Every error is recorded except repeated deadline timeouts:
+		// net/http's server aborts its background read with a past
+		// deadline on every request, and a timeout is not the peer
+		// closing.
+		if err != nil && (r.readErr.Load() == nil || !errors.Is(err, os.ErrDeadlineExceeded)) {
 			pcs := r.t.capture(1)
 			r.readErr.Store(&pcs)
 		}

@@ -220,10 +220,17 @@ func (t *Tracker) snapshot() []*record {
 }
 
 // capture records the caller's stack, skipping skip frames above the
-// caller of capture.
+// caller of capture. Where frame pointers can be followed (amd64) skip is
+// ignored: the extra frames belong to this package and are dropped when
+// the stack is symbolized.
 func (t *Tracker) capture(skip int) []uintptr {
 	var buf [maxStackDepth]uintptr
-	n := runtime.Callers(skip+2, buf[:t.depth])
+	var n int
+	if haveFP {
+		n = fpCallers(buf[:t.depth])
+	} else {
+		n = runtime.Callers(skip+2, buf[:t.depth])
+	}
 	pcs := make([]uintptr, n)
 	copy(pcs, buf[:n])
 	return pcs

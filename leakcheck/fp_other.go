@@ -1,0 +1,7 @@
+//go:build !amd64
+
+package leakcheck
+
+const haveFP = false
+
+func fpCallers([]uintptr) int { panic("unreachable") }
