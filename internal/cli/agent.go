@@ -1,11 +1,103 @@
 package cli
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
 
-// AgentCmd is `closewait agent`. Not built yet: see issue 6.
-type AgentCmd struct{}
+	"github.com/closewait/closewait/internal/agent"
+)
 
-// Run reports that the command is not built yet.
+// DefaultAgentListen is the agent's default address. Port 10717: the
+// Prometheus exporter range 9100-9999 is fully allocated, so the port sits
+// above it, clear of the Kubernetes node ports 10248-10260.
+const DefaultAgentListen = "127.0.0.1:10717"
+
+// AgentCmd is `closewait agent`.
+type AgentCmd struct {
+	ThresholdFlags
+	ScanFlags
+	Listen    string        `default:"127.0.0.1:10717" placeholder:"ADDR" help:"Address to serve on (host:port; port 0 picks a free one). Binds localhost unless told otherwise."`
+	Interval  time.Duration `default:"15s" help:"Time between scans (at least 1s)."`
+	Top       int           `default:"20" help:"Processes with the most CLOSE_WAIT sockets that get their own metric series; the rest are summed under comm=\"other\" (1..1000)."`
+	Retention time.Duration `default:"1h" help:"How long the in-memory history (dashboard charts, /api/v1/history) keeps points."`
+}
+
+// Run serves until SIGTERM or SIGINT, then shuts the server down cleanly.
 func (c *AgentCmd) Run(g *Globals) error {
-	return errors.New("agent: not built yet (issue 6)")
+	th, err := c.Thresholds()
+	if err != nil {
+		return err
+	}
+	switch {
+	case c.Interval < time.Second:
+		return fmt.Errorf("--interval must be at least 1s, got %v", c.Interval)
+	case c.Top < 1 || c.Top > 1000:
+		return fmt.Errorf("--top must be between 1 and 1000, got %d", c.Top)
+	case c.Retention < c.Interval || c.Retention > 31*24*time.Hour:
+		return fmt.Errorf("--retention must be between --interval and 744h, got %v", c.Retention)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:10717 (%v)", c.Listen, err)
+	}
+	return c.serve(g, agent.Options{
+		ProcRoot: g.ProcRoot, Interval: c.Interval, Thresholds: th, TopN: c.Top,
+		Retention: c.Retention, CompleteScan: c.FullScan, ForceProcNet: c.ProcNet,
+		Version: Version,
+	})
+}
+
+// agentShutdownTimeout bounds how long in-flight requests may take after SIGTERM.
+const agentShutdownTimeout = 5 * time.Second
+
+func (c *AgentCmd) serve(g *Globals, opt agent.Options) error {
+	opt.Logger = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	a, err := agent.New(opt)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Listen, err)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	if !addr.IP.IsLoopback() {
+		fmt.Fprintf(g.stderr, "closewait: note: serving on %s, reachable from other hosts; the agent is read-only but shows process command lines\n", addr)
+	}
+	fmt.Fprintf(g.stdout, "closewait agent: listening on http://%s/ (metrics /metrics, API /api/v1/snapshot, dashboard /)\n", addr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	srv := agent.NewServer(a.Handler())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	scanned := make(chan error, 1)
+	go func() { scanned <- a.Run(ctx) }()
+
+	select {
+	case err = <-served: // the listener failed
+		stop()
+		<-scanned
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	stop()
+	sctx, cancel := context.WithTimeout(context.Background(), agentShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	<-scanned
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	fmt.Fprintln(g.stdout, "closewait agent: stopped")
+	return nil
 }

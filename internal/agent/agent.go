@@ -1,0 +1,205 @@
+// Package agent is closewait's long-running server: it takes an incremental
+// snapshot every interval, judges it, keeps a bounded history, and serves
+// Prometheus metrics, a JSON API and an embedded web dashboard over HTTP.
+//
+// # What it reads and what it never does
+//
+// The agent only reads: the kernel's socket table (netlink sock_diag, no
+// capability needed) and /proc (CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH to
+// see other users' fd tables and thus the owners of their sockets). It never
+// destroys sockets or changes any other state, and its HTTP surface answers
+// GET and HEAD only.
+//
+// # Concurrency
+//
+// One goroutine (Run) scans; each scan publishes an immutable state (the
+// report, its duration and error) through an atomic pointer. HTTP handlers
+// and the Prometheus collector only read the latest published state, so a
+// scrape never waits for a scan and never sees a half-built report.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/snapshot"
+)
+
+// Defaults of Options.
+const (
+	DefaultInterval  = 15 * time.Second
+	DefaultTopN      = 20
+	DefaultRetention = time.Hour
+)
+
+// Options configure an Agent. The zero value scans /proc every 15 s with the
+// default thresholds, exports the top 20 processes and keeps one hour of
+// history in memory.
+type Options struct {
+	// ProcRoot is the procfs mount point; empty means /proc.
+	ProcRoot string
+	// Interval is the time between scans; zero means DefaultInterval.
+	Interval time.Duration
+	// Thresholds judge each process; the zero value disables every rule, so
+	// callers normally pass diagnose.DefaultThresholds or the user's flags.
+	Thresholds diagnose.Thresholds
+	// TopN bounds the per-process metric series: the TopN processes with the
+	// most CLOSE_WAIT sockets get their own series, the rest are summed under
+	// comm="other". Zero means DefaultTopN.
+	TopN int
+	// History stores the per-process series; nil means an in-memory ring
+	// keeping Retention (nothing is written to disk).
+	History History
+	// Retention is how long the in-memory history keeps points; zero means
+	// DefaultRetention. Ignored when History is set.
+	Retention time.Duration
+	// CompleteScan reads every process's fd table on a full scan.
+	CompleteScan bool
+	// ForceProcNet reads /proc/net/tcp instead of netlink (no ages).
+	ForceProcNet bool
+	// Logger receives scan errors; nil discards them.
+	Logger *slog.Logger
+	// Version is shown on the dashboard.
+	Version string
+}
+
+// Agent scans periodically and serves the results. Create it with New.
+type Agent struct {
+	opt     Options
+	hist    History
+	log     *slog.Logger
+	started time.Time
+
+	state    atomic.Pointer[State]
+	errors   atomic.Uint64 // failed scans
+	scans    atomic.Uint64 // all scans
+	scanMu   sync.Mutex    // serialises Scan
+	previous *snapshot.Snapshot
+}
+
+// State is what one scan published. It is never modified after publication.
+type State struct {
+	// Report is the latest successful judgement; nil before the first one.
+	Report *diagnose.Report
+	// Time is when the latest scan (successful or not) ended.
+	Time time.Time
+	// Duration is how long the latest scan took (snapshot and diagnosis).
+	Duration time.Duration
+	// Err is the latest scan's error; nil when it succeeded.
+	Err error
+}
+
+// New checks the options and makes an agent. It does not scan yet.
+func New(opt Options) (*Agent, error) {
+	if opt.Interval == 0 {
+		opt.Interval = DefaultInterval
+	}
+	if opt.Interval < 0 {
+		return nil, fmt.Errorf("agent: interval must be positive, got %v", opt.Interval)
+	}
+	if opt.TopN == 0 {
+		opt.TopN = DefaultTopN
+	}
+	if opt.TopN < 0 {
+		return nil, fmt.Errorf("agent: top must be positive, got %d", opt.TopN)
+	}
+	if opt.Retention == 0 {
+		opt.Retention = DefaultRetention
+	}
+	if opt.Retention < 0 {
+		return nil, fmt.Errorf("agent: retention must be positive, got %v", opt.Retention)
+	}
+	a := &Agent{opt: opt, hist: opt.History, log: opt.Logger, started: time.Now()}
+	if a.hist == nil {
+		a.hist = NewRing(opt.Retention, opt.Interval)
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	return a, nil
+}
+
+// Options returns the agent's options with defaults filled in.
+func (a *Agent) Options() Options { return a.opt }
+
+// Latest returns the latest published state, or nil before the first scan.
+func (a *Agent) Latest() *State { return a.state.Load() }
+
+// Scan takes one snapshot (reusing the previous one's owners), judges it,
+// records it in the history and publishes it. A failed scan keeps the
+// previous report, counts an error and returns it.
+func (a *Agent) Scan() error {
+	a.scanMu.Lock()
+	defer a.scanMu.Unlock()
+	start := time.Now()
+	a.scans.Add(1)
+	snap, err := snapshot.Take(snapshot.Options{
+		ProcRoot:     a.opt.ProcRoot,
+		CompleteScan: a.opt.CompleteScan,
+		ForceProcNet: a.opt.ForceProcNet,
+		Previous:     a.previous,
+	})
+	st := &State{Time: time.Now()}
+	if old := a.state.Load(); old != nil {
+		st.Report = old.Report
+	}
+	if err != nil {
+		err = fmt.Errorf("snapshot: %w", err)
+		a.errors.Add(1)
+		st.Err, st.Duration = err, time.Since(start)
+		a.state.Store(st)
+		a.log.Error("scan failed", "err", err)
+		return err
+	}
+	r := diagnose.Analyze(snap, a.opt.Thresholds, diagnose.Options{})
+	if herr := a.hist.Record(r); herr != nil {
+		// The scan itself worked: count the error, keep serving the report.
+		a.errors.Add(1)
+		st.Err = fmt.Errorf("history: %w", herr)
+		a.log.Error("history record failed", "err", herr)
+	}
+	a.previous = snap
+	st.Report, st.Time, st.Duration = r, time.Now(), time.Since(start)
+	a.state.Store(st)
+	return st.Err
+}
+
+// Run scans now and then every interval until ctx is done. Scan errors are
+// logged and counted, never fatal.
+func (a *Agent) Run(ctx context.Context) error {
+	_ = a.Scan()
+	t := time.NewTicker(a.opt.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return nil
+			}
+			return ctx.Err()
+		case <-t.C:
+			_ = a.Scan()
+		}
+	}
+}
+
+// Healthy reports whether the latest scan succeeded and is recent (within
+// three intervals), with a short reason when it is not.
+func (a *Agent) Healthy(now time.Time) (bool, string) {
+	st := a.state.Load()
+	switch {
+	case st == nil:
+		return false, "no scan finished yet"
+	case st.Err != nil:
+		return false, "last scan failed: " + st.Err.Error()
+	case now.Sub(st.Time) > 3*a.opt.Interval+10*time.Second:
+		return false, fmt.Sprintf("last scan finished %s ago (interval %s)", now.Sub(st.Time).Round(time.Second), a.opt.Interval)
+	}
+	return true, "ok"
+}
