@@ -376,6 +376,8 @@ func TestWantedUpdates(t *testing.T) {
 		{fx.estIno: {}, fx.listenIno: {}},
 		{fx.estIno: {}},
 		{1: {}}, // no such socket
+		// Same bit as the listener: the kernel emits it, Go drops it.
+		{fx.listenIno + filterBits: {}},
 	}
 	for i, w := range sets {
 		got := map[uint64]struct{}{}
@@ -389,15 +391,12 @@ func TestWantedUpdates(t *testing.T) {
 		}
 		want := map[uint64]struct{}{}
 		for ino := range w {
-			if ino != 1 {
+			if ino == fx.listenIno || ino == fx.estIno {
 				want[ino] = struct{}{}
 			}
 		}
 		if diff := gocmp.Diff(want, got); diff != "" {
 			t.Errorf("set %d (-want +got):\n%s", i, diff)
-		}
-		if len(it.inKernel) != len(w) {
-			t.Errorf("set %d: kernel map holds %d inodes, want %d", i, len(it.inKernel), len(w))
 		}
 	}
 }

@@ -10,12 +10,9 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
-
-// MaxWanted is the capacity of the in-kernel map of wanted inodes used by
-// [Iterator.EachWanted]; larger sets are filtered in Go instead.
-const MaxWanted = 1 << 20
 
 // readSize is the buffer of one read(2) on the iterator. The kernel fills at
 // most its seq_file buffer (8 pages) per read.
@@ -30,10 +27,10 @@ type Iterator struct {
 	coll *ebpf.Collection
 	iter *link.Iter
 
-	mu         sync.Mutex // serialises EachWanted: guards the map and inKernel
-	wanted     *ebpf.Map  // nil when the filtered program did not load
-	filtered   *link.Iter
-	inKernel   map[uint64]struct{} // contents of wanted
+	mu         sync.Mutex   // serialises EachWanted: guards the bitmap
+	bitmap     *ebpf.Memory // the filter's words, mmap'd; nil without the filtered program
+	words      []byte       // the bitmap being built, native-endian u64 words
+	filtered   *link.Iter   // the filtered program's iterator
 	filterColl *ebpf.Collection
 	filterErr  error // why the filtered program is not available
 }
@@ -48,7 +45,8 @@ type loadOptions struct {
 }
 
 // Load reads the kernel BTF, builds and verifies the program, and attaches
-// it as a task_file iterator. Errors say which step failed; they wrap
+// it as a task_file iterator. On kernels before 5.11, which charge BPF memory
+// to RLIMIT_MEMLOCK, it raises that limit of the process to infinity. Errors say which step failed; they wrap
 // [ErrNotSupported] when the kernel lacks BTF or the task_file iterator, or
 // the process lacks the capabilities (then errors.Is(err, os.ErrPermission)
 // also holds). A verifier rejection is returned wrapped but is not
@@ -61,6 +59,9 @@ func load(o loadOptions) (_ *Iterator, err error) {
 	if o.attachTo == "" {
 		o.attachTo = "task_file"
 	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; this is a
+	// no-op on later ones. A failure shows up as EPERM from the load.
+	_ = rlimit.RemoveMemlock()
 	cache := btf.NewCache()
 	if o.spec == nil {
 		o.spec = cache.Kernel
@@ -95,8 +96,13 @@ func load(o loadOptions) (_ *Iterator, err error) {
 	// filters in Go.
 	it.filterColl, it.filtered, it.filterErr = loadAttach(l, o, true, cache, spec)
 	if it.filterErr == nil {
-		it.wanted = it.filterColl.Maps[wantedMapName]
-		it.inKernel = make(map[uint64]struct{})
+		it.bitmap, it.filterErr = it.filterColl.Maps[wantedMapName].Memory()
+		if it.filterErr != nil {
+			it.filterErr = fmt.Errorf("ebpfowners: mmap wanted bitmap: %w", it.filterErr)
+			it.bitmap = nil
+		} else {
+			it.words = make([]byte, filterWords*8)
+		}
 	}
 	return it, nil
 }
@@ -123,11 +129,11 @@ func loadAttach(l layout, o loadOptions, filter bool, cache *btf.Cache, spec *bt
 	if filter {
 		cs.Maps = map[string]*ebpf.MapSpec{wantedMapName: {
 			Name:       "cw_wanted",
-			Type:       ebpf.Hash,
-			KeySize:    8,
-			ValueSize:  1,
-			MaxEntries: MaxWanted,
-			Flags:      unix.BPF_F_NO_PREALLOC,
+			Type:       ebpf.Array,
+			KeySize:    4,
+			ValueSize:  8,
+			MaxEntries: filterWords,
+			Flags:      unix.BPF_F_MMAPABLE,
 		}}
 	}
 	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{
@@ -175,10 +181,11 @@ func (it *Iterator) Each(fn func(pid, fd int, inode uint64)) error {
 }
 
 // EachWanted is [Iterator.Each] restricted to the inodes in wanted. The
-// filter runs in the kernel (a hash map updated with the difference from the
-// previous call), so unwanted sockets cost neither emission nor decoding;
-// when the filtered program could not be loaded, or wanted holds more than
-// [MaxWanted] inodes, it filters in Go. An empty wanted set calls fn never.
+// filter runs in the kernel, as a bitmap of inode numbers modulo 2^23
+// written through mmap before the pass, so most unwanted sockets cost
+// neither emission nor decoding; the few that share a bit with a wanted
+// inode are dropped in Go. When the filtered program could not be loaded it
+// filters in Go. An empty wanted set calls fn never. Calls are serialised.
 func (it *Iterator) EachWanted(wanted map[uint64]struct{}, fn func(pid, fd int, inode uint64)) error {
 	if it == nil || it.iter == nil {
 		return errors.New("ebpfowners: each wanted: iterator is closed")
@@ -186,84 +193,27 @@ func (it *Iterator) EachWanted(wanted map[uint64]struct{}, fn func(pid, fd int, 
 	if len(wanted) == 0 {
 		return nil
 	}
+	exact := func(pid, fd int, ino uint64) {
+		if _, ok := wanted[ino]; ok {
+			fn(pid, fd, ino)
+		}
+	}
 	it.mu.Lock()
 	defer it.mu.Unlock()
-	if it.wanted == nil || len(wanted) > MaxWanted {
-		return read(it.iter, func(pid, fd int, ino uint64) {
-			if _, ok := wanted[ino]; ok {
-				fn(pid, fd, ino)
-			}
-		})
+	if it.bitmap == nil {
+		return read(it.iter, exact)
 	}
-	if err := it.syncWanted(wanted); err != nil {
-		return fmt.Errorf("ebpfowners: update wanted inodes: %w", err)
-	}
-	return read(it.filtered, fn)
-}
-
-// syncWanted makes the kernel map hold exactly wanted.
-func (it *Iterator) syncWanted(wanted map[uint64]struct{}) error {
-	var del, put []uint64
-	for ino := range it.inKernel {
-		if _, ok := wanted[ino]; !ok {
-			del = append(del, ino)
-		}
-	}
+	clear(it.words)
 	for ino := range wanted {
-		if _, ok := it.inKernel[ino]; !ok {
-			put = append(put, ino)
-		}
+		bit := ino % filterBits
+		off := bit / 64 * 8
+		w := binary.NativeEndian.Uint64(it.words[off:])
+		binary.NativeEndian.PutUint64(it.words[off:], w|1<<(bit%64))
 	}
-	if len(del) > 0 {
-		n, err := it.wanted.BatchDelete(del, nil)
-		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			// Fall back to one syscall per key (kernels without batch ops).
-			for _, k := range del[n:] {
-				if err := it.wanted.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-					it.resetWanted()
-					return err
-				}
-			}
-		}
-		for _, k := range del {
-			delete(it.inKernel, k)
-		}
+	if _, err := it.bitmap.WriteAt(it.words, 0); err != nil {
+		return fmt.Errorf("ebpfowners: write wanted bitmap: %w", err)
 	}
-	if len(put) > 0 {
-		vals := make([]uint8, len(put))
-		for i := range vals {
-			vals[i] = 1
-		}
-		n, err := it.wanted.BatchUpdate(put, vals, nil)
-		if err != nil {
-			for _, k := range put[n:] {
-				if err := it.wanted.Put(k, uint8(1)); err != nil {
-					it.resetWanted()
-					return err
-				}
-			}
-		}
-		for _, k := range put {
-			it.inKernel[k] = struct{}{}
-		}
-	}
-	return nil
-}
-
-// resetWanted forgets what the kernel map holds after a failed update, so the
-// next call deletes and re-adds everything it can.
-func (it *Iterator) resetWanted() {
-	var k uint64
-	var v uint8
-	var keys []uint64
-	entries := it.wanted.Iterate()
-	for entries.Next(&k, &v) {
-		keys = append(keys, k)
-	}
-	it.inKernel = make(map[uint64]struct{}, len(keys))
-	for _, k := range keys {
-		it.inKernel[k] = struct{}{}
-	}
+	return read(it.filtered, exact)
 }
 
 // read runs one pass of the iterator l and decodes its records.
@@ -326,7 +276,7 @@ func (it *Iterator) Close() error {
 			*c = nil
 		}
 	}
-	it.wanted = nil
+	it.bitmap = nil
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("ebpfowners: close: %w", err)
 	}

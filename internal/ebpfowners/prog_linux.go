@@ -13,16 +13,27 @@ const (
 )
 
 // wantedMapName is the symbol by which the filtered program refers to its
-// map of wanted inodes.
+// bitmap of wanted inodes.
 const wantedMapName = "wanted_inodes"
+
+// The wanted-inode filter is a bitmap of filterBits bits (1 MiB), an array
+// map of u64 words that user space writes through mmap: inode i is wanted
+// when bit i mod filterBits is set. It can say yes to an unwanted inode (a
+// false positive, at the rate of set bits), never no to a wanted one, so
+// emitted records are checked again in Go. Socket inodes come from a
+// sequential counter, so a window of 2^23 consecutive ones never collides.
+const (
+	filterBits  = 1 << 23
+	filterWords = filterBits / 64
+)
 
 // maxInsnOff is the largest offset a load instruction can carry (int16).
 const maxInsnOff = math.MaxInt16
 
 // progOptions choose a program variant.
 type progOptions struct {
-	// filter looks each socket inode up in the map wantedMapName and emits
-	// only those found.
+	// filter tests each socket inode against the bitmap wantedMapName
+	// and emits only those whose bit is set.
 	filter bool
 	// maxOff is the largest offset put into a load instruction; larger ones
 	// are added to a copy of the pointer register first. Zero means
@@ -107,11 +118,12 @@ func (b *builder) loadCtx(dst, ctx asm.Register, f field) {
 //	inode = file->f_inode;
 //	if (!inode || (inode->i_mode & S_IFMT) != S_IFSOCK) return 0;
 //	rec = {task->tgid, ctx->fd, inode->i_ino};
-//	[if (!bpf_map_lookup_elem(&wanted, &rec.ino)) return 0;]
+//	[if (!(wanted[ino % filterBits / 64] >> (ino % 64) & 1)) return 0;]
 //	bpf_seq_write(ctx->meta->seq, &rec, 16);
 //	return 0;
 //
-// The record lives at fp-16: tgid at fp-16, fd at fp-12, ino at fp-8.
+// The record lives at fp-16: tgid at fp-16, fd at fp-12, ino at fp-8; the
+// bitmap key at fp-20.
 func buildProgram(l layout, o progOptions) (asm.Instructions, error) {
 	b := &builder{maxOff: o.maxOff}
 	if b.maxOff == 0 || b.maxOff > maxInsnOff {
@@ -145,11 +157,23 @@ func buildProgram(l layout, o progOptions) (asm.Instructions, error) {
 	b.add(asm.StoreMem(asm.RFP, -8, asm.R3, asm.DWord))
 
 	if o.filter {
+		// key = (ino mod filterBits) / 64 at fp-20; word = wanted[key];
+		// if !(word >> (ino % 64) & 1) return 0.
 		b.add(
+			asm.Mov.Reg(asm.R2, asm.R3),
+			asm.And.Imm(asm.R2, filterBits-1),
+			asm.RSh.Imm(asm.R2, 6),
+			asm.StoreMem(asm.RFP, -20, asm.R2, asm.Word),
 			asm.LoadMapPtr(asm.R1, 0).WithReference(wantedMapName),
 			asm.Mov.Reg(asm.R2, asm.RFP),
-			asm.Add.Imm(asm.R2, -8),
+			asm.Add.Imm(asm.R2, -20),
 			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, exit),
+			asm.LoadMem(asm.R0, asm.R0, 0, asm.DWord),
+			asm.LoadMem(asm.R2, asm.RFP, -8, asm.DWord),
+			asm.And.Imm(asm.R2, 63),
+			asm.RSh.Reg(asm.R0, asm.R2),
+			asm.And.Imm(asm.R0, 1),
 			asm.JEq.Imm(asm.R0, 0, exit),
 		)
 	}
