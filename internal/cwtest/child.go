@@ -145,6 +145,7 @@ func hold(spec Spec) error {
 		fmt.Println("SHARER", sharer.Process.Pid)
 	}
 	fmt.Println("READY")
+	go serveCommands(stdinLines, held)
 	if spec.LeakEvery > 0 {
 		leak(ln, spec)
 	}

@@ -87,6 +87,10 @@ type Spec struct {
 	// Exec, when set, is the program to run instead of the test binary; the
 	// holder role is then not available (used by tests of external runtimes).
 	Exec []string
+	// NetNS, when set, is the name of a network namespace under /run/netns
+	// (see NewNetNS): the holder runs inside it (`ip netns exec`, same pid)
+	// and the test's client ends are made inside it too. Needs root and ip(8).
+	NetNS string
 }
 
 // Conn is one CLOSE_WAIT socket of a holder, as seen from the holder.
@@ -124,6 +128,9 @@ func Start(t testing.TB, spec Spec) *Holder {
 		self = sharedCopy(t)
 	}
 	cmd := exec.Command(self, "-test.run=^$")
+	if spec.NetNS != "" {
+		cmd = exec.Command("ip", "netns", "exec", spec.NetNS, self, "-test.run=^$") // ip execs in place: same pid
+	}
 	cmd.Env = append(os.Environ(), envRole+"=holder", envSpec+"="+string(b))
 	if spec.UID != 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: spec.UID, Gid: spec.GID}}
@@ -190,12 +197,21 @@ func Start(t testing.TB, spec Spec) *Holder {
 // in FIN_WAIT2), which means the holder's end is in CLOSE_WAIT.
 func (h *Holder) dialHalfClose(spec Spec, mode string) *net.TCPConn {
 	h.t.Helper()
-	d := net.Dialer{KeepAlive: -1, Timeout: 5 * time.Second}
-	c, err := d.Dial(spec.Network, h.Listen.String())
-	if err != nil {
-		h.t.Fatalf("cwtest: dial holder: %v", err)
+	var tc *net.TCPConn
+	if spec.NetNS != "" {
+		c, err := dialInNetNS(spec.NetNS, spec.Network, h.Listen)
+		if err != nil {
+			h.t.Fatalf("cwtest: dial holder in netns %s: %v", spec.NetNS, err)
+		}
+		tc = c
+	} else {
+		d := net.Dialer{KeepAlive: -1, Timeout: 5 * time.Second}
+		c, err := d.Dial(spec.Network, h.Listen.String())
+		if err != nil {
+			h.t.Fatalf("cwtest: dial holder: %v", err)
+		}
+		tc = c.(*net.TCPConn)
 	}
-	tc := c.(*net.TCPConn)
 	h.clients = append(h.clients, tc)
 	if mode == "unread" && spec.UnreadBytes > 0 {
 		if _, err := tc.Write(make([]byte, spec.UnreadBytes)); err != nil {
