@@ -11,8 +11,8 @@
 //   - it reads each fd table with one open, getdents and readlinkat into a
 //     reused buffer, without allocating per fd, on several workers;
 //   - it stops once every wanted inode has an owner, then visits only the
-//     relatives (parent, children, siblings) of the owners it found, because a
-//     socket is shared across fork. A socket passed to an unrelated process
+//     parents and children of the owners it found, because fork shares
+//     sockets between them. A socket passed to an unrelated process
 //     over a unix socket is found only by a complete scan ([ScanOptions.Complete]).
 //
 // Processes and fds vanish mid-scan all the time: those are skipped and

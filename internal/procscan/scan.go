@@ -307,9 +307,10 @@ func (s *scanState) scanProc(fs FS, r *fdReader, pid int, local []hit) []hit {
 	return local
 }
 
-// relatives returns the indexes of unvisited processes that are the parent,
-// a child or a sibling of an owner. Siblings under pid 1 or kthreadd are not
-// relatives: that would be every daemon.
+// relatives returns the indexes of unvisited processes that are the parent
+// or a child of an owner: fork shares sockets between them. Siblings are not
+// searched: a supervisor's children are all siblings, and a socket two
+// siblings inherited is normally still held by their parent, found as such.
 func (fs FS) relatives(procs []procEntry, visited []bool, owners map[int]bool) []int {
 	ppid := func(i int) int {
 		if procs[i].ppid < 0 {
@@ -327,11 +328,7 @@ func (fs FS) relatives(procs []procEntry, visited []bool, owners map[int]bool) [
 	}
 	var out []int
 	for i := range procs {
-		if visited[i] {
-			continue
-		}
-		p := ppid(i)
-		if owners[p] || ownerParents[procs[i].pid] || (p > 2 && ownerParents[p]) {
+		if !visited[i] && (ownerParents[procs[i].pid] || owners[ppid(i)]) {
 			out = append(out, i)
 		}
 	}
