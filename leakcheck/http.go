@@ -85,3 +85,15 @@ func (r *roundTripper) gotConn(info httptrace.GotConnInfo) {
 		c = u.NetConn()
 	}
 }
+
+// InstallDefaultTransport makes [net/http.DefaultTransport], and so
+// [net/http.DefaultClient] and http.Get, track its connections and
+// attribute its requests, as [Tracker.Transport] does. Call it once, at
+// start-up before any request: it replaces a package variable.
+func (t *Tracker) InstallDefaultTransport() {
+	if tr, ok := http.DefaultTransport.(*http.Transport); ok {
+		http.DefaultTransport = t.Transport(tr)
+		return
+	}
+	http.DefaultTransport = t.RoundTripper(http.DefaultTransport)
+}

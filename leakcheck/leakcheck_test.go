@@ -365,3 +365,26 @@ func hijackingHandler(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
+
+func TestInstallDefaultTransport(t *testing.T) {
+	orig := http.DefaultTransport
+	origDial := orig.(*http.Transport).DialContext
+	t.Cleanup(func() {
+		http.DefaultTransport = orig
+		orig.(*http.Transport).DialContext = origDial
+	})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	tr := leakcheck.New(nil)
+	tr.InstallDefaultTransport()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if tr.Len() != 1 {
+		t.Fatalf("Len = %d after http.Get, want 1 pooled connection", tr.Len())
+	}
+	orig.(*http.Transport).CloseIdleConnections()
+	waitFor(t, "idle connection closed", 5*time.Second, func() bool { return tr.Len() == 0 })
+}
