@@ -24,7 +24,8 @@
 //
 // # How the program is built
 //
-// There is no C compiler at build time: the program is about 30 instructions
+// There is no C compiler at build time: the program is 27 instructions (42
+// with the filter)
 // written with github.com/cilium/ebpf/asm. Hand-written instructions get no
 // CO-RE relocations, so [Load] reads the offsets and widths of
 // bpf_iter__task_file.{meta,task,fd,file}, bpf_iter_meta.seq,
@@ -35,6 +36,13 @@
 // pointer register. Loads go directly through BTF pointers (the verifier
 // turns them into fault-tolerant PROBE_MEM loads); task and file may be NULL
 // and are checked, and so is file->f_inode.
+//
+// [Iterator.EachWanted] runs a variant that first tests the inode against a
+// 1 MiB bitmap (inode mod 2^23) written through mmap before each pass, and
+// drops the rare false positives in Go. Most of a pass is the kernel's own
+// fd walk and the cache misses of reading file and inode, so the filter
+// saves the emission and decoding only (about 10% of the CPU of a pass
+// here), not the walk.
 //
 // Threads are not emitted: only thread-group leaders (task->pid ==
 // task->tgid), so the result is exactly what readlink over /proc/PID/fd

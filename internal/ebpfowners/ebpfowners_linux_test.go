@@ -348,7 +348,18 @@ func TestLoadFailure(t *testing.T) {
 
 // TestClosed checks that a closed Iterator returns errors, not panics.
 func TestClosed(t *testing.T) {
-	it := loadOrSkip(t, loadOptions{})
+	loadOrSkip(t, loadOptions{noFilter: true})
+	it, err := Load() // the exported entry point, as callers use it
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if it.filterErr != nil {
+		t.Errorf("Load: filtered program: %v", it.filterErr)
+	}
+	n := 0
+	if err := it.Each(func(int, int, uint64) { n++ }); err != nil || n == 0 {
+		t.Errorf("Each: %d records, err %v", n, err)
+	}
 	if err := it.Close(); err != nil {
 		t.Fatal(err)
 	}

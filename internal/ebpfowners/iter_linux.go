@@ -21,8 +21,9 @@ const readSize = 64 << 10
 // Iterator is a loaded task_file program attached as a BPF iterator; each
 // [Iterator.Each] is one pass over every task's fd table. Loading costs tens
 // of milliseconds (kernel BTF parsing, verification) and a pass only the
-// reads, so keep one Iterator alive in long-running modes. It is safe for
-// concurrent use.
+// reads, so keep one Iterator alive in long-running modes. Passes may run
+// concurrently ([Iterator.EachWanted] calls are serialised); Close must not
+// race with a pass.
 type Iterator struct {
 	coll *ebpf.Collection
 	iter *link.Iter
@@ -44,12 +45,15 @@ type loadOptions struct {
 	spec     func() (*btf.Spec, error) // kernel BTF source
 }
 
-// Load reads the kernel BTF, builds and verifies the program, and attaches
-// it as a task_file iterator. On kernels before 5.11, which charge BPF memory
-// to RLIMIT_MEMLOCK, it raises that limit of the process to infinity. Errors say which step failed; they wrap
-// [ErrNotSupported] when the kernel lacks BTF or the task_file iterator, or
-// the process lacks the capabilities (then errors.Is(err, os.ErrPermission)
-// also holds). A verifier rejection is returned wrapped but is not
+// Load reads the kernel BTF (once), builds and verifies the program and its
+// filtered variant, and attaches them as task_file iterators. On kernels
+// before 5.11, which charge BPF memory to RLIMIT_MEMLOCK, it raises that
+// limit of the process to infinity.
+//
+// Errors say which step failed. They wrap [ErrNotSupported] when the kernel
+// lacks BTF or the task_file iterator, or the process lacks the capabilities
+// (EPERM: then errors.Is(err, os.ErrPermission) also holds). A verifier
+// rejection is returned wrapped, with the verifier's last lines, but is not
 // ErrNotSupported. Callers should fall back to the /proc walk on any error.
 func Load() (*Iterator, error) {
 	return load(loadOptions{})
