@@ -167,3 +167,49 @@ func TestNewFSDetectsRealProc(t *testing.T) {
 		t.Errorf("own fd count %d, %v", n, err)
 	}
 }
+
+type triple struct {
+	pid, fd int
+	ino     uint64
+}
+
+// listSource replays recorded (pid, fd, inode) triples, as a one-pass source would report them.
+type listSource struct {
+	triples []triple
+	err     error
+}
+
+func (s listSource) EachWanted(wanted map[uint64]struct{}, fn func(pid, fd int, inode uint64)) error {
+	if s.err != nil {
+		return s.err
+	}
+	for _, t := range s.triples {
+		if _, ok := wanted[t.ino]; ok {
+			fn(t.pid, t.fd, t.ino)
+		}
+	}
+	return nil
+}
+
+func TestFindOwnersWithSource(t *testing.T) {
+	fs := NewFS(fixture)
+	wanted := map[uint64]struct{}{41234: {}, 55555: {}}
+	src := listSource{triples: []triple{{200, 7, 41234}, {100, 3, 41234}, {300, 20, 55555}, {300, 21, 1}}}
+	res, err := fs.FindOwners(wanted, ScanOptions{Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint64][]Owner{41234: {{100, 3}, {200, 7}}, 55555: {{300, 20}}}
+	if diff := cmp.Diff(want, res.Owners); diff != "" || res.Method != "ebpf" {
+		t.Errorf("method %s, owners (-want +got):\n%s", res.Method, diff)
+	}
+
+	// A failing source falls back to the /proc walk, which finds the same owners.
+	res, err = fs.FindOwners(wanted, ScanOptions{Source: listSource{err: errors.New("verifier says no")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, res.Owners); diff != "" || res.Method != "proc" || res.Fallback == nil {
+		t.Errorf("fallback: method %s, fallback %v, owners (-want +got):\n%s", res.Method, res.Fallback, diff)
+	}
+}

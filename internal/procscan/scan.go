@@ -66,6 +66,10 @@ type ScanOptions struct {
 	Complete bool
 	// OnlyPIDs, when set, restricts the scan to these processes.
 	OnlyPIDs map[int]bool
+	// Source, when set, finds owners in one pass instead of the /proc walk;
+	// if it fails, FindOwners falls back to the walk and records why in
+	// ScanResult.Fallback.
+	Source SocketFDSource
 }
 
 // ScanResult is the outcome of FindOwners.
@@ -85,8 +89,12 @@ type ScanResult struct {
 	Denied int
 	// DeniedPIDs lists those processes (at most 64 are kept).
 	DeniedPIDs []int
-	// FDs counts the fd links read.
+	// FDs counts the fd links read (or socket fds reported by a Source).
 	FDs int
+	// Method is how owners were found: "proc" (the /proc walk) or "ebpf".
+	Method string
+	// Fallback is why a Source was not used, when it failed.
+	Fallback error
 }
 
 type procEntry struct {
@@ -98,7 +106,15 @@ type procEntry struct {
 
 // FindOwners finds every process holding one of the wanted socket inodes.
 func (fs FS) FindOwners(wanted map[uint64]struct{}, opt ScanOptions) (*ScanResult, error) {
-	res := &ScanResult{Owners: make(map[uint64][]Owner, len(wanted))}
+	var fallback error
+	if opt.Source != nil {
+		res, err := fs.findOwnersFrom(opt.Source, wanted, opt)
+		if err == nil {
+			return res, nil
+		}
+		fallback = err
+	}
+	res := &ScanResult{Owners: make(map[uint64][]Owner, len(wanted)), Method: "proc", Fallback: fallback}
 	procs, err := fs.listProcs(opt.OnlyPIDs)
 	if err != nil {
 		return nil, err
