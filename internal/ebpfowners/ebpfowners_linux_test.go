@@ -349,6 +349,11 @@ func TestLoadFailure(t *testing.T) {
 // TestClosed checks that a closed Iterator returns errors, not panics.
 func TestClosed(t *testing.T) {
 	loadOrSkip(t, loadOptions{noFilter: true})
+	ln, err := net.Listen("tcp4", "127.0.0.1:0") // at least one socket
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
 	it, err := Load() // the exported entry point, as callers use it
 	if err != nil {
 		t.Fatalf("Load: %v", err)
