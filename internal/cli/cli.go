@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/netns"
 	"github.com/closewait/closewait/internal/snapshot"
 	"github.com/closewait/closewait/internal/sockdiag"
 )
@@ -163,6 +164,7 @@ type FilterFlags struct {
 	Port   []uint16      `name:"port" sep:"," placeholder:"PORT" help:"Only sockets whose local or remote port is one of these."`
 	Remote []string      `name:"remote" sep:"," placeholder:"ADDR" help:"Only sockets whose peer is this address, address:port or CIDR prefix."`
 	MinAge time.Duration `name:"min-age" placeholder:"DURATION" help:"Only sockets at least this old (estimate from tcp_info)."`
+	NetNS  []string      `name:"netns" sep:"," placeholder:"NS" help:"Only sockets in these network namespaces: an inode (as in net:[INODE]) or a name under /run/netns."`
 }
 
 // Filter converts the flags.
@@ -196,6 +198,16 @@ func (f FilterFlags) Filter() (snapshot.Filter, error) {
 			return out, fmt.Errorf("--remote: %w", err)
 		}
 		out.Remote = append(out.Remote, m)
+	}
+	if len(f.NetNS) > 0 {
+		out.NetNS = map[uint64]bool{}
+		for _, n := range f.NetNS {
+			ino, err := netns.Resolve(n)
+			if err != nil {
+				return out, fmt.Errorf("--netns: %w", err)
+			}
+			out.NetNS[ino] = true
+		}
 	}
 	return out, nil
 }

@@ -1,11 +1,251 @@
 package cli
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
 
-// DestroyCmd is `closewait destroy`. Not built yet: see issue 7.
-type DestroyCmd struct{}
+	"github.com/closewait/closewait/internal/netns"
+	"github.com/closewait/closewait/internal/report"
+	"github.com/closewait/closewait/internal/snapshot"
+	"github.com/closewait/closewait/internal/sockdiag"
+)
 
-// Run reports that the command is not built yet.
+// DestroyCmd is `closewait destroy`: SOCK_DESTROY for chosen sockets, as
+// `ss -K` does, after showing exactly which.
+type DestroyCmd struct {
+	FilterFlags
+	State     string `default:"close-wait" help:"States to destroy: CLOSE_WAIT unless you name others explicitly (a comma-separated list, or all)."`
+	Yes       bool   `help:"Destroy the listed sockets. Without it, a dry run: list them and change nothing."`
+	All       bool   `help:"Allow --yes without a filter (--pid, --port, --remote, --min-age, --netns): every selected socket of the host."`
+	NoHeaders bool   `help:"Leave out the table's header."`
+}
+
+// Help is shown by `closewait destroy --help`.
+func (c *DestroyCmd) Help() string {
+	return `Examples:
+  closewait destroy --pid 4121                 # dry run: the CLOSE_WAIT sockets of pid 4121
+  closewait destroy --pid 4121 --yes           # destroy them
+  closewait destroy --remote 10.0.0.7:5432 --min-age 10m --yes
+  closewait destroy --netns blue --yes         # a namespace made with ip netns add blue
+
+Destroying aborts the connection in the kernel but does not close the process's
+file descriptor: the application still holds one dead fd per socket until it
+calls close(). It is relief for the kernel and the peer, not a fix.
+
+Needs CAP_NET_ADMIN (root) and a kernel with CONFIG_INET_DIAG_DESTROY (Linux >= 4.5).
+Exit status: 0 when every listed socket was destroyed (or was gone already) or on
+a dry run; 3 when any could not be destroyed or closewait could not run.`
+}
+
+// destroyOutcome is what happened to one socket.
+type destroyOutcome struct {
+	destroyed, gone, failed int
+}
+
+// Run lists the selected sockets and, with --yes, destroys them.
 func (c *DestroyCmd) Run(g *Globals) error {
-	return errors.New("destroy: not built yet (issue 7)")
+	states, err := ParseStates(c.State)
+	if err != nil {
+		return err
+	}
+	f, err := c.Filter()
+	if err != nil {
+		return err
+	}
+	filtered := len(f.PIDs) > 0 || len(f.Ports) > 0 || len(f.Remote) > 0 || f.MinAge > 0 || len(f.NetNS) > 0
+	if c.Yes && !filtered && !c.All {
+		return errors.New("destroy --yes needs a filter (--pid, --port, --remote, --min-age, --netns), or --all to destroy every selected socket of the host")
+	}
+	snap, err := g.take(snapshot.Options{States: states, NetNS: f.NetNS})
+	if err != nil {
+		return err
+	}
+	if snap.Stats.Source != "netlink" {
+		return errors.New("destroy needs netlink sock_diag, which is unavailable here")
+	}
+	socks := snap.Select(f)
+	w := g.stdout
+	what := statesText(states)
+	if len(socks) == 0 {
+		fmt.Fprintf(w, "No %s socket matches: nothing to destroy.\n", what)
+		return nil
+	}
+	if c.Yes {
+		fmt.Fprintf(w, "Destroying %d %s sockets:\n", len(socks), what)
+	} else {
+		fmt.Fprintf(w, "Would destroy %d %s sockets (dry run):\n", len(socks), what)
+	}
+	if err := report.NewSocketWriter(w, snap).Table(socks, !c.NoHeaders); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	explainDestroy(w, snap, socks)
+	if !c.Yes {
+		fmt.Fprintf(w, "\nDry run: nothing was destroyed. Add --yes to destroy these %d sockets.\n", len(socks))
+		return nil
+	}
+	fmt.Fprintln(w)
+	out, err := destroySockets(w, snap, socks)
+	fmt.Fprintf(w, "\nDestroyed %d of %d sockets", out.destroyed, len(socks))
+	if out.gone > 0 {
+		fmt.Fprintf(w, "; %d were gone already", out.gone)
+	}
+	if out.failed > 0 {
+		fmt.Fprintf(w, "; %d could not be destroyed", out.failed)
+	}
+	fmt.Fprintln(w, ".")
+	if err != nil {
+		return err
+	}
+	if out.failed > 0 {
+		return &exitError{ExitError, fmt.Errorf("destroy: %d of %d sockets could not be destroyed (see above)", out.failed, len(socks))}
+	}
+	return nil
+}
+
+func statesText(states sockdiag.StateSet) string {
+	if states == sockdiag.AllStates {
+		return "TCP"
+	}
+	var names []string
+	for _, s := range sockdiag.States() {
+		if states.Has(s) {
+			names = append(names, s.String())
+		}
+	}
+	return strings.Join(names, "/")
+}
+
+// explainDestroy says what destroying does and does not do, and for each
+// owning process whether only a restart would give its fds back.
+func explainDestroy(w io.Writer, snap *snapshot.Snapshot, socks []*snapshot.Socket) {
+	fmt.Fprintln(w, "What this does: SOCK_DESTROY aborts each connection in the kernel (it leaves the TCP table, its")
+	fmt.Fprintln(w, "buffers and timers go, the peer gets a RST). It does not close file descriptors: the process keeps")
+	fmt.Fprintln(w, "a dead fd socket:[INODE] for each until it calls close() (its next write fails with ECONNABORTED,")
+	fmt.Fprintln(w, "reads return EOF). So it frees kernel TCP state, not fds; the real fix is in the application,")
+	fmt.Fprintln(w, "which must close these sockets (closewait explain PID says where to look).")
+
+	perPID := map[int]int{}
+	notAccepted := 0
+	unowned := 0
+	for _, s := range socks {
+		if s.NotAccepted {
+			notAccepted++
+			continue
+		}
+		if len(s.Owners) == 0 {
+			unowned++
+		}
+		for _, o := range s.Owners {
+			perPID[o.PID]++
+		}
+	}
+	for _, pid := range slices.Sorted(maps.Keys(perPID)) {
+		n := perPID[pid]
+		p := snap.Processes[pid]
+		if p == nil {
+			fmt.Fprintf(w, "  pid %d: %d sockets; destroying them frees none of its fds.\n", pid, n)
+			continue
+		}
+		fds := fmt.Sprintf("%d fds open", p.OpenFDs)
+		share := 0.0
+		if p.FDSoft > 0 {
+			share = float64(p.OpenFDs) / float64(p.FDSoft)
+			fds = fmt.Sprintf("%d/%d fds (%.0f%% of its limit)", p.OpenFDs, p.FDSoft, 100*share)
+		}
+		fmt.Fprintf(w, "  pid %d (%s): %d sockets, %s.", pid, p.Comm, n, fds)
+		if share >= 0.5 {
+			fmt.Fprintf(w, " Its fd usage is the problem, and destroying does not lower it: only the application closing them, or restarting it, frees fds.\n")
+		} else {
+			fmt.Fprintf(w, " Destroying leaves it at %d fds: if fds run short, only closing them in the application, or restarting it, frees them.\n", p.OpenFDs)
+		}
+	}
+	if notAccepted > 0 {
+		fmt.Fprintf(w, "  %d sockets were never accepted (no fd): destroying frees them, but each stays a closed entry in its listener's accept queue until the server accepts it.\n", notAccepted)
+	}
+	if unowned > 0 {
+		fmt.Fprintf(w, "  %d sockets have no owner found: their process keeps its fds as well.\n", unowned)
+	}
+}
+
+// destroySockets destroys socks, namespace by namespace through a netlink
+// socket opened inside each, printing one line per socket. It stops with an
+// error when the kernel refuses for lack of privilege or support, which
+// would repeat for every socket.
+func destroySockets(w io.Writer, snap *snapshot.Snapshot, socks []*snapshot.Socket) (destroyOutcome, error) {
+	var out destroyOutcome
+	byNS := map[uint64][]*snapshot.Socket{}
+	for _, s := range socks {
+		byNS[s.NetNS] = append(byNS[s.NetNS], s)
+	}
+	order := slices.Sorted(maps.Keys(byNS))
+	for _, ino := range order {
+		list := byNS[ino]
+		conn, err := openIn(snap, ino)
+		if err != nil {
+			out.failed += len(list)
+			fmt.Fprintf(w, "failed     %d sockets in net:[%d]: %v\n", len(list), ino, err)
+			if errors.Is(err, netns.ErrPermission) {
+				out.failed = len(socks) - out.destroyed - out.gone
+				return out, fmt.Errorf("destroy: %w", netns.ErrPermission)
+			}
+			continue
+		}
+		for _, s := range list {
+			err := conn.Destroy(&s.Socket)
+			line := fmt.Sprintf("%v -> %v (inode %d)", s.Local, s.Remote, s.Inode)
+			switch {
+			case err == nil:
+				out.destroyed++
+				fmt.Fprintf(w, "destroyed  %s\n", line)
+			case errors.Is(err, sockdiag.ErrGone):
+				out.gone++
+				fmt.Fprintf(w, "gone       %s: closed since it was listed\n", line)
+			case errors.Is(err, sockdiag.ErrDestroyPermission), errors.Is(err, sockdiag.ErrDestroyNotSupported):
+				// The same answer would come for every socket: stop here.
+				conn.Close()
+				out.failed = len(socks) - out.destroyed - out.gone
+				if errors.Is(err, sockdiag.ErrDestroyNotSupported) {
+					return out, fmt.Errorf("destroy: %w", sockdiag.ErrDestroyNotSupported)
+				}
+				return out, fmt.Errorf("destroy: %w", sockdiag.ErrDestroyPermission)
+			default:
+				out.failed++
+				fmt.Fprintf(w, "failed     %s: %v\n", line, err)
+			}
+		}
+		conn.Close()
+	}
+	return out, nil
+}
+
+// openIn opens a sock_diag socket in the network namespace with inode ino.
+func openIn(snap *snapshot.Snapshot, ino uint64) (*sockdiag.Conn, error) {
+	ns, ok := snap.NamespaceOf(ino)
+	if !ok || ns.Current || ino == snap.NetNS {
+		c, err := sockdiag.Dial()
+		if err == nil && ino != 0 && c.NetNS() != ino {
+			c.Close()
+			return nil, fmt.Errorf("network namespace net:[%d] not found", ino)
+		}
+		return c, err
+	}
+	var c *sockdiag.Conn
+	err := netns.Do(ns.Path, func() error {
+		var err error
+		c, err = sockdiag.Dial()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if c.NetNS() != ino {
+		c.Close()
+		return nil, fmt.Errorf("network namespace net:[%d] is gone (%s now refers to net:[%d])", ino, ns.Path, c.NetNS())
+	}
+	return c, nil
 }

@@ -85,6 +85,16 @@ func (sw *SocketWriter) appendJSON(b []byte, s *snapshot.Socket) []byte {
 		b = strconv.AppendInt(b, int64(o.FD), 10)
 		b = append(b, `,"comm":`...)
 		b = append(b, sw.comm(o.PID)...)
+		if p := sw.snap.Processes[o.PID]; p != nil && p.Container.ID != "" {
+			b = append(b, `,"container":`...)
+			b = strconv.AppendQuote(b, p.Container.ID)
+			b = append(b, `,"container_runtime":`...)
+			b = strconv.AppendQuote(b, p.Container.Runtime)
+			if p.Container.PodUID != "" {
+				b = append(b, `,"pod_uid":`...)
+				b = strconv.AppendQuote(b, p.Container.PodUID)
+			}
+		}
 		b = append(b, '}')
 	}
 	b = append(b, "]}"...)
@@ -182,10 +192,40 @@ func (sw *SocketWriter) Table(socks []*snapshot.Socket, header bool) error {
 				owners += " not-accepted"
 			}
 		}
+		owners += sw.where(s)
 		fmt.Fprintf(sw.w, "%-11s %7d %7d %-*s %-*s %8s  %s\n", s.State, s.RecvQ, s.SendQ, lw, s.Local, rw, s.Remote, age, owners)
 	}
 	if header && len(socks) > 0 {
 		fmt.Fprintln(sw.w, "AGE~ is estimated from tcp_info last_ack_recv: the time since the peer's FIN for an idle socket.")
 	}
 	return sw.w.Flush()
+}
+
+// where labels a socket that lives outside closewait's own network namespace
+// or whose owner runs in a container: " netns:[INODE](name) container=ID12
+// pod=UID". It is empty for the host's own sockets.
+func (sw *SocketWriter) where(s *snapshot.Socket) string {
+	out := ""
+	if s.NetNS != 0 && s.NetNS != sw.snap.NetNS {
+		out += " netns:[" + strconv.FormatUint(s.NetNS, 10) + "]"
+		if ns, ok := sw.snap.NamespaceOf(s.NetNS); ok && ns.Name != "" {
+			out += "(" + ns.Name + ")"
+		}
+	}
+	for _, o := range s.Owners {
+		p := sw.snap.Processes[o.PID]
+		if p == nil || p.Container.ID == "" {
+			continue
+		}
+		id := p.Container.ID
+		if len(id) > 12 {
+			id = id[:12]
+		}
+		out += " container=" + id
+		if p.Container.PodUID != "" {
+			out += " pod=" + p.Container.PodUID
+		}
+		break
+	}
+	return out
 }

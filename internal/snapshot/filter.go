@@ -13,6 +13,7 @@ type Filter struct {
 	Ports  map[uint16]bool // local or remote port is one of these
 	Remote []RemoteMatch   // remote address matches one of these
 	MinAge time.Duration   // age estimate at least this (sockets without an age never match a nonzero MinAge)
+	NetNS  map[uint64]bool // in one of these network namespaces (inodes)
 }
 
 // RemoteMatch matches a remote address by prefix and, when Port is nonzero, port.
@@ -66,6 +67,9 @@ func (f *Filter) Match(s *Socket) bool {
 		if !ok {
 			return false
 		}
+	}
+	if len(f.NetNS) > 0 && !f.NetNS[s.NetNS] {
+		return false
 	}
 	if f.MinAge > 0 {
 		age, ok := s.Age()

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/closewait/closewait/internal/netns"
 	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/sockdiag"
 )
@@ -50,8 +51,12 @@ type Stats struct {
 type Snapshot struct {
 	Time time.Time
 	Host string
-	// NetNS is the inode of the network namespace the sockets were read in.
+	// NetNS is the inode of closewait's own network namespace.
 	NetNS uint64
+	// Namespaces are the network namespaces whose sockets were read, the
+	// current one first (by default every namespace of the host: each
+	// Socket's NetNS says which one it is in).
+	Namespaces []netns.Namespace
 	// States counts every TCP socket by state, IPv4 and IPv6 together.
 	States map[sockdiag.State]int
 	// Detail is the set of states whose sockets are in Sockets.
@@ -91,6 +96,13 @@ type Options struct {
 	Previous *Snapshot
 	// Now overrides the clock (tests).
 	Now func() time.Time
+	// CurrentNetNSOnly reads only closewait's own network namespace. By
+	// default every network namespace found through /proc/*/ns/net and
+	// /run/netns is read (entering them needs CAP_SYS_ADMIN), so sockets of
+	// containers are seen too; States then sums all of them.
+	CurrentNetNSOnly bool
+	// NetNS, when not nil, reads only the namespaces with these inodes.
+	NetNS map[uint64]bool
 }
 
 // Take reads the kernel's sockets and their owners.
@@ -144,6 +156,7 @@ func (snap *Snapshot) dump(fs procscan.FS, opt Options, listeners *[]Socket) err
 		return true
 	}
 	count := func(s *sockdiag.Socket) bool { snap.States[s.State]++; return true }
+	d := &dumper{snap: snap, opt: opt, count: count, keep: keep, seen: map[uint64]bool{}}
 
 	if !opt.ForceProcNet {
 		c, err := sockdiag.Dial()
@@ -151,12 +164,14 @@ func (snap *Snapshot) dump(fs procscan.FS, opt Options, listeners *[]Socket) err
 			defer c.Close()
 			snap.NetNS = c.NetNS()
 			snap.Stats.Source = "netlink"
-			rest := sockdiag.AllStates &^ detail &^ sockdiag.NewStateSet(sockdiag.Listen)
-			if err := c.Dump(sockdiag.Request{States: rest}, count); err != nil {
-				return fmt.Errorf("count sockets: %w", err)
+			if d.wanted(c.NetNS()) {
+				if err := d.conn(c); err != nil {
+					return err
+				}
+				snap.Namespaces = append(snap.Namespaces, netns.Namespace{Inode: c.NetNS(), Current: true})
 			}
-			if err := c.Dump(sockdiag.Request{States: detail | sockdiag.NewStateSet(sockdiag.Listen), Info: true}, keep); err != nil {
-				return fmt.Errorf("list sockets: %w", err)
+			if !opt.CurrentNetNSOnly {
+				d.others(fs, false)
 			}
 			return nil
 		}
@@ -166,7 +181,20 @@ func (snap *Snapshot) dump(fs procscan.FS, opt Options, listeners *[]Socket) err
 		snap.Notices = append(snap.Notices, "netlink sock_diag is unavailable ("+err.Error()+"): read /proc/net/tcp instead, without ages")
 	}
 	snap.Stats.Source = "procnet"
-	return sockdiag.ReadProcNet(fs.Root(), 0, keep)
+	snap.NetNS, _ = netns.Current()
+	if d.wanted(snap.NetNS) {
+		cur := snap.NetNS
+		d.seen[cur] = true
+		label := func(s *sockdiag.Socket) bool { s.NetNS = cur; return keep(s) }
+		if err := sockdiag.ReadProcNet(fs.Root(), 0, label); err != nil {
+			return err
+		}
+		snap.Namespaces = append(snap.Namespaces, netns.Namespace{Inode: cur, Current: true})
+	}
+	if !opt.CurrentNetNSOnly {
+		d.others(fs, true)
+	}
+	return nil
 }
 
 type portKey struct {
@@ -268,14 +296,18 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt Options) error {
 		}
 	}
 	// Sockets in an accept queue belong to the listener's owners.
-	lown := make(map[netip.AddrPort][]procscan.Owner, len(snap.Listeners))
+	type listenerKey struct {
+		netns uint64
+		addr  netip.AddrPort
+	}
+	lown := make(map[listenerKey][]procscan.Owner, len(snap.Listeners))
 	for _, l := range snap.Listeners {
-		lown[l.Local] = l.Owners
+		lown[listenerKey{l.NetNS, l.Local}] = l.Owners
 	}
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
 		if s.NotAccepted {
-			for _, o := range lown[s.Listener] {
+			for _, o := range lown[listenerKey{s.NetNS, s.Listener}] {
 				s.Owners = append(s.Owners, procscan.Owner{PID: o.PID, FD: -1})
 			}
 		}

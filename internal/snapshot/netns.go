@@ -1,0 +1,119 @@
+package snapshot
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	"github.com/closewait/closewait/internal/netns"
+	"github.com/closewait/closewait/internal/procscan"
+	"github.com/closewait/closewait/internal/sockdiag"
+)
+
+// dumper lists one namespace's sockets into the snapshot: count sees the
+// sockets of the states that are only counted, keep those listed in full.
+type dumper struct {
+	snap        *Snapshot
+	opt         Options
+	count, keep func(*sockdiag.Socket) bool
+	seen        map[uint64]bool
+	denied      int
+}
+
+func (d *dumper) wanted(ino uint64) bool {
+	return !d.seen[ino] && (d.opt.NetNS == nil || d.opt.NetNS[ino])
+}
+
+// conn dumps the namespace c was opened in: one counting dump of the states
+// not listed, one listing dump (with tcp_info) of the detail states and LISTEN.
+func (d *dumper) conn(c *sockdiag.Conn) error {
+	detail := d.snap.Detail
+	d.seen[c.NetNS()] = true
+	rest := sockdiag.AllStates &^ detail &^ sockdiag.NewStateSet(sockdiag.Listen)
+	if err := c.Dump(sockdiag.Request{States: rest}, d.count); err != nil {
+		return fmt.Errorf("count sockets: %w", err)
+	}
+	if err := c.Dump(sockdiag.Request{States: detail | sockdiag.NewStateSet(sockdiag.Listen), Info: true}, d.keep); err != nil {
+		return fmt.Errorf("list sockets: %w", err)
+	}
+	return nil
+}
+
+// others dumps every network namespace other than the current one (already
+// dumped on c), each through a netlink socket opened inside it. A namespace
+// that cannot be read becomes a notice, not a failure.
+func (d *dumper) others(fs procscan.FS, procNet bool) {
+	list, err := netns.List(fs.Root())
+	if err != nil {
+		d.snap.Notices = append(d.snap.Notices, "other network namespaces not read: "+err.Error())
+		return
+	}
+	for _, ns := range list {
+		if ns.Current {
+			if len(d.snap.Namespaces) > 0 && d.snap.Namespaces[0].Current {
+				d.snap.Namespaces[0].PID, d.snap.Namespaces[0].Name, d.snap.Namespaces[0].Path = ns.PID, ns.Name, ns.Path
+			}
+			continue
+		}
+		if !d.wanted(ns.Inode) {
+			continue
+		}
+		if procNet {
+			if ns.PID == 0 {
+				continue // no process to read /proc/PID/net/tcp through
+			}
+			d.seen[ns.Inode] = true
+			ino := ns.Inode
+			label := func(s *sockdiag.Socket) bool { s.NetNS = ino; return d.keep(s) }
+			if err := sockdiag.ReadProcNet(filepath.Join(fs.Root(), strconv.Itoa(ns.PID)), 0, label); err != nil {
+				d.snap.Notices = append(d.snap.Notices, fmt.Sprintf("network namespace %v not read: %v", ns, err))
+				continue
+			}
+			d.snap.Namespaces = append(d.snap.Namespaces, ns)
+			continue
+		}
+		var c *sockdiag.Conn
+		err := netns.Do(ns.Path, func() error {
+			var err error
+			c, err = sockdiag.Dial()
+			return err
+		})
+		if err != nil {
+			if errors.Is(err, netns.ErrPermission) {
+				d.denied++
+			} else {
+				d.snap.Notices = append(d.snap.Notices, fmt.Sprintf("network namespace %v not read: %v", ns, err))
+			}
+			continue
+		}
+		if c.NetNS() != ns.Inode && !d.wanted(c.NetNS()) {
+			c.Close() // the pid was reused by a process of a namespace already read
+			continue
+		}
+		ns.Inode = c.NetNS()
+		err = d.conn(c)
+		c.Close()
+		if err != nil {
+			d.snap.Notices = append(d.snap.Notices, fmt.Sprintf("network namespace %v not read: %v", ns, err))
+			continue
+		}
+		d.snap.Namespaces = append(d.snap.Namespaces, ns)
+	}
+	if d.denied > 0 {
+		d.snap.Partial = true
+		d.snap.Notices = append(d.snap.Notices, fmt.Sprintf(
+			"sockets of %d other network namespaces (containers) are not shown: entering them needs CAP_SYS_ADMIN (run as root)", d.denied))
+	}
+}
+
+// NamespaceOf returns the network namespace with inode ino that the snapshot
+// read, and whether there is one.
+func (snap *Snapshot) NamespaceOf(ino uint64) (netns.Namespace, bool) {
+	for _, ns := range snap.Namespaces {
+		if ns.Inode == ino {
+			return ns, true
+		}
+	}
+	return netns.Namespace{}, false
+}
