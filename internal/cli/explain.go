@@ -1,11 +1,104 @@
 package cli
 
-import "errors"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
 
-// ExplainCmd is `closewait explain`. Not built yet: see issue 4.
-type ExplainCmd struct{}
+	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/procscan"
+	"github.com/closewait/closewait/internal/report"
+	"github.com/closewait/closewait/internal/snapshot"
+)
 
-// Run reports that the command is not built yet.
+// ExplainCmd is `closewait explain PID`.
+type ExplainCmd struct {
+	ThresholdFlags
+	ScanFlags
+	PID    int           `arg:"" help:"The process to explain."`
+	JSON   bool          `help:"Print the process's object of the JSON contract (as in closewait --json)."`
+	Sample time.Duration `placeholder:"DURATION" help:"Take two snapshots this far apart and add growth per minute and the time until the fd limit (e.g. 10s)."`
+	Color  string        `default:"auto" enum:"auto,always,never" help:"Colour the status word: auto, always, never."`
+}
+
+// Help is shown by closewait explain --help.
+func (c *ExplainCmd) Help() string {
+	return `Examples:
+  closewait explain 4121               what is leaking, since when, why, what to run next
+  closewait explain 4121 --sample 10s  the same with growth per minute and the time to the fd limit
+  closewait explain 4121 --json        the process's JSON object
+
+Exit status: the process's status (0 ok, 1 warning, 2 critical); 0 when it holds no
+CLOSE_WAIT sockets; 3 when the process does not exist or closewait could not run.`
+}
+
+// Run explains one process.
 func (c *ExplainCmd) Run(g *Globals) error {
-	return errors.New("explain: not built yet (issue 4)")
+	th, err := c.Thresholds()
+	if err != nil {
+		return err
+	}
+	if c.PID <= 0 {
+		return fmt.Errorf("explain: %d is not a process id", c.PID)
+	}
+	fs := procscan.NewFS(g.ProcRoot)
+	proc, err := fs.Process(c.PID)
+	if err != nil {
+		if errors.Is(err, procscan.ErrVanished) {
+			return fmt.Errorf("explain: no process %d (it does not exist or has exited)", c.PID)
+		}
+		return fmt.Errorf("explain: %w", err)
+	}
+	prev, snap, err := g.sample(snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet}, c.Sample)
+	if err != nil {
+		return err
+	}
+	r := diagnose.Analyze(snap, th, diagnose.Options{PIDs: map[int]bool{c.PID: true}, FS: &fs, AllThreads: true, Previous: prev})
+	var p *diagnose.ProcessReport
+	for _, pr := range r.Processes {
+		if pr.PID == c.PID {
+			p = pr
+		}
+	}
+	if p == nil {
+		if c.JSON {
+			rt, why := diagnose.ClassifyRuntime(diagnose.RuntimeFacts{Exe: proc.Exe, Cmdline: proc.Cmdline, Comm: proc.Comm})
+			return writeJSON(g, report.BuildJSONProcess(&diagnose.ProcessReport{PID: c.PID, Process: proc, Runtime: rt, RuntimeEvidence: why}))
+		}
+		fmt.Fprintf(g.stdout, "Process %d (%s) holds no CLOSE_WAIT sockets.\n", c.PID, proc.Comm)
+		return nil
+	}
+	if c.JSON {
+		err = writeJSON(g, report.BuildJSONProcess(p))
+	} else {
+		err = report.WriteExplain(g.stdout, p, report.ExplainOptions{Color: useColor(g.stdout, c.Color), Now: snap.Time})
+	}
+	if err != nil {
+		return err
+	}
+	return exitCode(p.Status.ExitCode())
+}
+
+func writeJSON(g *Globals, v any) error {
+	enc := json.NewEncoder(g.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// sample takes one snapshot, or with d > 0 two snapshots d apart, the second
+// reusing the first's owners; prev is nil for one snapshot.
+func (g *Globals) sample(opt snapshot.Options, d time.Duration) (prev, cur *snapshot.Snapshot, err error) {
+	if d < 0 {
+		return nil, nil, errors.New("--sample must not be negative")
+	}
+	if d > 0 {
+		if prev, err = g.take(opt); err != nil {
+			return nil, nil, err
+		}
+		time.Sleep(d)
+		opt.Previous = prev
+	}
+	cur, err = g.take(opt)
+	return prev, cur, err
 }

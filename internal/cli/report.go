@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"time"
+
 	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/report"
 	"github.com/closewait/closewait/internal/snapshot"
 )
@@ -10,9 +13,10 @@ import (
 type ReportCmd struct {
 	ThresholdFlags
 	ScanFlags
-	JSON  bool   `help:"Print the JSON contract (version 1) instead of the text report."`
-	PID   []int  `name:"pid" sep:"," placeholder:"PID" help:"Only these processes (their status alone sets the exit code)."`
-	Color string `default:"auto" enum:"auto,always,never" help:"Colour the status words: auto (terminal and no NO_COLOR), always, never."`
+	JSON   bool          `help:"Print the JSON contract (version 1) instead of the text report."`
+	PID    []int         `name:"pid" sep:"," placeholder:"PID" help:"Only these processes (their status alone sets the exit code)."`
+	Color  string        `default:"auto" enum:"auto,always,never" help:"Colour the status words: auto (terminal and no NO_COLOR), always, never."`
+	Sample time.Duration `placeholder:"DURATION" help:"Take two snapshots this far apart (e.g. 10s) and report sockets entering and leaving CLOSE_WAIT per minute, growth and the time until the fd limit."`
 }
 
 // Run takes a snapshot, judges it and prints the report; the exit code is the status.
@@ -28,10 +32,12 @@ func (c *ReportCmd) Run(g *Globals) error {
 			opt.PIDs[p] = true
 		}
 	}
-	snap, err := g.take(snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet})
+	prev, snap, err := g.sample(snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet}, c.Sample)
 	if err != nil {
 		return err
 	}
+	fs := procscan.NewFS(g.ProcRoot)
+	opt.FS, opt.Previous = &fs, prev
 	r := diagnose.Analyze(snap, th, opt)
 	if c.JSON {
 		err = report.WriteJSON(g.stdout, r)

@@ -68,6 +68,8 @@ type ProcessReport struct {
 	PID     int
 	Process *procscan.Process // nil if the process exited before its facts were read
 	Runtime string            // "java", "node", "python", "go", "ruby", "dotnet" or "other"
+	// RuntimeEvidence says what named the runtime ("libjvm.so is mapped"), or "".
+	RuntimeEvidence string
 
 	CloseWait   int           // CLOSE_WAIT sockets it holds (shared ones count for each holder)
 	NotAccepted int           // of which waiting in its listeners' accept queues
@@ -78,6 +80,12 @@ type ProcessReport struct {
 	Reasons  []string  // the thresholds that were crossed, in words
 	Findings []Finding // why, and what to do
 	Sockets  []*snapshot.Socket
+
+	// Threads groups the process's threads by state and wait channel; nil
+	// unless Options.FS was set and the process has sockets it does not read.
+	Threads *ThreadSummary
+	// Growth compares its CLOSE_WAIT sockets with Options.Previous; nil without it.
+	Growth *Growth
 }
 
 // FDShare returns the process's open fds as a share of its soft limit, or 0.
@@ -98,6 +106,8 @@ type Report struct {
 	Processes []*ProcessReport
 	// Unattributed are CLOSE_WAIT sockets no visible process holds.
 	Unattributed UnattributedReport
+	// Sample is the time between Options.Previous and Snapshot; 0 for a single snapshot.
+	Sample time.Duration
 }
 
 // UnattributedReport judges the CLOSE_WAIT sockets with no owner found.
@@ -109,11 +119,26 @@ type UnattributedReport struct {
 	Reasons []string
 }
 
-// Options narrow a report to some processes.
+// Options narrow a report to some processes and say what more it may read.
 type Options struct {
 	// PIDs, when set, keeps only these processes (and drops unattributed sockets).
 	PIDs map[int]bool
+	// FS, when set, lets Analyze read more about each process holding
+	// CLOSE_WAIT sockets: mapped libraries and Go build info for the runtime,
+	// and (when it holds sockets it does not read, or AllThreads) its threads'
+	// states and wait channels as evidence. Nil: only the snapshot is used.
+	FS *procscan.FS
+	// AllThreads reads the threads of every process (with FS), not only of
+	// those with unread or never-accepted sockets.
+	AllThreads bool
+	// Previous, when set, is an earlier snapshot: each process gets Growth
+	// (sockets entering and leaving CLOSE_WAIT, the ETA to its fd limit) and a
+	// "growing" finding when it leaves more sockets open than it closes.
+	Previous *snapshot.Snapshot
 }
+
+// maxThreads bounds the threads read per process.
+const maxThreads = 10000
 
 // Analyze judges a snapshot against thresholds.
 func Analyze(snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
@@ -146,7 +171,7 @@ func Analyze(snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
 			p := byPID[o.PID]
 			if p == nil {
 				p = &ProcessReport{PID: o.PID, Process: snap.Processes[o.PID]}
-				p.Runtime = DetectRuntime(p.Process)
+				p.Runtime, p.RuntimeEvidence = detectRuntime(p.Process, opt.FS)
 				byPID[o.PID] = p
 			}
 			p.CloseWait++
@@ -160,9 +185,23 @@ func Analyze(snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
 			p.Sockets = append(p.Sockets, s)
 		}
 	}
+	var before map[int]map[sockKey]bool
+	if opt.Previous != nil {
+		before = closeWaitByPID(opt.Previous)
+		r.Sample = snap.Time.Sub(opt.Previous.Time)
+	}
 	for _, p := range byPID {
 		share := p.FDShare()
 		p.Status, p.Reasons = th.judge(p.CloseWait, share, p.Oldest, p.HasAge)
+		if opt.Previous != nil {
+			p.Growth = computeGrowth(p, before[p.PID], r.Sample)
+			judgeGrowth(p)
+		}
+		if opt.FS != nil && p.Process != nil && (opt.AllThreads || holdsUnread(p)) {
+			if ts, err := opt.FS.Threads(p.PID, maxThreads); err == nil {
+				p.Threads = SummarizeThreads(ts)
+			}
+		}
 		p.Findings = Findings(p, snap)
 		r.Processes = append(r.Processes, p)
 		r.Status = max(r.Status, p.Status)
@@ -180,6 +219,17 @@ func Analyze(snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
 		)
 	})
 	return r
+}
+
+// holdsUnread reports whether a process holds sockets it never read or
+// never accepted, for which its threads' states are evidence.
+func holdsUnread(p *ProcessReport) bool {
+	for _, s := range p.Sockets {
+		if s.NotAccepted || s.RecvQ > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // judge applies the thresholds to one holder's numbers.

@@ -1,13 +1,23 @@
 package diagnose
 
 import (
+	"cmp"
+	"fmt"
+	"math"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
 	"github.com/closewait/closewait/internal/snapshot"
+	"github.com/closewait/closewait/internal/sockdiag"
 )
 
 // Finding is one explanation of some of a process's CLOSE_WAIT sockets.
 type Finding struct {
 	// Cause is a stable id: "missing-close", "abandoned-unread", "pool-idle",
-	// "not-accepted" or "normal-half-close".
+	// "not-accepted", "normal-half-close", or "growing" (from two snapshots).
 	Cause string
 	// Direction is "inbound" (accepted from one of the host's listeners) or "outbound".
 	Direction string
@@ -24,9 +34,376 @@ type Finding struct {
 	Keepalive int
 	Evidence  []string
 	NextSteps []string
+	// Check is an ss(8) command that shows the same sockets without closewait.
+	Check string
+	// Fix is the fix pattern, in the process's runtime's idiom.
+	Fix []string
 }
 
-// Findings explains a process's CLOSE_WAIT sockets.
+// Rule limits of the classification.
+const (
+	// NormalHalfCloseAge: sockets all younger than this may still be closing normally.
+	NormalHalfCloseAge = 10 * time.Second
+	// NormalHalfCloseMax: at most this many young sockets count as a normal half-close.
+	NormalHalfCloseMax = 5
+)
+
+// Cause ids.
+const (
+	CauseMissingClose    = "missing-close"
+	CauseAbandonedUnread = "abandoned-unread"
+	CausePoolIdle        = "pool-idle"
+	CauseNotAccepted     = "not-accepted"
+	CauseNormalHalfClose = "normal-half-close"
+	CauseGrowing         = "growing"
+)
+
+// groupKey is where a set of sockets concentrates: a listening port
+// (inbound) or a remote address and port (outbound).
+type groupKey struct {
+	inbound bool
+	port    uint16
+	remote  netip.AddrPort
+}
+
+// classify names the cause of one CLOSE_WAIT socket from its own facts.
+func classify(s *snapshot.Socket) string {
+	switch {
+	case s.NotAccepted:
+		return CauseNotAccepted
+	case s.RecvQ == 0:
+		return CauseMissingClose
+	case !s.Inbound() && s.RecvQ == 1:
+		return CausePoolIdle
+	}
+	return CauseAbandonedUnread
+}
+
+// Findings explains a process's CLOSE_WAIT sockets: it groups them by
+// direction and concentration (listening port, or remote address), splits
+// each group by cause (see [classify]), and describes each part with
+// evidence, an ss check, next steps for the process's runtime and the fix.
+// It reads p.Growth and p.Threads when they are set, and snap for the
+// process's listeners. It does no I/O.
 func Findings(p *ProcessReport, snap *snapshot.Snapshot) []Finding {
-	return nil
+	groups := map[groupKey][]*snapshot.Socket{}
+	for _, s := range p.Sockets {
+		if s.State != sockdiag.CloseWait {
+			continue
+		}
+		k := groupKey{inbound: s.Inbound()}
+		if k.inbound {
+			k.port = s.Listener.Port()
+		} else {
+			k.remote = s.Remote
+		}
+		groups[k] = append(groups[k], s)
+	}
+	ctx := newAdviceContext(p, snap)
+	var out []Finding
+	for k, all := range groups {
+		parts := map[string][]*snapshot.Socket{}
+		for _, s := range all {
+			c := classify(s)
+			parts[c] = append(parts[c], s)
+		}
+		for cause, socks := range parts {
+			out = append(out, ctx.finding(k, cause, socks, len(all)))
+		}
+	}
+	if f, ok := growthFinding(p); ok {
+		f.Check = ctx.checkAll()
+		f.NextSteps = ctx.steps(CauseGrowing)
+		f.Fix = advice(fixes[CauseGrowing], p.Runtime, ctx.repl)
+		out = append(out, f)
+	}
+	slices.SortFunc(out, func(a, b Finding) int {
+		return cmp.Or(
+			cmp.Compare(rank(a.Cause), rank(b.Cause)),
+			cmp.Compare(b.Count, a.Count),
+			cmp.Compare(a.Cause, b.Cause),
+			cmp.Compare(a.LocalPort, b.LocalPort),
+			cmp.Compare(a.Remote, b.Remote),
+		)
+	})
+	return out
+}
+
+// rank orders findings: growth first (it is the urgent one), normal last.
+func rank(cause string) int {
+	switch cause {
+	case CauseGrowing:
+		return 0
+	case CauseNormalHalfClose:
+		return 2
+	}
+	return 1
+}
+
+// adviceContext holds what the advice of one process is filled in with.
+type adviceContext struct {
+	p     *ProcessReport
+	snap  *snapshot.Snapshot
+	repl  *strings.Replacer
+	vars  []string
+	ports []uint16
+}
+
+func newAdviceContext(p *ProcessReport, snap *snapshot.Snapshot) *adviceContext {
+	c := &adviceContext{p: p, snap: snap}
+	if snap != nil {
+		for _, l := range snap.Listeners {
+			for _, o := range l.Owners {
+				if o.PID == p.PID && !slices.Contains(c.ports, l.Local.Port()) {
+					c.ports = append(c.ports, l.Local.Port())
+				}
+			}
+		}
+	}
+	slices.Sort(c.ports)
+	user := ""
+	if p.Process != nil && p.Process.User != "" && p.Process.User != "root" {
+		user = "sudo -u " + p.Process.User + " "
+	}
+	ports := ""
+	if len(c.ports) > 0 {
+		ports = " (it listens on " + joinPorts(c.ports) + ")"
+	}
+	c.vars = []string{"{pid}", strconv.Itoa(p.PID), "{user}", user, "{ports}", ports}
+	c.repl = c.withEvict("N")
+	return c
+}
+
+// withEvict is the replacer with {evict} set.
+func (c *adviceContext) withEvict(ev string) *strings.Replacer {
+	return strings.NewReplacer(append(slices.Clone(c.vars), "{evict}", ev)...)
+}
+
+func joinPorts(ps []uint16) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = strconv.Itoa(int(p))
+	}
+	return strings.Join(s, ", ")
+}
+
+// finding describes the sockets of one group that share a cause.
+func (c *adviceContext) finding(k groupKey, cause string, socks []*snapshot.Socket, groupSize int) Finding {
+	f := Finding{Cause: cause, Count: len(socks), Direction: "outbound"}
+	where := ""
+	if k.inbound {
+		f.Direction, f.LocalPort = "inbound", k.port
+		where = fmt.Sprintf("on port %d", k.port)
+		f.Check = fmt.Sprintf("ss -tnp state close-wait '( sport = :%d )'", k.port)
+	} else {
+		f.Remote = k.remote.String()
+		where = "to " + f.Remote
+		f.Check = "ss -tnp state close-wait dst " + f.Remote
+	}
+	f.Oldest = oldestSeconds(socks)
+	var ages []time.Duration
+	maxQ, withData := uint32(0), 0
+	for _, s := range socks {
+		if s.KeepaliveSet() {
+			f.Keepalive++
+		}
+		if a, ok := s.Age(); ok {
+			ages = append(ages, a)
+		}
+		maxQ = max(maxQ, s.RecvQ)
+		if s.RecvQ > 1 {
+			withData++
+		}
+	}
+	of := fmt.Sprintf("%d of %d sockets %s", len(socks), groupSize, where)
+	if len(socks) == groupSize {
+		of = fmt.Sprintf("all %d sockets %s", len(socks), where)
+		if len(socks) == 1 {
+			of = "the socket " + where
+		}
+	}
+	repl := c.repl
+	switch cause {
+	case CauseMissingClose:
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s have Recv-Q 0: the app read up to EOF (the peer's FIN) and did not close", of))
+	case CauseAbandonedUnread:
+		e := fmt.Sprintf("%s have Recv-Q ≥ 1: the app never read them after the peer closed (the FIN is still queued)", of)
+		if withData > 0 {
+			e += fmt.Sprintf("; %d still hold unread data (up to %s)", withData, bytesText(maxQ-1))
+		}
+		f.Evidence = append(f.Evidence, e)
+		if k.inbound {
+			f.Evidence = append(f.Evidence, "the connections were accepted and then forgotten, or the workers holding them are blocked elsewhere")
+		} else {
+			f.Evidence = append(f.Evidence, "the app stopped reading the responses: a stuck caller, or a pooled connection with an unread body")
+		}
+	case CausePoolIdle:
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s have Recv-Q 1 (only the FIN unread): idle pooled connections that the server closed and the pool never noticed", of))
+		if med, lo, n := idleTimeout(socks); n > 0 {
+			f.RemoteIdleTimeout = math.Round(med*1000) / 1000
+			ev := evictText(lo)
+			repl = c.withEvict(ev)
+			f.Evidence = append(f.Evidence, fmt.Sprintf(
+				"the server closed them after about %s idle (tcp_info: last data received minus the FIN's arrival; median of %d, shortest %s): evict idle connections after less than %s",
+				secondsText(med), n, secondsText(lo), secondsText(lo)))
+		}
+	case CauseNotAccepted:
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s wait in the accept queue: the peers gave up before the app called accept(), so they have no fd", of))
+		for _, l := range listenersOn(c.snap, k.port, c.p.PID) {
+			f.Evidence = append(f.Evidence, fmt.Sprintf("listener %s has %d connections queued (backlog %d): the process is not accepting", l.Local, l.RecvQ, l.SendQ))
+		}
+		f.Check = fmt.Sprintf("ss -ltn '( sport = :%d )'   # Recv-Q of the listener = connections waiting for accept()", k.port)
+	}
+	if len(ages) > 0 {
+		slices.Sort(ages)
+		e := fmt.Sprintf("oldest ~%s, newest ~%s", FormatAge(ages[len(ages)-1]), FormatAge(ages[0]))
+		if c.snap != nil && !c.snap.Time.IsZero() {
+			e += fmt.Sprintf(" (the first FIN arrived about %s)", c.snap.Time.Add(-ages[len(ages)-1]).UTC().Format("15:04:05 UTC"))
+		}
+		f.Evidence = append(f.Evidence, e)
+	}
+	if cause != CauseNotAccepted {
+		f.Evidence = append(f.Evidence, keepaliveText(f.Keepalive, len(socks)))
+	}
+	if (cause == CauseAbandonedUnread || cause == CauseNotAccepted) && c.p.Threads != nil {
+		f.Evidence = append(f.Evidence, "threads: "+c.p.Threads.String())
+	}
+
+	young := len(ages) == len(socks) && len(ages) > 0 && ages[len(ages)-1] < NormalHalfCloseAge
+	if young && len(socks) <= NormalHalfCloseMax && !c.p.Growth.Growing() && cause != CauseNotAccepted {
+		f.Evidence = append([]string{fmt.Sprintf("%s, all younger than %s and not growing: most likely a normal half-close in progress (%s)",
+			countText(len(socks)), FormatAge(NormalHalfCloseAge), cause)}, f.Evidence...)
+		f.Cause = CauseNormalHalfClose
+		f.NextSteps = []string{"nothing to do now; look again in a minute (or closewait --sample 10s): investigate only if they age or grow"}
+		return f
+	}
+	f.NextSteps = c.steps(cause)
+	if cause == CausePoolIdle {
+		f.NextSteps = append([]string{fmt.Sprintf("find the client or pool that talks to %s (its idle/keepalive settings)", f.Remote)}, f.NextSteps...)
+	}
+	f.Fix = advice(fixes[cause], c.p.Runtime, repl)
+	return f
+}
+
+// steps are the runtime's commands for a cause, then a runtime-independent one.
+func (c *adviceContext) steps(cause string) []string {
+	out := advice(stackSteps, c.p.Runtime, c.repl)
+	out = append(out, c.repl.Replace("ls -l /proc/{pid}/fd | grep -c socket:   # socket fds it holds; compare with the CLOSE_WAIT count"))
+	return out
+}
+
+// checkAll is the ss command that lists all the process's CLOSE_WAIT sockets.
+func (c *adviceContext) checkAll() string {
+	return fmt.Sprintf("ss -tnp state close-wait | grep 'pid=%d,'", c.p.PID)
+}
+
+// listenersOn returns the snapshot's listeners on port held by pid.
+func listenersOn(snap *snapshot.Snapshot, port uint16, pid int) []snapshot.Socket {
+	if snap == nil {
+		return nil
+	}
+	var out []snapshot.Socket
+	for _, l := range snap.Listeners {
+		if l.Local.Port() != port {
+			continue
+		}
+		for _, o := range l.Owners {
+			if o.PID == pid {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// oldestSeconds is the oldest age of the sockets in seconds (ms precision), or 0.
+func oldestSeconds(socks []*snapshot.Socket) float64 {
+	var old time.Duration
+	for _, s := range socks {
+		if a, ok := s.Age(); ok {
+			old = max(old, a)
+		}
+	}
+	return math.Round(old.Seconds()*1000) / 1000
+}
+
+// directionOf is the direction most of the sockets have.
+func directionOf(socks []*snapshot.Socket) string {
+	in := 0
+	for _, s := range socks {
+		if s.Inbound() {
+			in++
+		}
+	}
+	if in*2 >= len(socks) {
+		return "inbound"
+	}
+	return "outbound"
+}
+
+// idleTimeout estimates the server's idle timeout from pooled sockets'
+// tcp_info: last_data_recv − last_ack_recv is how long each sat idle before
+// the FIN. It returns the median and the minimum in seconds and how many
+// sockets gave an estimate.
+func idleTimeout(socks []*snapshot.Socket) (median, minimum float64, n int) {
+	var v []float64
+	for _, s := range socks {
+		if !s.HasInfo || s.Info.LastDataRecv < s.Info.LastAckRecv {
+			continue
+		}
+		v = append(v, float64(s.Info.LastDataRecv-s.Info.LastAckRecv)/1000)
+	}
+	if len(v) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(v)
+	median = v[len(v)/2]
+	if len(v)%2 == 0 {
+		median = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return median, v[0], len(v)
+}
+
+// evictText is an idle eviction comfortably below an idle timeout, in seconds.
+func evictText(timeout float64) string {
+	e := math.Floor(timeout * 0.8)
+	if e < 1 {
+		return strconv.FormatFloat(math.Max(math.Floor(timeout*8)/10, 0.1), 'f', 1, 64)
+	}
+	return strconv.Itoa(int(e))
+}
+
+// secondsText prints seconds for a sentence: "600 s", "1.2 s".
+func secondsText(v float64) string {
+	if v >= 10 {
+		return fmt.Sprintf("%.0f s", v)
+	}
+	return fmt.Sprintf("%.1f s", v)
+}
+
+func bytesText(n uint32) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+func countText(n int) string {
+	if n == 1 {
+		return "1 socket"
+	}
+	return fmt.Sprintf("%d sockets", n)
+}
+
+// keepaliveText says whether the keepalive sysctls can matter for these sockets.
+func keepaliveText(k, n int) string {
+	if k == 0 {
+		return "none has SO_KEEPALIVE set: the net.ipv4.tcp_keepalive_* sysctls cannot clear them; only close() in the app (or its exit) does"
+	}
+	return fmt.Sprintf("%d of %d have SO_KEEPALIVE set: after the peer's FIN_WAIT2 times out (net.ipv4.tcp_fin_timeout) a keepalive probe draws a RST and the kernel drops the connection, "+
+		"but the fd stays open until the app closes it: lowering tcp_keepalive_time is a workaround, not the fix", k, n)
 }

@@ -7,31 +7,98 @@ import (
 	"github.com/closewait/closewait/internal/procscan"
 )
 
-// DetectRuntime names the language runtime of a process from its executable
-// and command line: "java", "node", "python", "go", "ruby", "dotnet" or "other".
-func DetectRuntime(p *procscan.Process) string {
-	if p == nil {
-		return "other"
+// Runtimes are the language runtimes closewait gives specific advice for.
+var Runtimes = []string{"java", "node", "python", "go", "ruby", "dotnet", "other"}
+
+// RuntimeFacts are the inputs of runtime detection: the process's names and,
+// when they could be read, its mapped libraries and Go build info.
+type RuntimeFacts struct {
+	Exe       string   // path of the executable
+	Cmdline   string   // arguments joined by spaces
+	Comm      string   // kernel's name of the process
+	Libs      []string // base names of mapped shared objects
+	GoVersion string   // Go release from the executable's build info; "" if not Go
+}
+
+// libRules name a runtime from a mapped shared object, by prefix of its base
+// name. They come first: a launcher with any name that maps libjvm.so is Java.
+var libRules = []struct{ prefix, runtime string }{
+	{"libjvm.so", "java"},
+	{"libnode.so", "node"},
+	{"libpython", "python"},
+	{"libruby", "ruby"},
+	{"libcoreclr.so", "dotnet"},
+	{"libhostfxr.so", "dotnet"},
+}
+
+// nameRules name a runtime from the base name of the executable, of argv[0]
+// or of comm.
+var nameRules = []struct {
+	match   func(string) bool
+	runtime string
+}{
+	{func(n string) bool { return n == "java" || strings.HasPrefix(n, "java") }, "java"},
+	{func(n string) bool { return n == "node" || n == "nodejs" || strings.HasPrefix(n, "node") }, "node"},
+	{func(n string) bool {
+		return strings.HasPrefix(n, "python") || n == "uwsgi" || n == "gunicorn" || n == "celery" || n == "uvicorn"
+	}, "python"},
+	{func(n string) bool { return strings.HasPrefix(n, "ruby") || n == "puma" || n == "unicorn" }, "ruby"},
+	{func(n string) bool { return n == "dotnet" }, "dotnet"},
+}
+
+// ClassifyRuntime names a runtime from facts, and says what gave it away:
+// mapped libraries first, then Go build info (a Go binary named
+// node_exporter is Go), then names.
+func ClassifyRuntime(f RuntimeFacts) (runtime, evidence string) {
+	for _, r := range libRules {
+		for _, l := range f.Libs {
+			if strings.HasPrefix(l, r.prefix) {
+				return r.runtime, l + " is mapped"
+			}
+		}
 	}
-	exe := filepath.Base(p.Exe)
-	args := strings.Fields(p.Cmdline)
+	if f.GoVersion != "" {
+		return "go", "the executable is a Go binary (" + f.GoVersion + ")"
+	}
+	args := strings.Fields(f.Cmdline)
 	arg0 := ""
 	if len(args) > 0 {
 		arg0 = filepath.Base(args[0])
 	}
-	for _, name := range []string{exe, arg0, p.Comm} {
-		switch {
-		case name == "java" || strings.HasPrefix(name, "java"):
-			return "java"
-		case name == "node" || name == "nodejs" || strings.HasPrefix(name, "node"):
-			return "node"
-		case strings.HasPrefix(name, "python") || name == "uwsgi" || name == "gunicorn":
-			return "python"
-		case strings.HasPrefix(name, "ruby") || name == "puma" || name == "unicorn":
-			return "ruby"
-		case name == "dotnet":
-			return "dotnet"
+	for _, c := range []struct{ what, name string }{{"executable", filepath.Base(f.Exe)}, {"argv[0]", arg0}, {"comm", f.Comm}} {
+		if c.name == "" || c.name == "." {
+			continue
+		}
+		for _, r := range nameRules {
+			if r.match(c.name) {
+				return r.runtime, c.what + " is " + c.name
+			}
 		}
 	}
-	return "other"
+	return "other", ""
+}
+
+// DetectRuntime names the language runtime of a process from its executable
+// and command line: "java", "node", "python", "go", "ruby", "dotnet" or
+// "other". Without mapped libraries or build info (see [ClassifyRuntime] and
+// [procscan.FS.RuntimeHints]) a Go binary shows as "other".
+func DetectRuntime(p *procscan.Process) string {
+	if p == nil {
+		return "other"
+	}
+	rt, _ := ClassifyRuntime(RuntimeFacts{Exe: p.Exe, Cmdline: p.Cmdline, Comm: p.Comm})
+	return rt
+}
+
+// detectRuntime is DetectRuntime with the hints read through fs.
+func detectRuntime(p *procscan.Process, fs *procscan.FS) (string, string) {
+	if p == nil {
+		return "other", ""
+	}
+	f := RuntimeFacts{Exe: p.Exe, Cmdline: p.Cmdline, Comm: p.Comm}
+	if fs != nil {
+		h, _ := fs.RuntimeHints(p.PID)
+		f.Libs, f.GoVersion = h.Libs, h.GoVersion
+	}
+	return ClassifyRuntime(f)
 }

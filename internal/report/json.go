@@ -37,6 +37,7 @@ type JSONSummary struct {
 	AgeIsEstimate          bool           `json:"age_is_estimate"`
 	Thresholds             JSONThresholds `json:"thresholds"`
 	ProcessesWithCloseWait int            `json:"processes_with_close_wait"`
+	SampleSeconds          float64        `json:"sample_seconds,omitempty"` // time between the two snapshots of --sample
 }
 
 // JSONThresholds echoes the thresholds the report was judged by.
@@ -73,6 +74,37 @@ type JSONProcess struct {
 	PodUID           string        `json:"pod_uid,omitempty"`
 	Cgroup           string        `json:"cgroup,omitempty"`
 	Findings         []JSONFinding `json:"findings"`
+	// Added by issue 4 (diagnosis): what named the runtime, thread states,
+	// and with two snapshots (--sample) the growth and the fd exhaustion ETA.
+	RuntimeEvidence string             `json:"runtime_evidence,omitempty"`
+	Threads         *JSONThreads       `json:"threads,omitempty"`
+	Growth          *JSONProcessGrowth `json:"growth,omitempty"`
+	GrowthPerMin    *float64           `json:"growth_per_min,omitempty"`
+	EnteredPerMin   *float64           `json:"entered_per_min,omitempty"`
+	LeftPerMin      *float64           `json:"left_per_min,omitempty"`
+	FDExhaustionETA *float64           `json:"fd_exhaustion_eta_seconds,omitempty"`
+}
+
+// JSONThreads groups a process's threads by state and wait channel.
+type JSONThreads struct {
+	Total  int               `json:"total"`
+	Groups []JSONThreadGroup `json:"groups"`
+}
+
+// JSONThreadGroup is a number of threads in one state, waiting in one place.
+type JSONThreadGroup struct {
+	State string `json:"state"`
+	Wait  string `json:"wait,omitempty"`
+	Count int    `json:"count"`
+}
+
+// JSONProcessGrowth compares a process's CLOSE_WAIT sockets in two snapshots.
+type JSONProcessGrowth struct {
+	IntervalSeconds float64 `json:"interval_seconds"`
+	Before          int     `json:"before"`
+	Entered         int     `json:"entered"`
+	Left            int     `json:"left"`
+	Growing         bool    `json:"growing"`
 }
 
 // JSONFinding is one finding of a process.
@@ -87,6 +119,8 @@ type JSONFinding struct {
 	Keepalive                int      `json:"keepalive_sockets"`
 	Evidence                 []string `json:"evidence"`
 	NextSteps                []string `json:"next_steps"`
+	Check                    string   `json:"check,omitempty"`
+	Fix                      []string `json:"fix"`
 }
 
 // JSONScan says how the snapshot was taken.
@@ -130,6 +164,7 @@ func BuildJSON(r *diagnose.Report) *JSONReport {
 		UnattributedStatus:     r.Unattributed.Status.String(),
 		AgeIsEstimate:          true,
 		ProcessesWithCloseWait: len(r.Processes),
+		SampleSeconds:          Seconds(r.Sample),
 		Thresholds: JSONThresholds{
 			CountWarning: th.CountWarning, CountCritical: th.CountCritical,
 			FDShareWarning: th.FDShareWarning, FDShareCritical: th.FDShareCritical,
@@ -175,7 +210,24 @@ func BuildJSONProcess(p *diagnose.ProcessReport) JSONProcess {
 			Cause: f.Cause, Direction: f.Direction, Remote: f.Remote, LocalPort: f.LocalPort,
 			Count: f.Count, OldestAgeSeconds: f.Oldest, RemoteIdleTimeoutSeconds: f.RemoteIdleTimeout,
 			Keepalive: f.Keepalive, Evidence: nonNil(f.Evidence), NextSteps: nonNil(f.NextSteps),
+			Check: f.Check, Fix: nonNil(f.Fix),
 		})
+	}
+	jp.RuntimeEvidence = p.RuntimeEvidence
+	if t := p.Threads; t != nil {
+		jt := &JSONThreads{Total: t.Total, Groups: []JSONThreadGroup{}}
+		for _, g := range t.Groups {
+			jt.Groups = append(jt.Groups, JSONThreadGroup{State: g.State, Wait: g.Wait, Count: g.Count})
+		}
+		jp.Threads = jt
+	}
+	if g := p.Growth; g != nil {
+		jp.Growth = &JSONProcessGrowth{IntervalSeconds: Seconds(g.Interval), Before: g.Before, Entered: g.Entered, Left: g.Left, Growing: g.Growing()}
+		round := func(v float64) *float64 { v = math.Round(v*100) / 100; return &v }
+		jp.GrowthPerMin, jp.EnteredPerMin, jp.LeftPerMin = round(g.NetPerMin), round(g.EnteredPerMin), round(g.LeftPerMin)
+		if g.HasETA {
+			jp.FDExhaustionETA = round(g.ETA.Seconds())
+		}
 	}
 	return jp
 }

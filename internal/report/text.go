@@ -35,6 +35,9 @@ func WriteText(w io.Writer, r *diagnose.Report, opt TextOptions) error {
 		}
 	}
 	fmt.Fprintf(bw, "TCP sockets %s: %s\n", Thousands(total), strings.Join(parts, " · "))
+	if r.Sample > 0 {
+		fmt.Fprintf(bw, "Sampled twice %s apart (--sample); rates are per minute.\n", diagnose.FormatAge(r.Sample))
+	}
 
 	if len(r.Processes) == 0 && r.Unattributed.Count == 0 {
 		fmt.Fprintln(bw, "\nNo process holds a CLOSE_WAIT socket.")

@@ -1,0 +1,146 @@
+package diagnose
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"time"
+
+	"github.com/closewait/closewait/internal/procscan"
+	"github.com/closewait/closewait/internal/snapshot"
+	"github.com/closewait/closewait/internal/sockdiag"
+)
+
+// Growth compares a process's CLOSE_WAIT sockets in two snapshots.
+type Growth struct {
+	Interval time.Duration // time between the snapshots
+	Before   int           // CLOSE_WAIT sockets it held in the first
+	Entered  int           // sockets in the second that were not in the first
+	Left     int           // sockets in the first that are gone from the second (closed)
+	// EnteredPerMin, LeftPerMin and NetPerMin are the rates per minute.
+	EnteredPerMin, LeftPerMin, NetPerMin float64
+	// ETA is the time until the process reaches its soft fd limit at the net
+	// growth rate; valid when HasETA (growing, with a known finite limit).
+	ETA    time.Duration
+	HasETA bool
+}
+
+// Growing reports whether the process opened more CLOSE_WAIT sockets than it
+// closed: the churn rule (design.md) for a leak in progress.
+func (g *Growth) Growing() bool { return g != nil && g.Entered > g.Left }
+
+// GrowthETACritical is how soon fd exhaustion at the measured rate makes the
+// status critical.
+const GrowthETACritical = 15 * time.Minute
+
+// sockKey identifies a socket across snapshots: the kernel's cookie, else
+// the inode, else the 4-tuple.
+type sockKey struct {
+	cookie, inode, netns uint64
+	local, remote        netip.AddrPort
+}
+
+func keyOf(s *snapshot.Socket) sockKey {
+	switch {
+	case s.Cookie != 0:
+		return sockKey{cookie: s.Cookie}
+	case s.Inode != 0:
+		return sockKey{inode: s.Inode}
+	}
+	return sockKey{netns: s.NetNS, local: s.Local, remote: s.Remote}
+}
+
+// closeWaitByPID indexes a snapshot's CLOSE_WAIT sockets by holder.
+func closeWaitByPID(snap *snapshot.Snapshot) map[int]map[sockKey]bool {
+	out := map[int]map[sockKey]bool{}
+	for i := range snap.Sockets {
+		s := &snap.Sockets[i]
+		if s.State != sockdiag.CloseWait {
+			continue
+		}
+		k := keyOf(s)
+		for _, o := range s.Owners {
+			m := out[o.PID]
+			if m == nil {
+				m = map[sockKey]bool{}
+				out[o.PID] = m
+			}
+			m[k] = true
+		}
+	}
+	return out
+}
+
+// computeGrowth compares a process's sockets now with those it held before.
+func computeGrowth(p *ProcessReport, before map[sockKey]bool, interval time.Duration) *Growth {
+	g := &Growth{Interval: interval, Before: len(before)}
+	now := map[sockKey]bool{}
+	for _, s := range p.Sockets {
+		k := keyOf(s)
+		now[k] = true
+		if !before[k] {
+			g.Entered++
+		}
+	}
+	for k := range before {
+		if !now[k] {
+			g.Left++
+		}
+	}
+	mins := interval.Minutes()
+	if mins <= 0 {
+		return g
+	}
+	g.EnteredPerMin = float64(g.Entered) / mins
+	g.LeftPerMin = float64(g.Left) / mins
+	g.NetPerMin = float64(g.Entered-g.Left) / mins
+	if pr := p.Process; pr != nil && g.NetPerMin > 0 && pr.FDSoft != 0 && pr.FDSoft != procscan.Unlimited {
+		free := float64(pr.FDSoft) - float64(pr.OpenFDs)
+		g.HasETA = true
+		g.ETA = time.Duration(math.Max(free, 0) / g.NetPerMin * float64(time.Minute))
+	}
+	return g
+}
+
+// growthFinding is the finding for a process whose CLOSE_WAIT count grows.
+func growthFinding(p *ProcessReport) (Finding, bool) {
+	g := p.Growth
+	if !g.Growing() {
+		return Finding{}, false
+	}
+	f := Finding{Cause: "growing", Direction: directionOf(p.Sockets), Count: p.CloseWait}
+	f.Oldest = oldestSeconds(p.Sockets)
+	f.Evidence = append(f.Evidence, fmt.Sprintf(
+		"%d sockets entered CLOSE_WAIT and %d left in %s (%s/min in, %s/min out): it leaves more sockets open than it closes",
+		g.Entered, g.Left, FormatAge(g.Interval), rate(g.EnteredPerMin), rate(g.LeftPerMin)))
+	if g.HasETA {
+		pr := p.Process
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%d of %d fds open: at %s/min it reaches the fd limit (EMFILE, \"too many open files\") in about %s",
+			pr.OpenFDs, pr.FDSoft, rate(g.NetPerMin), FormatAge(g.ETA)))
+	}
+	return f, true
+}
+
+// judgeGrowth raises a process's status for growth: warning when it grows,
+// critical when the fd limit is near at that rate.
+func judgeGrowth(p *ProcessReport) {
+	g := p.Growth
+	if !g.Growing() {
+		return
+	}
+	st := Warning
+	why := fmt.Sprintf("CLOSE_WAIT growing: +%d -%d in %s (net %s/min)", g.Entered, g.Left, FormatAge(g.Interval), rate(g.NetPerMin))
+	if g.HasETA && g.ETA < GrowthETACritical {
+		st = Critical
+		why += fmt.Sprintf(", fd limit in about %s", FormatAge(g.ETA))
+	}
+	p.Status = max(p.Status, st)
+	p.Reasons = append(p.Reasons, st.String()+": "+why)
+}
+
+func rate(v float64) string {
+	if v >= 10 || v == math.Trunc(v) {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.1f", v)
+}
