@@ -18,8 +18,8 @@ import (
 // and the client's transport wrapped at the default sampling (tracked).
 // Compare ns/op of the two with benchstat.
 func BenchmarkHTTP(b *testing.B) {
-	b.Run("plain", func(b *testing.B) { benchHTTP(b, nil) })
-	b.Run("tracked", func(b *testing.B) { benchHTTP(b, leakcheck.New(nil)) })
+	b.Run("wrap=none", func(b *testing.B) { benchHTTP(b, nil) })
+	b.Run("wrap=leakcheck", func(b *testing.B) { benchHTTP(b, leakcheck.New(nil)) })
 }
 
 func benchHTTP(b *testing.B, tr *leakcheck.Tracker) {
@@ -76,8 +76,8 @@ func cpuTime() time.Duration {
 // BenchmarkDialClose measures the per-connection cost of tracking: a
 // loopback dial, accept and close of both ends.
 func BenchmarkDialClose(b *testing.B) {
-	b.Run("plain", func(b *testing.B) { benchDialClose(b, nil) })
-	b.Run("tracked", func(b *testing.B) { benchDialClose(b, leakcheck.New(nil)) })
+	b.Run("wrap=none", func(b *testing.B) { benchDialClose(b, nil) })
+	b.Run("wrap=leakcheck", func(b *testing.B) { benchDialClose(b, leakcheck.New(nil)) })
 }
 
 func benchDialClose(b *testing.B, tr *leakcheck.Tracker) {

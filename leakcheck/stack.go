@@ -57,7 +57,9 @@ func userFrames(pcs []uintptr) []Frame {
 	frames := runtime.CallersFrames(pcs)
 	for {
 		f, more := frames.Next()
-		if f.Function != "" && !isInfra(f.Function) {
+		// Compiler-generated go-statement wrappers (pkg.f.gowrap1) are
+		// noise; runtime.Callers hides them, frame pointers do not.
+		if f.Function != "" && !isInfra(f.Function) && !strings.Contains(f.Function, ".gowrap") {
 			out = append(out, Frame{Function: f.Function, File: f.File, Line: f.Line})
 		}
 		if !more {
