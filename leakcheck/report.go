@@ -116,6 +116,10 @@ type Group struct {
 	OldestCloseWait time.Duration `json:"-"`
 	// OldestConn is the age of the oldest connection of the group.
 	OldestConn time.Duration `json:"-"`
+	// LongestIdle is the longest time a connection of the group has gone
+	// without a read or write by the program (since its creation if it
+	// never had one).
+	LongestIdle time.Duration `json:"-"`
 	// Remotes lists up to 8 distinct peer addresses.
 	Remotes []string `json:"remotes"`
 }
@@ -123,14 +127,15 @@ type Group struct {
 const maxRemotes = 8
 
 // MarshalJSON encodes g with its durations as seconds
-// (oldest_close_wait_seconds, oldest_conn_seconds).
+// (oldest_close_wait_seconds, oldest_conn_seconds, longest_idle_seconds).
 func (g Group) MarshalJSON() ([]byte, error) {
 	type plain Group
 	return json.Marshal(struct {
 		plain
 		OldestCloseWait float64 `json:"oldest_close_wait_seconds"`
 		OldestConn      float64 `json:"oldest_conn_seconds"`
-	}{plain(g), g.OldestCloseWait.Seconds(), g.OldestConn.Seconds()})
+		LongestIdle     float64 `json:"longest_idle_seconds"`
+	}{plain(g), g.OldestCloseWait.Seconds(), g.OldestConn.Seconds(), g.LongestIdle.Seconds()})
 }
 
 // Report checks every tracked connection's TCP state with the kernel and
@@ -187,6 +192,8 @@ func (t *Tracker) Report() *Report {
 		}
 		g.OldestCloseWait = max(g.OldestCloseWait, lastAck)
 		g.OldestConn = max(g.OldestConn, time.Duration(now-r.created))
+		lastIO := max(r.created, r.lastRead.Load(), r.lastWrite.Load())
+		g.LongestIdle = max(g.LongestIdle, time.Duration(now-lastIO))
 		if len(g.Remotes) < maxRemotes && r.remote != nil {
 			if ra := r.remote.String(); !slices.Contains(g.Remotes, ra) {
 				g.Remotes = append(g.Remotes, ra)
@@ -266,8 +273,8 @@ func (r *Report) WriteText(w io.Writer) error {
 		if g.Outbound > 0 {
 			fmt.Fprintf(&b, ", %d outbound", g.Outbound)
 		}
-		fmt.Fprintf(&b, ", oldest %s since the peer closed, oldest connection %s old\n",
-			g.OldestCloseWait.Round(time.Millisecond), g.OldestConn.Round(time.Millisecond))
+		fmt.Fprintf(&b, "\n    oldest %s since the peer closed, oldest connection %s old, idle up to %s\n",
+			g.OldestCloseWait.Round(time.Millisecond), g.OldestConn.Round(time.Millisecond), g.LongestIdle.Round(time.Millisecond))
 		causes := make([]string, 0, len(g.Causes))
 		for c, n := range g.Causes {
 			causes = append(causes, fmt.Sprintf("%s=%d", c, n))

@@ -1,0 +1,695 @@
+package history
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/sockdiag"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultMaxAge   = 7 * 24 * time.Hour
+	DefaultMaxBytes = 64 << 20
+	DefaultTimeout  = 3 * time.Second
+	// MinMaxBytes is the smallest size bound Open accepts.
+	MinMaxBytes = 64 << 10
+)
+
+// formatVersion is the on-disk layout version, stored in the meta bucket.
+const formatVersion = 1
+
+var (
+	bucketMeta    = []byte("meta")
+	bucketTotals  = []byte("totals")
+	bucketPoints  = []byte("points")
+	bucketSockets = []byte("sockets")
+	keyVersion    = []byte("version")
+)
+
+// appendFill is the page fill of the time-keyed buckets, which are written
+// in key order: full pages, as bbolt advises for sequential inserts.
+const appendFill = 0.95
+
+// ErrLocked is returned by Open when another process holds the store open.
+var ErrLocked = errors.New("history store is in use by another closewait process")
+
+// Options bound a store. Zero values mean the documented defaults.
+type Options struct {
+	// MaxAge is how long records are kept; zero means DefaultMaxAge (7 days).
+	MaxAge time.Duration
+	// MaxBytes bounds the file size; zero means DefaultMaxBytes (64 MiB).
+	// Values below MinMaxBytes are refused.
+	MaxBytes int64
+	// Timeout is how long Open waits for another process's lock; zero means
+	// DefaultTimeout (3 s).
+	Timeout time.Duration
+}
+
+// Store is an open history file.
+type Store struct {
+	path string
+	opt  Options
+
+	mu        sync.Mutex // guards db replacement during compaction and lastPrune
+	db        *bolt.DB
+	lastPrune time.Time
+
+	compactions int // how often the file was rewritten (tests)
+}
+
+// DefaultPath is where the history lives unless told otherwise:
+// /var/lib/closewait/history.db for root, otherwise
+// $XDG_STATE_HOME/closewait/history.db (~/.local/state/closewait/history.db).
+func DefaultPath() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/closewait/history.db"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "closewait", "history.db")
+	}
+	if home, err := os.UserHomeDir(); err == nil && home != "" {
+		return filepath.Join(home, ".local", "state", "closewait", "history.db")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("closewait-%d", os.Geteuid()), "history.db")
+}
+
+// Open opens the store at path, creating it and its directory if needed.
+func Open(path string, opt Options) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("history: empty path")
+	}
+	if opt.MaxAge == 0 {
+		opt.MaxAge = DefaultMaxAge
+	}
+	if opt.MaxBytes == 0 {
+		opt.MaxBytes = DefaultMaxBytes
+	}
+	if opt.Timeout == 0 {
+		opt.Timeout = DefaultTimeout
+	}
+	if opt.MaxAge < 0 {
+		return nil, fmt.Errorf("history: max age %v is negative", opt.MaxAge)
+	}
+	if opt.MaxBytes < MinMaxBytes {
+		return nil, fmt.Errorf("history: max size %d bytes is below the minimum %d", opt.MaxBytes, MinMaxBytes)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	// A compaction interrupted by a crash leaves its unfinished copy behind.
+	os.Remove(path + ".compact")
+	s := &Store{path: path, opt: opt}
+	db, err := s.open(path)
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	return s, nil
+}
+
+func (s *Store) boltOptions() *bolt.Options {
+	return &bolt.Options{Timeout: s.opt.Timeout}
+}
+
+func (s *Store) open(path string) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, s.boltOptions())
+	if err != nil {
+		switch {
+		case errors.Is(err, bolterrors.ErrTimeout):
+			return nil, fmt.Errorf("history %s: %w (waited %v)", path, ErrLocked, s.opt.Timeout)
+		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrChecksum):
+			return nil, fmt.Errorf("history %s: not a closewait history file (%v)", path, err)
+		}
+		return nil, fmt.Errorf("history %s: %w", path, err)
+	}
+	// Grow the file in small steps so that its size follows the data.
+	db.AllocSize = int(min(1<<20, s.opt.MaxBytes/16))
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if v := meta.Get(keyVersion); v != nil {
+			if len(v) != 1 || v[0] != formatVersion {
+				return fmt.Errorf("format version %v, this closewait reads %d", v, formatVersion)
+			}
+		} else if err := meta.Put(keyVersion, []byte{formatVersion}); err != nil {
+			return err
+		}
+		for _, b := range [][]byte{bucketTotals, bucketPoints, bucketSockets} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("history %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Path returns the file the store lives in.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the file. A closed Store must not be used again.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	if err != nil {
+		return fmt.Errorf("history %s: close: %w", s.path, err)
+	}
+	return nil
+}
+
+// Point is one record of one process.
+type Point struct {
+	Time      time.Time
+	PID       int
+	CloseWait int
+	OpenFDs   int
+	FDLimit   uint64 // soft RLIMIT_NOFILE; 0 unknown
+	OldestAge time.Duration
+	HasAge    bool // OldestAge is known
+	// NotAccepted of CloseWait wait in the process's accept queues.
+	NotAccepted int
+	Status      diagnose.Status
+	Comm        string
+	// StartTime tells a process from a later one with the same pid; zero if unknown.
+	StartTime time.Time
+}
+
+// TotalPoint is one record of the host.
+type TotalPoint struct {
+	Time         time.Time
+	CloseWait    int
+	Unattributed int // CLOSE_WAIT sockets with no owner found
+	Processes    int // processes holding CLOSE_WAIT sockets
+	Status       diagnose.Status
+	// States counts every TCP socket by state name ("ESTABLISHED", ...).
+	States map[string]int
+	// Entered and Left count the CLOSE_WAIT sockets (with an inode) first seen
+	// in this record and those of the previous record that are gone.
+	Entered, Left int
+}
+
+type sockKey struct {
+	inode uint64
+	tuple uint64
+}
+
+// tupleHash identifies a socket beyond its inode, which the kernel may reuse.
+func tupleHash(s *sockdiag.Socket) uint64 {
+	h := fnv.New64a()
+	b, _ := s.Local.MarshalBinary()
+	h.Write(b)
+	b, _ = s.Remote.MarshalBinary()
+	h.Write(b)
+	return h.Sum64()
+}
+
+// Record stores one report: the host totals, one point per process holding
+// CLOSE_WAIT sockets, and first-seen times of its CLOSE_WAIT sockets. It is
+// timed by the report's snapshot. It prunes records past the bounds.
+func (s *Store) Record(r *diagnose.Report) error {
+	if r == nil || r.Snapshot == nil {
+		return errors.New("history: record: no snapshot")
+	}
+	snap := r.Snapshot
+	now := snap.Time
+	cur := make([]sockKey, 0, r.CloseWait)
+	for i := range snap.Sockets {
+		so := &snap.Sockets[i].Socket
+		if so.State == sockdiag.CloseWait && so.Inode != 0 {
+			cur = append(cur, sockKey{so.Inode, tupleHash(so)})
+		}
+	}
+	slices.SortFunc(cur, func(a, b sockKey) int {
+		switch {
+		case a.inode < b.inode:
+			return -1
+		case a.inode > b.inode:
+			return 1
+		}
+		return 0
+	})
+	cur = slices.CompactFunc(cur, func(a, b sockKey) bool { return a.inode == b.inode })
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return errors.New("history: store is closed")
+	}
+	prune := now.Sub(s.lastPrune) >= time.Minute || now.Before(s.lastPrune)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		socks := tx.Bucket(bucketSockets)
+		socks.FillPercent = appendFill // inodes grow: new sockets land at the end
+		entered, left, err := mergeSockets(socks, cur, now)
+		if err != nil {
+			return fmt.Errorf("first-seen: %w", err)
+		}
+		tp := TotalPoint{
+			Time: now, CloseWait: r.CloseWait, Unattributed: r.Unattributed.Count,
+			Processes: len(r.Processes), Status: r.Status, Entered: entered, Left: left,
+			States: map[string]int{},
+		}
+		for st, n := range snap.States {
+			tp.States[st.String()] = n
+		}
+		totals := tx.Bucket(bucketTotals)
+		totals.FillPercent = appendFill
+		if err := totals.Put(timeKey(now), encodeTotal(tp)); err != nil {
+			return err
+		}
+		points := tx.Bucket(bucketPoints)
+		points.FillPercent = appendFill
+		for _, p := range r.Processes {
+			pt := Point{Time: now, CloseWait: p.CloseWait, NotAccepted: p.NotAccepted, OldestAge: p.Oldest, HasAge: p.HasAge, Status: p.Status}
+			if pr := p.Process; pr != nil {
+				pt.OpenFDs, pt.FDLimit, pt.Comm, pt.StartTime = pr.OpenFDs, pr.FDSoft, pr.Comm, pr.StartTime
+			}
+			if err := points.Put(pointKey(now, p.PID), encodePoint(pt)); err != nil {
+				return err
+			}
+		}
+		if prune {
+			return pruneBefore(tx, now.Add(-s.opt.MaxAge))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("history %s: record: %w", s.path, err)
+	}
+	if prune {
+		s.lastPrune = now
+	}
+	if err := s.enforceSize(); err != nil {
+		return fmt.Errorf("history %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// mergeSockets walks the stored first-seen entries and the current sockets
+// (sorted by inode) side by side: new inodes are added with time now, gone
+// ones deleted, and an inode whose addresses changed (reused) starts again.
+func mergeSockets(b *bolt.Bucket, cur []sockKey, now time.Time) (entered, left int, err error) {
+	var add []sockKey
+	var del [][]byte
+	c := b.Cursor()
+	k, v := c.First()
+	i := 0
+	for k != nil || i < len(cur) {
+		var ki uint64
+		if k != nil {
+			ki = binary.BigEndian.Uint64(k)
+		}
+		switch {
+		case k == nil || (i < len(cur) && cur[i].inode < ki):
+			add = append(add, cur[i])
+			i++
+		case i >= len(cur) || ki < cur[i].inode:
+			del = append(del, bytes.Clone(k))
+			k, v = c.Next()
+		default:
+			if len(v) != 16 || binary.BigEndian.Uint64(v[8:]) != cur[i].tuple {
+				add = append(add, cur[i])
+				left++
+			}
+			i++
+			k, v = c.Next()
+		}
+	}
+	for _, k := range del {
+		if err := b.Delete(k); err != nil {
+			return 0, 0, err
+		}
+	}
+	// bbolt keeps a reference to keys and values until the commit: one buffer each.
+	vals := make([]byte, 16*len(add))
+	for i, a := range add {
+		val := vals[16*i : 16*i+16]
+		binary.BigEndian.PutUint64(val, uint64(now.UnixNano()))
+		binary.BigEndian.PutUint64(val[8:], a.tuple)
+		if err := b.Put(u64Key(a.inode), val); err != nil {
+			return 0, 0, err
+		}
+	}
+	return len(add), left + len(del), nil
+}
+
+// pruneBefore deletes records older than cut.
+func pruneBefore(tx *bolt.Tx, cut time.Time) error {
+	ck := timeKey(cut)
+	if err := deleteBefore(tx.Bucket(bucketTotals), ck); err != nil {
+		return err
+	}
+	return deleteBefore(tx.Bucket(bucketPoints), ck)
+}
+
+// deleteBefore deletes the keys of b that sort before cut.
+func deleteBefore(b *bolt.Bucket, cut []byte) error {
+	var del [][]byte
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && bytes.Compare(k, cut) < 0; k, _ = c.Next() {
+		del = append(del, bytes.Clone(k))
+	}
+	for _, k := range del {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// liveBytes is the size of the pages in use: the file's high-water mark less
+// its free pages.
+func (s *Store) liveBytes() (live, high int64, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		high = tx.Size()
+		return nil
+	})
+	return high - int64(s.db.Stats().FreeAlloc), high, err
+}
+
+// enforceSize keeps the live data under 3/4 of MaxBytes by dropping the
+// oldest records, and compacts the file when it has grown past MaxBytes.
+func (s *Store) enforceSize() error {
+	for range 8 {
+		live, _, err := s.liveBytes()
+		if err != nil {
+			return err
+		}
+		if live <= s.opt.MaxBytes*3/4 {
+			break
+		}
+		dropped := false
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketTotals).Cursor()
+			first, _ := c.First()
+			last, _ := c.Last()
+			if first == nil || bytes.Equal(first, last) {
+				return nil // nothing older than the newest record to drop
+			}
+			t0, t1 := int64(binary.BigEndian.Uint64(first)), int64(binary.BigEndian.Uint64(last))
+			cut := t0 + max((t1-t0)/4, 1)
+			dropped = true
+			return pruneBefore(tx, time.Unix(0, cut))
+		})
+		if err != nil {
+			return fmt.Errorf("trim: %w", err)
+		}
+		if !dropped {
+			break
+		}
+	}
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return err
+	}
+	if fi.Size() > s.opt.MaxBytes {
+		return s.compact()
+	}
+	return nil
+}
+
+// compact rewrites the store into a new file and renames it over the old
+// one; a crash at any point leaves either file whole.
+func (s *Store) compact() error {
+	tmp := s.path + ".compact"
+	os.Remove(tmp)
+	dst, err := bolt.Open(tmp, 0o600, s.boltOptions())
+	if err != nil {
+		return fmt.Errorf("compact: %w", err)
+	}
+	if err := bolt.Compact(dst, s.db, 4<<20); err != nil {
+		dst.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("compact: %w", err)
+	}
+	if err := dst.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("compact: %w", err)
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("compact: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(s.path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	s.db.Close()
+	db, err := s.open(s.path)
+	if err != nil {
+		s.db = nil
+		return fmt.Errorf("reopen after compaction: %w", err)
+	}
+	s.db = db
+	s.compactions++
+	return nil
+}
+
+// view runs fn in a read transaction.
+func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+	s.mu.Lock()
+	db := s.db
+	s.mu.Unlock()
+	if db == nil {
+		return errors.New("history: store is closed")
+	}
+	if err := db.View(fn); err != nil {
+		return fmt.Errorf("history %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Series returns the points of process pid since a time, oldest first. When
+// the pid was used by several processes in that span, only the latest one's
+// points are returned (told apart by start time). It reads every process
+// point since the time.
+func (s *Store) Series(pid int, since time.Time) ([]Point, error) {
+	var out []Point
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketPoints).Cursor()
+		for k, v := c.Seek(timeKey(since)); k != nil; k, v = c.Next() {
+			if !isPID(k, pid) {
+				continue
+			}
+			p, err := decodePoint(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, p)
+		}
+		return nil
+	})
+	if len(out) > 0 {
+		latest := out[len(out)-1].StartTime
+		out = slices.DeleteFunc(out, func(p Point) bool { return !p.StartTime.Equal(latest) })
+	}
+	return out, err
+}
+
+func isPID(k []byte, pid int) bool {
+	return len(k) == 12 && binary.BigEndian.Uint32(k[8:]) == uint32(pid)
+}
+
+// Last returns the latest point of the process pid that started at start
+// (a zero start matches any), and false when there is none. It reads
+// backwards from the newest point until it finds pid.
+func (s *Store) Last(pid int, start time.Time) (Point, bool, error) {
+	var p Point
+	found := false
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketPoints).Cursor()
+		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+			if !isPID(k, pid) {
+				continue
+			}
+			var err error
+			if p, err = decodePoint(k, v); err != nil {
+				return err
+			}
+			found = start.IsZero() || p.StartTime.IsZero() || p.StartTime.Equal(start)
+			return nil
+		}
+		return nil
+	})
+	return p, found, err
+}
+
+// LastRecord returns the latest host record and the process points recorded
+// with it (the processes that held CLOSE_WAIT sockets then), and false when
+// the store is empty.
+func (s *Store) LastRecord() (TotalPoint, []Point, bool, error) {
+	var tp TotalPoint
+	var pts []Point
+	found := false
+	err := s.view(func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(bucketTotals).Cursor().Last()
+		if k == nil {
+			return nil
+		}
+		var err error
+		if tp, err = decodeTotal(k, v); err != nil {
+			return err
+		}
+		found = true
+		c := tx.Bucket(bucketPoints).Cursor()
+		for pk, pv := c.Seek(k); pk != nil && bytes.HasPrefix(pk, k); pk, pv = c.Next() {
+			p, err := decodePoint(pk, pv)
+			if err != nil {
+				return err
+			}
+			pts = append(pts, p)
+		}
+		return nil
+	})
+	return tp, pts, found, err
+}
+
+// Totals returns the host records since a time, oldest first.
+func (s *Store) Totals(since time.Time) ([]TotalPoint, error) {
+	var out []TotalPoint
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketTotals).Cursor()
+		for k, v := c.Seek(timeKey(since)); k != nil; k, v = c.Next() {
+			tp, err := decodeTotal(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, tp)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// LastTotal returns the latest host record, and false when the store is empty.
+func (s *Store) LastTotal() (TotalPoint, bool, error) {
+	var tp TotalPoint
+	found := false
+	err := s.view(func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(bucketTotals).Cursor().Last()
+		if k == nil {
+			return nil
+		}
+		var err error
+		tp, err = decodeTotal(k, v)
+		found = err == nil
+		return err
+	})
+	return tp, found, err
+}
+
+// FirstSeen returns when the CLOSE_WAIT socket with this inode was first
+// recorded, and false when it was not (or has left CLOSE_WAIT since).
+func (s *Store) FirstSeen(inode uint64) (time.Time, bool) {
+	var t time.Time
+	found := false
+	s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketSockets).Get(u64Key(inode))
+		if len(v) == 16 {
+			t, found = time.Unix(0, int64(binary.BigEndian.Uint64(v))), true
+		}
+		return nil
+	})
+	return t, found
+}
+
+// Info describes a store's contents.
+type Info struct {
+	Path           string
+	FileBytes      int64
+	Records        int       // host records
+	Processes      int       // processes in the newest record
+	Sockets        int       // CLOSE_WAIT sockets with a first-seen time
+	Oldest, Newest time.Time // of the host records; zero when empty
+}
+
+// Info counts what the store holds.
+func (s *Store) Info() (Info, error) {
+	in := Info{Path: s.path}
+	err := s.view(func(tx *bolt.Tx) error {
+		in.FileBytes = tx.Size()
+		in.Records = tx.Bucket(bucketTotals).Stats().KeyN
+		in.Sockets = tx.Bucket(bucketSockets).Stats().KeyN
+		c := tx.Bucket(bucketTotals).Cursor()
+		if k, _ := c.First(); k != nil {
+			in.Oldest = time.Unix(0, int64(binary.BigEndian.Uint64(k)))
+		}
+		if k, _ := c.Last(); k != nil {
+			in.Newest = time.Unix(0, int64(binary.BigEndian.Uint64(k)))
+			pc := tx.Bucket(bucketPoints).Cursor()
+			for pk, _ := pc.Seek(k); pk != nil && bytes.HasPrefix(pk, k); pk, _ = pc.Next() {
+				in.Processes++
+			}
+		}
+		return nil
+	})
+	if fi, serr := os.Stat(s.path); serr == nil {
+		in.FileBytes = fi.Size()
+	}
+	return in, err
+}
+
+// Check verifies the file's consistency (bbolt's page and freelist check)
+// and that every record decodes; it returns every problem found, joined.
+func (s *Store) Check() error {
+	var errs []error
+	err := s.view(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		for _, name := range [][]byte{bucketMeta, bucketTotals, bucketPoints, bucketSockets} {
+			if tx.Bucket(name) == nil {
+				errs = append(errs, fmt.Errorf("bucket %s missing", name))
+			}
+		}
+		if len(errs) > 0 {
+			return nil
+		}
+		tx.Bucket(bucketTotals).ForEach(func(k, v []byte) error {
+			if _, err := decodeTotal(k, v); err != nil {
+				errs = append(errs, err)
+			}
+			return nil
+		})
+		tx.Bucket(bucketPoints).ForEach(func(k, v []byte) error {
+			if _, err := decodePoint(k, v); err != nil {
+				errs = append(errs, err)
+			}
+			return nil
+		})
+		tx.Bucket(bucketSockets).ForEach(func(k, v []byte) error {
+			if len(k) != 8 || len(v) != 16 {
+				errs = append(errs, fmt.Errorf("socket entry %x: bad length", k))
+			}
+			return nil
+		})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}
