@@ -396,3 +396,12 @@ func TestInstallDefaultTransport(t *testing.T) {
 	orig.(*http.Transport).CloseIdleConnections()
 	waitFor(t, "idle connection closed", 5*time.Second, func() bool { return tr.Len() == 0 })
 }
+
+func TestMinAge(t *testing.T) {
+	tr := leakcheck.New(&leakcheck.Options{MinAge: time.Hour})
+	halfClose(t, serveTracked(t, tr, leakyHandler))
+	rep := waitReport(t, tr, "a young CLOSE_WAIT connection", func(r *leakcheck.Report) bool { return r.Young == 1 })
+	if rep.CloseWait != 0 || len(rep.Groups) != 0 || rep.States["CLOSE_WAIT"] != 1 {
+		t.Fatalf("young leak reported: %+v", rep)
+	}
+}

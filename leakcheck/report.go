@@ -78,7 +78,11 @@ type Report struct {
 	// States counts the checked connections by kernel TCP state name.
 	States map[string]int `json:"states"`
 	// CloseWait is the number of connections in CLOSE_WAIT: the leaks.
+	// It excludes the Young ones.
 	CloseWait int `json:"close_wait"`
+	// Young is the number of connections in CLOSE_WAIT for less than
+	// [Options.MinAge], left out of CloseWait and Groups.
+	Young int `json:"young,omitempty"`
 	// Errors counts connections whose state could not be read, other
 	// than those closed during the check.
 	Errors int `json:"errors"`
@@ -162,6 +166,10 @@ func (t *Tracker) Report() *Report {
 		rep.Tracked++
 		rep.States[stateName(state)]++
 		if state != tcpCloseWait {
+			continue
+		}
+		if lastAck < t.opts.MinAge {
+			rep.Young++
 			continue
 		}
 		rep.CloseWait++

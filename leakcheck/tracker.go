@@ -36,6 +36,12 @@ type Options struct {
 	// means DefaultStackDepth; values above 64 are lowered to 64.
 	StackDepth int
 
+	// MinAge leaves out of reports the CLOSE_WAIT connections whose
+	// peer closed less than MinAge ago (counted in Report.Young
+	// instead): a connection whose FIN has just arrived is usually about
+	// to be closed by its handler. Zero reports every one.
+	MinAge time.Duration
+
 	// Logger receives one line from [Tracker.Watch] whenever the number
 	// of leaked connections grows. Nil means no logging.
 	Logger *slog.Logger
