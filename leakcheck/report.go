@@ -269,6 +269,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "leakcheck %s: %d of %d tracked connections in CLOSE_WAIT",
 		r.Time.UTC().Format(time.RFC3339), r.CloseWait, r.Tracked)
+	if r.Young > 0 {
+		fmt.Fprintf(&b, " (and %d closed by the peer too recently to count)", r.Young)
+	}
 	if r.Errors > 0 {
 		fmt.Fprintf(&b, " (%d could not be checked)", r.Errors)
 	}
