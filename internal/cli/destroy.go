@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/closewait/closewait/internal/netns"
@@ -75,9 +76,9 @@ func (c *DestroyCmd) Run(g *Globals) error {
 		return nil
 	}
 	if c.Yes {
-		fmt.Fprintf(w, "Destroying %d %s sockets:\n", len(socks), what)
+		fmt.Fprintf(w, "Destroying %s:\n", plural(len(socks), what+" socket"))
 	} else {
-		fmt.Fprintf(w, "Would destroy %d %s sockets (dry run):\n", len(socks), what)
+		fmt.Fprintf(w, "Would destroy %s (dry run):\n", plural(len(socks), what+" socket"))
 	}
 	if err := report.NewSocketWriter(w, snap).Table(socks, !c.NoHeaders); err != nil {
 		return err
@@ -85,12 +86,12 @@ func (c *DestroyCmd) Run(g *Globals) error {
 	fmt.Fprintln(w)
 	explainDestroy(w, snap, socks)
 	if !c.Yes {
-		fmt.Fprintf(w, "\nDry run: nothing was destroyed. Add --yes to destroy these %d sockets.\n", len(socks))
+		fmt.Fprintf(w, "\nDry run: nothing was destroyed. Add --yes to destroy %s.\n", plural(len(socks), "socket"))
 		return nil
 	}
 	fmt.Fprintln(w)
 	out, err := destroySockets(w, snap, socks)
-	fmt.Fprintf(w, "\nDestroyed %d of %d sockets", out.destroyed, len(socks))
+	fmt.Fprintf(w, "\nDestroyed %d of %s", out.destroyed, plural(len(socks), "socket"))
 	if out.gone > 0 {
 		fmt.Fprintf(w, "; %d were gone already", out.gone)
 	}
@@ -105,6 +106,14 @@ func (c *DestroyCmd) Run(g *Globals) error {
 		return &exitError{ExitError, fmt.Errorf("destroy: %d of %d sockets could not be destroyed (see above)", out.failed, len(socks))}
 	}
 	return nil
+}
+
+// plural writes "1 socket", "2 sockets".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 func statesText(states sockdiag.StateSet) string {
@@ -157,18 +166,21 @@ func explainDestroy(w io.Writer, snap *snapshot.Snapshot, socks []*snapshot.Sock
 			share = float64(p.OpenFDs) / float64(p.FDSoft)
 			fds = fmt.Sprintf("%d/%d fds (%.0f%% of its limit)", p.OpenFDs, p.FDSoft, 100*share)
 		}
-		fmt.Fprintf(w, "  pid %d (%s): %d sockets, %s.", pid, p.Comm, n, fds)
+		fmt.Fprintf(w, "  pid %d (%s): %s, %s: ", pid, p.Comm, plural(n, "socket"), fds)
 		if share >= 0.5 {
-			fmt.Fprintf(w, " Its fd usage is the problem, and destroying does not lower it: only the application closing them, or restarting it, frees fds.\n")
+			fmt.Fprintln(w, "its fd usage is the problem and destroying does not lower it;")
+			fmt.Fprintln(w, "    only restarting it (or a fix that closes the sockets) frees fds.")
 		} else {
-			fmt.Fprintf(w, " Destroying leaves it at %d fds: if fds run short, only closing them in the application, or restarting it, frees them.\n", p.OpenFDs)
+			fmt.Fprintln(w, "destroying frees none of its fds; if fds run short,")
+			fmt.Fprintln(w, "    only the application closing them, or a restart, frees them.")
 		}
 	}
 	if notAccepted > 0 {
-		fmt.Fprintf(w, "  %d sockets were never accepted (no fd): destroying frees them, but each stays a closed entry in its listener's accept queue until the server accepts it.\n", notAccepted)
+		fmt.Fprintf(w, "  %s never accepted (no fd): destroying frees them, but each stays a closed entry\n", plural(notAccepted, "socket"))
+		fmt.Fprintln(w, "    in its listener's accept queue until the server accepts it.")
 	}
 	if unowned > 0 {
-		fmt.Fprintf(w, "  %d sockets have no owner found: their process keeps its fds as well.\n", unowned)
+		fmt.Fprintf(w, "  %s with no owner found: their process keeps its fds as well.\n", plural(unowned, "socket"))
 	}
 }
 
@@ -198,6 +210,9 @@ func destroySockets(w io.Writer, snap *snapshot.Snapshot, socks []*snapshot.Sock
 		for _, s := range list {
 			err := conn.Destroy(&s.Socket)
 			line := fmt.Sprintf("%v -> %v (inode %d)", s.Local, s.Remote, s.Inode)
+			if s.NotAccepted {
+				line = fmt.Sprintf("%v -> %v (not accepted)", s.Local, s.Remote)
+			}
 			switch {
 			case err == nil:
 				out.destroyed++

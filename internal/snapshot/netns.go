@@ -81,7 +81,12 @@ func (d *dumper) others(fs procscan.FS, procNet bool) {
 		})
 		if err != nil {
 			if errors.Is(err, netns.ErrPermission) {
-				d.denied++
+				// Count namespaces that hold processes the user can see;
+				// a bare name under /run/netns (readable by anyone) is
+				// skipped quietly.
+				if ns.PID != 0 {
+					d.denied++
+				}
 			} else {
 				d.snap.Notices = append(d.snap.Notices, fmt.Sprintf("network namespace %v not read: %v", ns, err))
 			}
