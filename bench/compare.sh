@@ -16,6 +16,8 @@
 #   CLOSEWAIT [/tmp/closewait]  where `go build ./cmd/closewait` puts the binary
 #   CLOSEWAIT_BIN []    use this prebuilt closewait instead of building
 #   RESULTS []          also append the tables to this file
+#   WARMUP [1]          list /proc/*/fd once before timing (0: the first owner
+#                       scan pays for the cold procfs dentries)
 # Needs root (ss -p, lsof and netstat -p see other processes' fds only as root).
 set -uo pipefail
 
@@ -28,6 +30,7 @@ SETUP_TIMEOUT=${SETUP_TIMEOUT:-1200}
 CWHOST_FLAGS=${CWHOST_FLAGS:-}
 CLOSEWAIT=${CLOSEWAIT:-/tmp/closewait}
 RESULTS=${RESULTS:-}
+WARMUP=${WARMUP:-1}
 
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 out() { printf '%s\n' "$*"; [[ -n $RESULTS ]] && printf '%s\n' "$*" >>"$RESULTS"; return 0; }
@@ -170,32 +173,46 @@ run_size() {
 	start_host "$n" || { out ""; out "### $n CLOSE_WAIT: cwhost setup failed (see $WORK/host-$n.log)"; return 1; }
 	local sockstat
 	sockstat=$(grep '^TCP:' /proc/net/sockstat)
-	declare -A MED RSS RC NRUN
-	local name
+	declare -A MED RSS RC NRUN TIMES DONE PRESKIP
+	local name i s m c
 	for name in "${CMDS[@]}"; do
 		if [[ -n ${SKIP[$name]:-} ]]; then
 			log "skip: $name (${SKIP[$name]})"
-			continue
+			PRESKIP[$name]=1
 		fi
-		local times=() rss=0 rc=0 i r s m c
-		for ((i = 1; i <= RUNS; i++)); do
+	done
+	if ((WARMUP)); then
+		# Every owner scan after the first finds the /proc/PID/fd dentries
+		# cached; list them once so that no tool pays that alone.
+		log "warm-up: listing /proc/*/fd"
+		ls -U /proc/[0-9]*/fd >/dev/null 2>&1
+	fi
+	LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
+	# Round-robin (run 1 of every command, then run 2, ...) so that noise
+	# from the shared machine spreads over all commands.
+	for ((i = 1; i <= RUNS; i++)); do
+		for name in "${CMDS[@]}"; do
+			[[ -n ${PRESKIP[$name]:-} || -n ${DONE[$name]:-} ]] && continue
 			read -r s m c < <(measure "$(shcmd "$name")")
-			times+=("$s")
-			((${m:-0} > rss)) && rss=$m
-			((${c:-0} != 0)) && rc=$c
-			log "$n: $name: ${s}s ${m}KB exit $c"
-			if ((c == 124)); then break; fi
-			if awk -v s="$s" -v l="$SLOW" 'BEGIN{exit !(s > l)}'; then
+			log "$n: run $i: $name: ${s}s ${m}KB exit $c"
+			TIMES[$name]+="$s "
+			NRUN[$name]=$((${NRUN[$name]:-0} + 1))
+			((${m:-0} > ${RSS[$name]:-0})) && RSS[$name]=$m
+			((${c:-0} != 0)) && RC[$name]=$c
+			if ((${c:-0} == 124)); then
+				DONE[$name]=1
+				SKIP[$name]="timed out after ${CMD_TIMEOUT}s at $n"
+			elif awk -v s="$s" -v l="$SLOW" 'BEGIN{exit !(s > l)}'; then
+				DONE[$name]=1 # not repeated, and skipped at the larger sizes
 				SKIP[$name]="took ${s}s at $n"
-				break
 			fi
 		done
-		MED[$name]=$(printf '%s\n' "${times[@]}" | median)
-		RSS[$name]=$rss
-		RC[$name]=$rc
-		NRUN[$name]=${#times[@]}
-		((rc == 124)) && SKIP[$name]="timed out after ${CMD_TIMEOUT}s at $n"
 	done
+	for name in "${!TIMES[@]}"; do
+		MED[$name]=$(printf '%s\n' ${TIMES[$name]} | median)
+		: "${RC[$name]:=0}"
+	done
+	LOADAVG+=" -> $(cut -d' ' -f1-3 /proc/loadavg)"
 
 	# Sanity: counts (untimed runs).
 	local sscount cwsock="" cwrep="" cwebpf=""
@@ -217,7 +234,7 @@ run_size() {
 	out ""
 	out "Fixture: $(sed -n 's/^\[[^]]*\] building //p' "$WORK/host-$n.log" | head -n 1)."
 	out ""
-	out "Host: $(uname -r), $(nproc) CPUs; cwhost setup ${SETUP_S}s; $sockstat; $RUNS runs per command (median), peak RSS = max over runs."
+	out "Host: $(uname -r), $(nproc) CPUs; cwhost setup ${SETUP_S}s; $sockstat; load average $LOADAVG during the runs; $RUNS runs per command, round-robin (median), peak RSS = max over runs."
 	out ""
 	out "| command | median s | runs | peak RSS MB | exit |"
 	out "|---|---:|---:|---:|---:|"

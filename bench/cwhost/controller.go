@@ -61,7 +61,7 @@ func runController(args []string) error {
 	fs.IntVar(&cfg.idleFDs, "idle-fds", 200, "non-socket fds (/dev/null) per idle process")
 	fs.IntVar(&cfg.perProc, "per-proc", 19000, "max sockets per holder or client process (hard fd limit is per process)")
 	fs.IntVar(&cfg.perAddr, "per-addr", 1000, "client connections per source address 127.OCTET.x.y")
-	fs.IntVar(&cfg.port, "port", 17001, "listening port of the holders (on 127.0.0.10, .11, ...; ESTABLISHED pairs on 127.0.0.9)")
+	fs.IntVar(&cfg.port, "port", 0, "listening port of the holders (on 127.0.0.10, .11, ...; ESTABLISHED pairs on 127.0.0.9); 0: the kernel picks a free one, so several cwhost can run at once")
 	fs.IntVar(&cfg.parallel, "parallel", 2, "client processes connecting at once")
 	fs.IntVar(&cfg.drainEvery, "drain-every", 2, "holders read the FIN of every k-th socket (Recv-Q 0 instead of 1); 0: none")
 	fs.IntVar(&cfg.linger2, "linger2", 0, "TCP_LINGER2 seconds for the closed client ends (0: system tcp_fin_timeout); a small value shortens the FIN-WAIT-2 drain")
@@ -78,7 +78,7 @@ func runController(args []string) error {
 		return errors.New("too many source addresses: raise -per-addr")
 	}
 	if cfg.octet == 0 {
-		cfg.octet = 20 + int(time.Now().Unix()/10%200)
+		cfg.octet = 20 + int((time.Now().Unix()/10+int64(os.Getpid()))%200)
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -99,16 +99,17 @@ func runController(args []string) error {
 
 	setup, setupCancel := context.WithTimeout(stop, cfg.timeout)
 	err = c.build(setup)
-	setupCancel()
 	if err != nil {
-		if stop.Err() != nil {
-			return fmt.Errorf("stopped during setup: %w", err)
+		switch {
+		case stop.Err() != nil:
+			err = fmt.Errorf("stopped during setup: %w", err)
+		case setup.Err() != nil:
+			err = fmt.Errorf("setup took longer than -timeout %v: %w", cfg.timeout, err)
 		}
-		if setup.Err() != nil {
-			return fmt.Errorf("setup took longer than -timeout %v: %w", cfg.timeout, err)
-		}
+		setupCancel()
 		return err
 	}
+	setupCancel()
 	select {
 	case <-stop.Done():
 		c.logf("stopping")
@@ -132,6 +133,7 @@ func (c *controller) build(ctx context.Context) error {
 
 	// Holders first: each listens on its own 127.0.0.x address.
 	holders := make([]*child, nh)
+	addrs := make([]string, nh) // where holder h listens
 	counts := make([]int, nh)
 	for h := range holders {
 		counts[h] = cfg.closeWait / nh
@@ -144,9 +146,11 @@ func (c *controller) build(ctx context.Context) error {
 			return err
 		}
 		holders[h] = ch
-		if _, err := ch.expect(ctx, "LISTEN"); err != nil {
+		line, err := ch.expect(ctx, "LISTEN")
+		if err != nil {
 			return err
 		}
+		addrs[h] = strings.TrimPrefix(line, "LISTEN ")
 	}
 
 	// ESTABLISHED pairs and idle processes.
@@ -197,7 +201,7 @@ func (c *controller) build(ctx context.Context) error {
 				return
 			}
 			defer func() { <-sem }()
-			if err := c.fill(ctx, holders[h], counts[h], base, h); err != nil {
+			if err := c.fill(ctx, holders[h], addrs[h], counts[h], base, h); err != nil {
 				errs <- err
 				return
 			}
@@ -283,10 +287,10 @@ func (c *controller) build(ctx context.Context) error {
 }
 
 // fill runs one client process against holder h and drains the holder.
-func (c *controller) fill(ctx context.Context, holder *child, n, first, h int) error {
+func (c *controller) fill(ctx context.Context, holder *child, dst string, n, first, h int) error {
 	cfg := c.cfg
 	t0 := time.Now()
-	cl, err := c.spawn(fmt.Sprintf("client%d", h), "client", "-dst", listenAddr(h, cfg.port).String(),
+	cl, err := c.spawn(fmt.Sprintf("client%d", h), "client", "-dst", dst,
 		"-n", strconv.Itoa(n), "-first", strconv.Itoa(first), "-octet", strconv.Itoa(cfg.octet),
 		"-per-addr", strconv.Itoa(cfg.perAddr), "-linger2", strconv.Itoa(cfg.linger2))
 	if err != nil {
@@ -317,7 +321,7 @@ func (c *controller) fill(ctx context.Context, holder *child, n, first, h int) e
 		return err
 	}
 	c.logf("holder %d (pid %d, %s): %d CLOSE_WAIT (connect %.1fs, close %.1fs, %s read to EOF)",
-		h, holder.cmd.Process.Pid, listenAddr(h, cfg.port), n, t1.Sub(t0).Seconds(), time.Since(t1).Seconds(),
+		h, holder.cmd.Process.Pid, dst, n, t1.Sub(t0).Seconds(), time.Since(t1).Seconds(),
 		strings.TrimPrefix(line, "DRAINED "))
 	return nil
 }

@@ -34,6 +34,20 @@ func listenOn(ap netip.AddrPort, backlog int) (int, error) {
 	return fd, nil
 }
 
+// boundAddr is the address a socket is bound to (the port the kernel
+// picked for port 0).
+func boundAddr(fd int) (netip.AddrPort, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	sa4, ok := sa.(*unix.SockaddrInet4)
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("getsockname: not IPv4: %T", sa)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), uint16(sa4.Port)), nil
+}
+
 // acceptOne accepts one connection, retrying on EINTR.
 func acceptOne(lfd int) (int, error) {
 	for {

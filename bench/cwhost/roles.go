@@ -32,6 +32,9 @@ func runHolder(args []string) int {
 	if err != nil {
 		return childErr(err)
 	}
+	if ap, err = boundAddr(lfd); err != nil {
+		return childErr(err)
+	}
 	fmt.Println("LISTEN", ap)
 	fds := make([]int, 0, *n)
 	for len(fds) < *n {
@@ -146,6 +149,9 @@ func runEstab(args []string) int {
 	lines := stdinLines()
 	lfd, err := listenOn(ap, 4096)
 	if err != nil {
+		return childErr(err)
+	}
+	if ap, err = boundAddr(lfd); err != nil {
 		return childErr(err)
 	}
 	var fds []int
