@@ -13,7 +13,7 @@ type Container struct {
 }
 
 var (
-	reScopeID = regexp.MustCompile(`(docker|cri-containerd|crio|libpod)-([0-9a-f]{64})\.scope`)
+	reScopeID = regexp.MustCompile(`(docker|cri-containerd|crio|libpod)-([0-9a-f]{64})(\.scope|/|$)`) // .scope: systemd driver; bare: cgroupfs driver (cri-o, podman)
 	rePathID  = regexp.MustCompile(`/(docker|libpod|crio|containerd)?/?([0-9a-f]{64})(/|$)`)
 	rePodUID  = regexp.MustCompile(`pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})`)
 )
