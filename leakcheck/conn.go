@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"syscall"
-	"time"
 )
 
 // conn is a tracked connection. It forwards everything to the wrapped
@@ -20,7 +19,9 @@ type conn struct {
 func (c *conn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	r := c.rec
-	r.lastRead.Store(time.Now().UnixNano())
+	if now := r.t.clock.nano(); r.lastRead.Load() != now {
+		r.lastRead.Store(now)
+	}
 	if r.sampled {
 		if r.firstRead.Load() == nil {
 			pcs := r.t.capture(1)
@@ -43,7 +44,9 @@ func (c *conn) Read(b []byte) (int, error) {
 
 func (c *conn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
-	c.rec.lastWrite.Store(time.Now().UnixNano())
+	if now := c.rec.t.clock.nano(); c.rec.lastWrite.Load() != now {
+		c.rec.lastWrite.Store(now)
+	}
 	return n, err
 }
 
@@ -64,7 +67,7 @@ func (c *conn) ReadFrom(src io.Reader) (int64, error) {
 	} else {
 		n, err = io.Copy(struct{ io.Writer }{c.Conn}, src)
 	}
-	c.rec.lastWrite.Store(time.Now().UnixNano())
+	c.rec.lastWrite.Store(c.rec.t.clock.nano())
 	return n, err
 }
 
@@ -102,7 +105,7 @@ func (c *conn) NetConn() net.Conn { return c.Conn }
 // connection stops tracking and closes c. The creation stack is the
 // caller's.
 func (t *Tracker) Track(c net.Conn) net.Conn {
-	return t.track(c, Other, 1)
+	return t.track(c, dirOther, 1)
 }
 
 // Listener returns a listener whose accepted connections are tracked as
@@ -122,7 +125,7 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return l.t.track(c, Inbound, 1), nil
+	return l.t.track(c, dirInbound, 1), nil
 }
 
 // DialFunc is the signature of [net.Dialer.DialContext] and of
@@ -141,7 +144,7 @@ func (t *Tracker) DialContext(dial DialFunc) DialFunc {
 		if err != nil {
 			return nil, err
 		}
-		return t.track(c, Outbound, 1), nil
+		return t.track(c, dirOutbound, 1), nil
 	}
 }
 

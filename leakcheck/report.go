@@ -108,7 +108,7 @@ type Group struct {
 	Created []Frame `json:"created,omitempty"`
 	// Count is the number of connections in the group.
 	Count int `json:"count"`
-	// Inbound and Outbound split Count by [Direction].
+	// Inbound (accepted) and Outbound (dialed) split Count by direction.
 	Inbound  int `json:"inbound"`
 	Outbound int `json:"outbound"`
 	// Causes counts the connections by cause (CauseMissingClose,
@@ -188,9 +188,9 @@ func (t *Tracker) Report() *Report {
 		}
 		g.Count++
 		switch r.dir {
-		case Inbound:
+		case dirInbound:
 			g.Inbound++
-		case Outbound:
+		case dirOutbound:
 			g.Outbound++
 		}
 		if r.sawEOF.Load() {

@@ -56,6 +56,9 @@ type Options struct {
 // asks the kernel which of them are in CLOSE_WAIT. A Tracker is safe for
 // concurrent use. Create one with [New]; most programs need only one.
 //
+// A Tracker runs one goroutine, a clock that wakes every 50ms, which exits
+// after the Tracker has been garbage collected.
+//
 // A Tracker never extends the life of a connection: it holds connections
 // weakly, so a connection that the program drops without closing is still
 // closed by the Go runtime's finalizer when it is garbage collected (and
@@ -66,6 +69,7 @@ type Tracker struct {
 	depth  int
 	nextID atomic.Uint64
 	live   atomic.Int64
+	clock  *coarseClock
 	shards [numShards]shard
 }
 
@@ -94,6 +98,7 @@ func New(opts *Options) *Tracker {
 	if t.depth > maxStackDepth {
 		t.depth = maxStackDepth
 	}
+	startClock(t)
 	return t
 }
 
@@ -101,29 +106,14 @@ func New(opts *Options) *Tracker {
 // through the Tracker's wrappers and not yet closed (or collected).
 func (t *Tracker) Len() int { return int(t.live.Load()) }
 
-// Direction says which side opened a tracked connection.
-type Direction uint8
+// direction says which side opened a tracked connection.
+type direction uint8
 
-// Directions of tracked connections.
 const (
-	// Inbound connections were accepted from a listener.
-	Inbound Direction = iota + 1
-	// Outbound connections were dialed by the program.
-	Outbound
-	// Other connections were passed to [Tracker.Track].
-	Other
+	dirInbound  direction = iota + 1 // accepted from a listener
+	dirOutbound                      // dialed
+	dirOther                         // passed to Tracker.Track
 )
-
-// String returns "inbound", "outbound" or "other".
-func (d Direction) String() string {
-	switch d {
-	case Inbound:
-		return "inbound"
-	case Outbound:
-		return "outbound"
-	}
-	return "other"
-}
 
 // record is the tracker's view of one live connection. It must not hold a
 // strong reference to the connection wrapper, or leaked connections could
@@ -131,7 +121,7 @@ func (d Direction) String() string {
 type record struct {
 	t       *Tracker
 	id      uint64
-	dir     Direction
+	dir     direction
 	sampled bool
 	created int64 // unix nanoseconds
 	local   net.Addr
@@ -141,7 +131,7 @@ type record struct {
 
 	createdAt []uintptr // immutable after track
 
-	lastRead  atomic.Int64 // unix nanoseconds, 0 = never
+	lastRead  atomic.Int64 // unix nanoseconds from the coarse clock, 0 = never
 	lastWrite atomic.Int64
 	sawEOF    atomic.Bool
 
@@ -158,7 +148,7 @@ func (t *Tracker) shardOf(r *record) *shard { return &t.shards[r.id&(numShards-1
 
 // track wraps c and starts tracking it. skip is the number of frames
 // between the caller of track and the user code that created c.
-func (t *Tracker) track(c net.Conn, dir Direction, skip int) *conn {
+func (t *Tracker) track(c net.Conn, dir direction, skip int) *conn {
 	id := t.nextID.Add(1)
 	r := &record{
 		t:       t,
