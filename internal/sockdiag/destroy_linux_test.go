@@ -4,9 +4,14 @@ package sockdiag_test
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/closewait/closewait/internal/cwtest"
 	"github.com/closewait/closewait/internal/sockdiag"
@@ -75,5 +80,72 @@ func TestDestroyRemovesSocketsFromTheKernel(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDestroyDualStackMappedIPv4 destroys an AF_INET6 socket whose peer is
+// IPv4 (dumped as ::ffff:127.0.0.1, normalised to 127.0.0.1): the request
+// must carry the addresses IPv4-mapped, as the kernel keeps them.
+func TestDestroyDualStackMappedIPv4(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CAP_NET_ADMIN) for SOCK_DESTROY")
+	}
+	ln, err := net.Listen("tcp", "[::]:0") // dual-stack
+	if err != nil {
+		t.Skipf("no dual-stack IPv6 listener here: %v", err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	client, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	if err := client.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cwtest.WaitState(server.(*net.TCPConn), unix.BPF_TCP_CLOSE_WAIT, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c, err := sockdiag.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	find := func() (sockdiag.Socket, bool) {
+		var found sockdiag.Socket
+		ok := false
+		err := c.Dump(sockdiag.Request{States: sockdiag.NewStateSet(sockdiag.CloseWait), Families: []uint8{unix.AF_INET6}}, func(s *sockdiag.Socket) bool {
+			if int(s.Local.Port()) == port {
+				found, ok = *s, true
+				return false
+			}
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return found, ok
+	}
+	s, ok := find()
+	if !ok {
+		t.Fatal("dual-stack CLOSE_WAIT socket not in the AF_INET6 dump")
+	}
+	if s.Family != unix.AF_INET6 || !s.Local.Addr().Is4() {
+		t.Fatalf("socket family %d local %v: want AF_INET6 with a normalised IPv4 address", s.Family, s.Local)
+	}
+	if err := c.Destroy(&s); err != nil {
+		t.Fatalf("destroy %v -> %v: %v", s.Local, s.Remote, err)
+	}
+	if _, ok := find(); ok {
+		t.Error("dual-stack socket still in CLOSE_WAIT after destroy")
+	}
+	if _, err := server.Write([]byte("x")); !errors.Is(err, unix.ECONNABORTED) {
+		t.Errorf("write after destroy: %v, want ECONNABORTED", err)
 	}
 }
