@@ -50,8 +50,10 @@ type CLI struct {
 type Globals struct {
 	ProcRoot string `name:"path.procfs" default:"/proc" placeholder:"DIR" help:"Where procfs is mounted."`
 	Verbose  bool   `short:"v" help:"Say how the snapshot was taken (on stderr)."`
+	Owners   string `default:"auto" enum:"auto,ebpf,proc" help:"How to find the process owning each socket: ebpf (an in-kernel task_file iterator: needs Linux ≥ 5.8 with BTF and CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN), proc (read /proc/PID/fd), or auto (ebpf where permitted and worth it, else proc)."`
 
 	stdout, stderr io.Writer
+	owners         ownerState
 }
 
 // Env is what a command runs with: its output streams.
@@ -101,6 +103,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return ExitError
 	}
 	err = ctx.Run(&cli.Globals)
+	cli.Globals.closeOwners()
 	if err == nil {
 		return ExitOK
 	}
@@ -231,6 +234,9 @@ func ParseStates(s string) (sockdiag.StateSet, error) {
 // take takes a snapshot, printing notices and, with -v, how it went.
 func (g *Globals) take(opt snapshot.Options) (*snapshot.Snapshot, error) {
 	opt.ProcRoot = g.ProcRoot
+	if !opt.NoOwners && opt.OwnerSource == nil {
+		opt.OwnerSource = g.OwnerSource(false)
+	}
 	snap, err := snapshot.Take(opt)
 	if err != nil {
 		return nil, &exitError{ExitError, fmt.Errorf("snapshot: %w", err)}

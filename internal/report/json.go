@@ -135,6 +135,7 @@ type JSONScan struct {
 	ProcessesDenied   int     `json:"processes_denied"`
 	FDsRead           int     `json:"fds_read"`
 	OwnersReused      int     `json:"owners_reused"`
+	OwnersFallback    string  `json:"owners_fallback,omitempty"`
 	Partial           bool    `json:"partial"`
 }
 
@@ -184,6 +185,9 @@ func BuildJSON(r *diagnose.Report) *JSONReport {
 		Processes: st.Scan.Processes, ProcessesRead: st.Scan.Visited, ProcessesSkipped: st.Scan.Skipped,
 		ProcessesVanished: st.Scan.Vanished, ProcessesDenied: st.Scan.Denied, FDsRead: st.Scan.FDs,
 		OwnersReused: st.Reused, Partial: snap.Partial,
+	}
+	if st.Scan.Fallback != nil {
+		out.Scan.OwnersFallback = st.Scan.Fallback.Error()
 	}
 	return out
 }

@@ -39,7 +39,7 @@ func (s *Socket) Inbound() bool { return s.Listener.IsValid() }
 // Stats describes how a snapshot was taken.
 type Stats struct {
 	Source   string        // "netlink" or "procnet" (the /proc/net/tcp fallback)
-	Owners   string        // how owners were found: "proc", "proc+reused", or "none"
+	Owners   string        // how owners were found: "proc" or "ebpf", "+reused" when some came from the previous snapshot, or "none"
 	Duration time.Duration // time to take the snapshot
 	DumpTime time.Duration // time spent in the kernel dump
 	ScanTime time.Duration // time spent finding owners
@@ -103,6 +103,10 @@ type Options struct {
 	CurrentNetNSOnly bool
 	// NetNS, when not nil, reads only the namespaces with these inodes.
 	NetNS map[uint64]bool
+	// OwnerSource, when set, finds owners in one pass (the eBPF task_file
+	// iterator) instead of the /proc walk; on error the walk is used and
+	// Stats.Scan.Fallback says why.
+	OwnerSource procscan.SocketFDSource
 }
 
 // Take reads the kernel's sockets and their owners.
@@ -280,16 +284,16 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt Options) error {
 		uids[s.UID] = true
 	}
 	snap.Stats.Reused = reused
-	snap.Stats.Owners = "proc"
-	if reused > 0 {
-		snap.Stats.Owners = "proc+reused"
-	}
 
-	res, err := fs.FindOwners(wanted, procscan.ScanOptions{Workers: opt.Workers, UIDs: uids, Complete: opt.CompleteScan})
+	res, err := fs.FindOwners(wanted, procscan.ScanOptions{Workers: opt.Workers, UIDs: uids, Complete: opt.CompleteScan, Source: opt.OwnerSource})
 	if err != nil {
 		return fmt.Errorf("find owners: %w", err)
 	}
 	snap.Stats.Scan = *res
+	snap.Stats.Owners = res.Method
+	if reused > 0 {
+		snap.Stats.Owners += "+reused"
+	}
 	for _, s := range all {
 		if o, ok := res.Owners[s.Inode]; ok && s.Inode != 0 {
 			s.Owners = o

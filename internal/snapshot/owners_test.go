@@ -1,0 +1,103 @@
+package snapshot_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/closewait/closewait/internal/cwtest"
+	"github.com/closewait/closewait/internal/ebpfowners"
+	"github.com/closewait/closewait/internal/procscan"
+	"github.com/closewait/closewait/internal/snapshot"
+	"github.com/closewait/closewait/internal/sockdiag"
+)
+
+// TestOwnersEBPFMatchesProc takes the same snapshot with both owner paths
+// over CLOSE_WAIT, ESTABLISHED and LISTEN sockets of several processes,
+// some shared by two of them, and compares the owners of every socket the
+// test's processes hold.
+func TestOwnersEBPFMatchesProc(t *testing.T) {
+	skipUnlessRoot(t)
+	it, err := ebpfowners.Load()
+	if errors.Is(err, ebpfowners.ErrNotSupported) {
+		t.Skipf("eBPF task_file iterator unavailable here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	if !ebpfowners.InInitPIDNS() {
+		t.Skip("not in the initial pid namespace: the iterator's pids would not match /proc")
+	}
+	shared := cwtest.Start(t, cwtest.Spec{ReadEOF: 2, Unread: 2, Share: true})
+	plain := cwtest.Start(t, cwtest.Spec{Network: "tcp6", Unread: 3, NotAccepted: 1})
+	ports := map[uint16]bool{shared.Listen.Port(): true, plain.Listen.Port(): true}
+
+	type key struct {
+		state    sockdiag.State
+		l, r     string
+		inode    uint64
+		accepted bool
+	}
+	owners := func(src procscan.SocketFDSource) (map[key][]procscan.Owner, *snapshot.Snapshot) {
+		snap, err := snapshot.Take(snapshot.Options{States: sockdiag.AllStates, OwnerSource: src, CurrentNetNSOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[key][]procscan.Owner{}
+		for _, s := range snap.Sockets {
+			if ports[s.Local.Port()] || ports[s.Remote.Port()] {
+				m[key{s.State, s.Local.String(), s.Remote.String(), s.Inode, !s.NotAccepted}] = s.Owners
+			}
+		}
+		return m, snap
+	}
+	viaProc, ps := owners(nil)
+	viaEBPF, es := owners(it)
+	if ps.Stats.Owners != "proc" || es.Stats.Owners != "ebpf" {
+		t.Fatalf("methods %q and %q, want proc and ebpf", ps.Stats.Owners, es.Stats.Owners)
+	}
+	// The test process's own client ends (FIN_WAIT2) and the holders' listeners
+	// and CLOSE_WAIT sockets must all be there, with owners.
+	states := map[sockdiag.State]int{}
+	sharedByTwo := 0
+	for k, o := range viaProc {
+		states[k.state]++
+		if len(o) == 2 {
+			sharedByTwo++
+		}
+	}
+	if states[sockdiag.Listen] != 2 || states[sockdiag.CloseWait] != 8 || states[sockdiag.FinWait2] < 7 || sharedByTwo < 4 {
+		t.Fatalf("fixture not as expected: states %v, %d sockets with two owners", states, sharedByTwo)
+	}
+	// Sockets move between dumps only if something closes them; the sets must match.
+	if diff := cmp.Diff(viaProc, viaEBPF); diff != "" {
+		t.Errorf("owners (-proc +ebpf):\n%s", diff)
+	}
+}
+
+// failingSource is an owner source that always fails, as a verifier
+// rejection or a lost capability would.
+type failingSource struct{}
+
+func (failingSource) EachWanted(map[uint64]struct{}, func(int, int, uint64)) error {
+	return errors.New("load: verifier rejected the program")
+}
+
+func TestOwnersFallBackToProc(t *testing.T) {
+	skipUnlessRoot(t)
+	h := cwtest.Start(t, cwtest.Spec{Unread: 2})
+	snap, err := snapshot.Take(snapshot.Options{OwnerSource: failingSource{}, CurrentNetNSOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Stats.Owners != "proc" || snap.Stats.Scan.Fallback == nil {
+		t.Errorf("owners %q, fallback %v: want the /proc walk and the reason", snap.Stats.Owners, snap.Stats.Scan.Fallback)
+	}
+	for _, s := range mine(snap, h) {
+		if len(s.Owners) != 1 || s.Owners[0].PID != h.PID {
+			t.Errorf("after fallback, %v owned by %v", s.Remote, s.Owners)
+		}
+	}
+}
