@@ -140,3 +140,36 @@ func TestDoEntersAndReturns(t *testing.T) {
 		t.Error("Do on a file that is no namespace: no error")
 	}
 }
+
+// BenchmarkList measures one walk of /proc/*/ns/net and /run/netns, which
+// every default snapshot pays.
+func BenchmarkList(b *testing.B) {
+	var n int
+	for b.Loop() {
+		list, err := netns.List("")
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(list)
+	}
+	b.ReportMetric(float64(n), "namespaces")
+}
+
+// BenchmarkDoDial measures entering a namespace to open one socket there and
+// coming back, what a snapshot pays per namespace besides its dump.
+func BenchmarkDoDial(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root to enter a namespace")
+	}
+	for b.Loop() {
+		if err := netns.Do("/proc/self/ns/net", func() error {
+			fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+			if err == nil {
+				unix.Close(fd)
+			}
+			return err
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -89,3 +89,28 @@ func TestTakeReadsEveryNetworkNamespace(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkTakeNetNS compares a snapshot of every network namespace (the
+// default) with one of the current namespace only, without the owner scan,
+// to show what visiting the namespaces costs.
+func BenchmarkTakeNetNS(b *testing.B) {
+	for _, bb := range []struct {
+		name string
+		opt  snapshot.Options
+	}{
+		{"current", snapshot.Options{NoOwners: true, CurrentNetNSOnly: true}},
+		{"all", snapshot.Options{NoOwners: true}},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			ns := 0
+			for b.Loop() {
+				snap, err := snapshot.Take(bb.opt)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ns = len(snap.Namespaces)
+			}
+			b.ReportMetric(float64(ns), "namespaces")
+		})
+	}
+}
