@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/closewait/closewait/internal/agent"
+	"github.com/closewait/closewait/internal/history"
 )
 
 // DefaultAgentListen is the agent's default address. Port 10717: the
@@ -26,7 +27,8 @@ type AgentCmd struct {
 	Listen    string        `default:"127.0.0.1:10717" placeholder:"ADDR" help:"Address to serve on (host:port; port 0 picks a free one). Binds localhost unless told otherwise."`
 	Interval  time.Duration `default:"15s" help:"Time between scans (at least 1s)."`
 	Top       int           `default:"20" help:"Processes with the most CLOSE_WAIT sockets that get their own metric series; the rest are summed under comm=\"other\" (1..1000)."`
-	Retention time.Duration `default:"1h" help:"How long the in-memory history (dashboard charts, /api/v1/history) keeps points."`
+	Retention time.Duration `default:"1h" help:"How long the history (dashboard charts, /api/v1/history) keeps points."`
+	History   string        `placeholder:"PATH" help:"Keep the history in this file (bbolt; see closewait watch) instead of memory only. Without it the agent writes nothing."`
 }
 
 // Run serves until SIGTERM or SIGINT, then shuts the server down cleanly.
@@ -46,11 +48,20 @@ func (c *AgentCmd) Run(g *Globals) error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:10717 (%v)", c.Listen, err)
 	}
-	return c.serve(g, agent.Options{
+	opt := agent.Options{
 		ProcRoot: g.ProcRoot, Interval: c.Interval, Thresholds: th, TopN: c.Top,
 		Retention: c.Retention, CompleteScan: c.FullScan, ForceProcNet: c.ProcNet,
 		Version: Version,
-	})
+	}
+	if c.History != "" {
+		st, err := history.Open(c.History, history.Options{MaxAge: c.Retention})
+		if err != nil {
+			return fmt.Errorf("--history: %w", err)
+		}
+		defer st.Close()
+		opt.History = agent.FromStore(st)
+	}
+	return c.serve(g, opt)
 }
 
 // agentShutdownTimeout bounds how long in-flight requests may take after SIGTERM.
