@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/closewait/closewait/internal/agent"
 	"github.com/closewait/closewait/internal/cwtest"
 	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/history"
 	"github.com/closewait/closewait/internal/report"
 )
 
@@ -287,5 +289,32 @@ func TestDashboardListsHolder(t *testing.T) {
 	}
 	if strings.Contains(body, "https://") || strings.Contains(body, "http://") {
 		t.Errorf("dashboard refers to an external URL (must work offline)")
+	}
+}
+
+// TestHistoryStore: with a history file (closewait agent --history PATH) the
+// API serves the holder's series from the store.
+func TestHistoryStore(t *testing.T) {
+	h := cwtest.Start(t, cwtest.Spec{Unread: 2, FDLimit: 128})
+	st, err := history.Open(filepath.Join(t.TempDir(), "h.db"), history.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a := newAgent(t, agent.Options{History: agent.FromStore(st)})
+	url := serve(t, a)
+	scan(t, a)
+	scan(t, a)
+	code, body := get(t, fmt.Sprintf("%s/api/v1/history?pid=%d&since=10m", url, h.PID))
+	var hist agent.HistoryJSON
+	if code != 200 || json.Unmarshal([]byte(body), &hist) != nil {
+		t.Fatalf("history: %d %s", code, body)
+	}
+	if len(hist.Points) != 2 || hist.Points[1].CloseWait != 2 || hist.Points[1].FDLimit != 128 || hist.PID != h.PID {
+		t.Errorf("history from the store: %+v", hist)
+	}
+	code, body = get(t, url+"/api/v1/history")
+	if code != 200 || json.Unmarshal([]byte(body), &hist) != nil || len(hist.Points) != 2 {
+		t.Errorf("host totals from the store: %d %.300s", code, body)
 	}
 }

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/closewait/closewait/internal/cwtest"
+)
+
+// startAgent runs `closewait agent` with args and returns its base URL (read
+// from the first line it prints) and the command. The process is killed by
+// pid when the test ends if it is still running.
+func startAgent(t *testing.T, args ...string) (string, *exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"agent", "--listen", "127.0.0.1:0"}, args...)...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil { // still running: end it by its pid
+			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+		}
+	})
+	br := bufio.NewReader(out)
+	line, err := br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("agent printed no address (%v); stderr: %s", err, errb.String())
+	}
+	m := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)/`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("first line %q does not name the bound address", line)
+	}
+	rest := &bytes.Buffer{}
+	go io.Copy(rest, br)
+	return m[1], cmd, rest
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := http.Client{Timeout: 20 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestAgentServesHolder runs the real binary: it prints its bound address,
+// exports the holder's CLOSE_WAIT count under its pid, answers /healthz, and
+// stops cleanly (exit 0) on SIGTERM.
+func TestAgentServesHolder(t *testing.T) {
+	h := cwtest.Start(t, cwtest.Spec{Unread: 2, ReadEOF: 1})
+	url, cmd, stdout := startAgent(t, "--interval", "1s", "--top", "1000")
+	want := `closewait_process_close_wait_sockets{comm="` // comm is the test binary's name
+	sample := regexp.MustCompile(`(?m)^closewait_process_close_wait_sockets\{comm="[^"]*",pid="` + strconv.Itoa(h.PID) + `"\} (\d+)$`)
+	var got string
+	for i := 0; i < 120 && got == ""; i++ { // bounded: the first full scan may take seconds on a busy host
+		code, body := httpGet(t, url+"/metrics")
+		if code != 200 {
+			t.Fatalf("/metrics: %d", code)
+		}
+		if m := sample.FindStringSubmatch(body); m != nil {
+			got = m[1]
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if got != "3" {
+		t.Fatalf("%s...pid=%d} = %q, want 3", want, h.PID, got)
+	}
+	if code, body := httpGet(t, url+"/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	if code, body := httpGet(t, url+"/api/v1/processes/"+strconv.Itoa(h.PID)); code != 200 || !strings.Contains(body, `"close_wait": 3`) {
+		t.Errorf("/api/v1/processes/%d: %d %.300s", h.PID, code, body)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Errorf("agent exited %d after SIGTERM, want 0", ee.ExitCode())
+		} else if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("agent did not stop within 30s of SIGTERM")
+	}
+	time.Sleep(100 * time.Millisecond) // let the copy of stdout finish
+	if !strings.Contains(stdout.String(), "stopped") {
+		t.Errorf("no 'stopped' line after SIGTERM: %q", stdout.String())
+	}
+}
+
+// TestAgentBadFlags: bad flags end with exit 3 and one line naming the problem.
+func TestAgentBadFlags(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--interval", "0s"}, "--interval must be at least 1s"},
+		{[]string{"--interval", "soon"}, "--interval"},
+		{[]string{"--top", "0"}, "--top must be between 1 and 1000"},
+		{[]string{"--retention", "1s"}, "--retention must be between"},
+		{[]string{"--listen", "localhost"}, "--listen \"localhost\": want host:port"},
+		{[]string{"--listen", busy.Addr().String()}, "address already in use"},
+		{[]string{"--fd-critical", "2"}, "--fd-critical must be a share between 0 and 1"},
+		{[]string{"--history", "/proc/closewait-no/such.db"}, "--history"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			r := run(t, nil, append([]string{"agent"}, tt.args...)...)
+			if r.code != 3 {
+				t.Errorf("exit %d, want 3; stderr %q", r.code, r.stderr)
+			}
+			if !strings.Contains(r.stderr, tt.want) || !strings.HasPrefix(r.stderr, "closewait: ") {
+				t.Errorf("stderr %q, want a closewait: line containing %q", r.stderr, tt.want)
+			}
+		})
+	}
+}
