@@ -78,8 +78,8 @@ func TestNetNSHolderFoundLabelledFilteredDestroyed(t *testing.T) {
 		t.Errorf("table does not name the namespace:\n%s", r.stdout)
 	}
 	rep := reportJSON(t, run(t, nil, "--json", "--pid", pid))
-	if p := findProc(rep, h.PID); p == nil || p.CloseWait != 4 || p.NotAccepted != 1 {
-		t.Errorf("report of the holder in %s: %+v, want 4 CLOSE_WAIT, 1 not accepted", name, p)
+	if p := findProc(rep, h.PID); p == nil || p.CloseWait != 4 || p.NotAccepted != 1 || len(p.NetNS) != 1 || p.NetNS[0] != ino {
+		t.Errorf("report of the holder in %s: %+v, want 4 CLOSE_WAIT, 1 not accepted, netns [%d]", name, p, ino)
 	}
 
 	// destroy opens its netlink socket inside the namespace.

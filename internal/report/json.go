@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/closewait/closewait/internal/diagnose"
@@ -83,6 +84,10 @@ type JSONProcess struct {
 	EnteredPerMin   *float64           `json:"entered_per_min,omitempty"`
 	LeftPerMin      *float64           `json:"left_per_min,omitempty"`
 	FDExhaustionETA *float64           `json:"fd_exhaustion_eta_seconds,omitempty"`
+
+	// Added by issue 7: the network namespaces (inodes) of the process's
+	// CLOSE_WAIT sockets, usually one (a container's own namespace).
+	NetNS []uint64 `json:"netns,omitempty"`
 }
 
 // JSONThreads groups a process's threads by state and wait channel.
@@ -208,6 +213,11 @@ func BuildJSONProcess(p *diagnose.ProcessReport) JSONProcess {
 	if p.HasAge {
 		v := Seconds(p.Oldest)
 		jp.OldestAgeSeconds = &v
+	}
+	for _, s := range p.Sockets {
+		if s.NetNS != 0 && !slices.Contains(jp.NetNS, s.NetNS) {
+			jp.NetNS = append(jp.NetNS, s.NetNS)
+		}
 	}
 	for _, f := range p.Findings {
 		jp.Findings = append(jp.Findings, JSONFinding{
