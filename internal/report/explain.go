@@ -114,6 +114,7 @@ func WriteExplain(w io.Writer, p *diagnose.ProcessReport, opt ExplainOptions) er
 	} else {
 		fmt.Fprintln(bw, "Findings:")
 	}
+	seenSteps, seenFix := map[string]int{}, map[string]int{}
 	for i, f := range p.Findings {
 		fmt.Fprintf(bw, "  %d. %s: %s\n", i+1, f.Cause, CauseTitle(f.Cause))
 		fmt.Fprintf(bw, "     %s · %s · oldest ~%s", where(f), countWord(f.Count), diagnose.FormatAge(time.Duration(f.Oldest*float64(time.Second))))
@@ -125,8 +126,8 @@ func WriteExplain(w io.Writer, p *diagnose.ProcessReport, opt ExplainOptions) er
 		if f.Check != "" {
 			fmt.Fprintf(bw, "     Check:\n       %s\n", f.Check)
 		}
-		block(bw, "Next steps", f.NextSteps)
-		block(bw, "Fix", f.Fix)
+		onceBlock(bw, "Next steps", f.NextSteps, seenSteps, i+1)
+		onceBlock(bw, "Fix", f.Fix, seenFix, i+1)
 	}
 	fmt.Fprintf(bw, "\nAges (~) are estimates from tcp_info. More: closewait sockets --pid %d · closewait watch\n", p.PID)
 	return bw.Flush()
@@ -140,6 +141,21 @@ func block(bw *bufio.Writer, title string, lines []string) {
 	for _, l := range lines {
 		fmt.Fprintf(bw, "       %s\n", l)
 	}
+}
+
+// onceBlock prints a block, or a reference to the finding that printed the
+// same lines already.
+func onceBlock(bw *bufio.Writer, title string, lines []string, seen map[string]int, n int) {
+	if len(lines) == 0 {
+		return
+	}
+	key := strings.Join(lines, "\n")
+	if first, ok := seen[key]; ok {
+		fmt.Fprintf(bw, "     %s: as in %d.\n", title, first)
+		return
+	}
+	seen[key] = n
+	block(bw, title, lines)
 }
 
 func where(f diagnose.Finding) string {
