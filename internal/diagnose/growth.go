@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"hash/maphash"
 	"math"
 	"net/netip"
 	"time"
@@ -33,21 +34,24 @@ func (g *Growth) Growing() bool { return g != nil && g.Entered > g.Left }
 // status critical.
 const GrowthETACritical = 15 * time.Minute
 
-// sockKey identifies a socket across snapshots: the kernel's cookie, else
-// the inode, else the 4-tuple.
-type sockKey struct {
-	cookie, inode, netns uint64
-	local, remote        netip.AddrPort
-}
+// sockKey identifies a socket across snapshots: the kernel's cookie (from
+// netlink), else the inode (from /proc/net/tcp), else a hash of the 4-tuple
+// and namespace (a socket in an accept queue, read from /proc/net/tcp).
+type sockKey uint64
+
+var tupleSeed = maphash.MakeSeed()
 
 func keyOf(s *snapshot.Socket) sockKey {
 	switch {
 	case s.Cookie != 0:
-		return sockKey{cookie: s.Cookie}
+		return sockKey(s.Cookie)
 	case s.Inode != 0:
-		return sockKey{inode: s.Inode}
+		return sockKey(s.Inode | 1<<63)
 	}
-	return sockKey{netns: s.NetNS, local: s.Local, remote: s.Remote}
+	return sockKey(maphash.Comparable(tupleSeed, struct {
+		netns         uint64
+		local, remote netip.AddrPort
+	}{s.NetNS, s.Local, s.Remote}))
 }
 
 // closeWaitByPID indexes a snapshot's CLOSE_WAIT sockets by holder.
@@ -62,7 +66,7 @@ func closeWaitByPID(snap *snapshot.Snapshot) map[int]map[sockKey]bool {
 		for _, o := range s.Owners {
 			m := out[o.PID]
 			if m == nil {
-				m = map[sockKey]bool{}
+				m = make(map[sockKey]bool, 64)
 				out[o.PID] = m
 			}
 			m[k] = true
@@ -74,7 +78,7 @@ func closeWaitByPID(snap *snapshot.Snapshot) map[int]map[sockKey]bool {
 // computeGrowth compares a process's sockets now with those it held before.
 func computeGrowth(p *ProcessReport, before map[sockKey]bool, interval time.Duration) *Growth {
 	g := &Growth{Interval: interval, Before: len(before)}
-	now := map[sockKey]bool{}
+	now := make(map[sockKey]bool, len(p.Sockets))
 	for _, s := range p.Sockets {
 		k := keyOf(s)
 		now[k] = true

@@ -1,0 +1,32 @@
+package diagnose
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/closewait/closewait/internal/snapshot"
+)
+
+// BenchmarkAnalyze judges a snapshot of 100,000 CLOSE_WAIT sockets held by
+// one process: 60,000 read to EOF on a listening port, 40,000 pooled to 50
+// remotes, compared with a previous snapshot (growth).
+func BenchmarkAnalyze(b *testing.B) {
+	var socks [][]snapshot.Socket
+	socks = append(socks, many(60000, sockSpec{inbound: true, age: time.Hour}))
+	for i := 0; i < 50; i++ {
+		r := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 3, byte(i)}), 5432)
+		socks = append(socks, many(800, sockSpec{remote: r, recvQ: 1, age: time.Hour, idle: 600 * time.Second}))
+	}
+	snap := snapOf("/usr/bin/java", socks...)
+	prev := snapOf("/usr/bin/java", socks[0][:50000])
+	prev.Time = snap.Time.Add(-10 * time.Second)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		r := Analyze(snap, DefaultThresholds, Options{Previous: prev})
+		if len(r.Processes[0].Findings) != 52 {
+			b.Fatalf("%d findings", len(r.Processes[0].Findings))
+		}
+	}
+}
