@@ -5,6 +5,7 @@
 #
 #   bench/compare.sh                    # sizes 10000 100000 300000
 #   bench/compare.sh 10000 100000       # or SIZES="10000 100000" bench/compare.sh
+#   bench/compare.sh existing           # no fixture: time the tools on the host as it is
 #
 # Environment (defaults in brackets):
 #   RUNS [3]            timed runs per command; the median is reported
@@ -170,7 +171,13 @@ declare -A SKIP # commands too slow at a smaller size
 
 run_size() {
 	local n=$1
-	start_host "$n" || { out ""; out "### $n CLOSE_WAIT: cwhost setup failed (see $WORK/host-$n.log)"; return 1; }
+	if [[ $n == existing ]]; then
+		# Measure the host as it is (a real host, or a cwhost started elsewhere).
+		SETUP_S=0
+		printf '[0s] building nothing: the host as it is\n' >"$WORK/host-$n.log"
+	else
+		start_host "$n" || { out ""; out "### $n CLOSE_WAIT: cwhost setup failed (see $WORK/host-$n.log)"; return 1; }
+	fi
 	local sockstat
 	sockstat=$(grep '^TCP:' /proc/net/sockstat)
 	declare -A MED RSS RC NRUN TIMES DONE PRESKIP
@@ -230,7 +237,7 @@ run_size() {
 	stop_host
 
 	out ""
-	out "### $n CLOSE_WAIT sockets"
+	if [[ $n == existing ]]; then out "### the host as it is ($sscount CLOSE_WAIT)"; else out "### $n CLOSE_WAIT sockets"; fi
 	out ""
 	out "Fixture: $(sed -n 's/^\[[^]]*\] building //p' "$WORK/host-$n.log" | head -n 1)."
 	out ""
@@ -256,7 +263,9 @@ run_size() {
 		out "\`$cwname\`: $(ratio "$cwname" "ss -Htan state close-wait") x bare \`ss -Htan\` (target <= 1.5), $(ratio "$cwname" "ss -Htanp state close-wait") x \`ss -Htanp\` (target <= 0.1), $(ratio "$cwname" "lsof -nP -iTCP -sTCP:CLOSE_WAIT") x lsof (target <= 0.2), peak RSS $(awk -v k="${RSS[$cwname]}" 'BEGIN{printf "%.1f", k/1024}') MB (target < 100)."
 	done
 	out ""
-	out "Sanity: \`ss -Htan state close-wait\` counts $sscount (the fixture's $n plus the host's others)."
+	local whose="the fixture's $n plus the host's others"
+	[[ $n == existing ]] && whose="every CLOSE_WAIT socket on the host"
+	out "Sanity: \`ss -Htan state close-wait\` counts $sscount ($whose)."
 	if [[ -n $CW ]]; then
 		out "closewait sockets --json: $cwsock $(agree "$cwsock" "$sscount")"
 		out "closewait --json: $cwrep $(agree "$cwrep" "$sscount")"
