@@ -1,11 +1,80 @@
 package cli
 
-import "errors"
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
 
-// AnalyzeCmd is `closewait analyze`. Not built yet: see issue 7.
-type AnalyzeCmd struct{}
+	"github.com/closewait/closewait/internal/analyze"
+	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/report"
+)
 
-// Run reports that the command is not built yet.
+// AnalyzeCmd is `closewait analyze FILE|-`: the report, from saved ss,
+// netstat or lsof output of another host.
+type AnalyzeCmd struct {
+	ThresholdFlags
+	File  string `arg:"" placeholder:"FILE|-" help:"Saved output of ss -tan[p][i], ss -s, netstat -ant[p] or lsof -nP -iTCP (format detected); - reads stdin."`
+	Host  string `placeholder:"NAME" help:"Name of the host the output came from (default: unknown)."`
+	JSON  bool   `help:"Print the JSON contract (version 1) instead of the text report."`
+	PID   []int  `name:"pid" sep:"," placeholder:"PID" help:"Only these processes (their status alone sets the exit code)."`
+	Color string `default:"auto" enum:"auto,always,never" help:"Colour the status words: auto (terminal and no NO_COLOR), always, never."`
+}
+
+// Run parses the input, judges it like a live snapshot and prints the
+// report; the exit code is the status (3 for unreadable input).
 func (c *AnalyzeCmd) Run(g *Globals) error {
-	return errors.New("analyze: not built yet (issue 7)")
+	th, err := c.Thresholds()
+	if err != nil {
+		return err
+	}
+	var opt diagnose.Options
+	if len(c.PID) > 0 {
+		opt.PIDs = map[int]bool{}
+		for _, p := range c.PID {
+			if p <= 0 {
+				return fmt.Errorf("--pid %d is not a process id", p)
+			}
+			opt.PIDs[p] = true
+		}
+	}
+	var in io.Reader
+	aopt := analyze.Options{Host: c.Host}
+	name := c.File
+	if c.File == "-" {
+		in, name = os.Stdin, "stdin"
+		aopt.Time = time.Now()
+	} else {
+		f, err := os.Open(c.File)
+		if err != nil {
+			return fmt.Errorf("analyze: %w", err)
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("analyze: %w", err)
+		}
+		if st.IsDir() {
+			return fmt.Errorf("analyze: %s is a directory, expected a file of saved ss, netstat or lsof output", c.File)
+		}
+		in, aopt.Time = f, st.ModTime()
+	}
+	res, err := analyze.Read(in, aopt)
+	if err != nil {
+		return fmt.Errorf("analyze %s: %w", name, err)
+	}
+	for _, n := range res.Snapshot.Notices {
+		fmt.Fprintf(g.stderr, "closewait: note: %s\n", n)
+	}
+	r := diagnose.Analyze(res.Snapshot, th, opt)
+	if c.JSON {
+		err = report.WriteJSON(g.stdout, r)
+	} else {
+		err = report.WriteText(g.stdout, r, report.TextOptions{Width: terminalWidth(g.stdout), Color: useColor(g.stdout, c.Color)})
+	}
+	if err != nil {
+		return err
+	}
+	return exitCode(r.Status.ExitCode())
 }

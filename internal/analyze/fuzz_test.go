@@ -1,0 +1,53 @@
+package analyze
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/closewait/closewait/internal/diagnose"
+)
+
+// FuzzParse feeds arbitrary text to the format detection and every parser:
+// they must return a result or an error, never panic, and a result must be
+// judged without panicking either. Seeds: the recorded samples in testdata
+// (and testdata/fuzz/FuzzParse for crashers found so far).
+func FuzzParse(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.txt")
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+		// Also each sample's first lines, so mutations reach every branch quickly.
+		lines := strings.SplitN(string(b), "\n", 5)
+		f.Add([]byte(strings.Join(lines[:min(4, len(lines))], "\n")))
+	}
+	f.Add([]byte("CLOSE-WAIT 1 0 [::ffff:1.2.3.4]:80 *:* users:((\"a b\",pid=1,fd=2),(\"c\",pid=3,fd=4)) timer:(keepalive,1min,0) ino:5\n\t rtt:1/2 lastack:3"))
+	f.Add([]byte("Netid State Recv-Q Send-Q Local Address:Port Peer Address:Port\ntcp CLOSE-WAIT 1 0 1.1.1.1:1 2.2.2.2:2 users:((\"x\n\",pid=1,fd=1))"))
+	f.Add([]byte("tcp6 1 0 ::1:80 ::1:5000 CLOSE_WAIT 0 12 7/app keepalive (1.00/0/0)"))
+	f.Add([]byte("COMMAND PID USER FD TYPE DEVICE SIZE/OFF NODE NAME\na\\x2 1 u 5u IPv4 9 0t0 TCP 1.1.1.1:1->2.2.2.2:2 (ST=CLOSE_WAIT QR=1 QS=0)"))
+	f.Add([]byte("Total: 1\nTCP: 1 (estab 1, closed 0, orphaned 0, timewait 0)"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		res, err := Parse(data, Options{})
+		if err != nil {
+			if res != nil {
+				t.Fatal("a result with an error")
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error of several lines: %q", err)
+			}
+			return
+		}
+		r := diagnose.Analyze(res.Snapshot, diagnose.DefaultThresholds, diagnose.Options{})
+		n := 0
+		for _, c := range res.Snapshot.States {
+			n += c
+		}
+		if r.CloseWait > n {
+			t.Fatalf("%d CLOSE_WAIT judged, %d sockets counted", r.CloseWait, n)
+		}
+	})
+}
