@@ -43,6 +43,10 @@ type CLI struct {
 	Analyze AnalyzeCmd `cmd:"" help:"Analyze saved ss, netstat or lsof output from another host."`
 	Check   CheckCmd   `cmd:"" help:"Review the limits and sysctls that matter to CLOSE_WAIT on this host."`
 
+	Help       HelpCmd       `cmd:"" help:"Explain a topic (close-wait, causes, reading, runtimes, keepalive, thresholds, permissions, json, exit-codes) or a command."`
+	Man        ManCmd        `cmd:"" help:"Print the man page, closewait(1), generated from this command line (roff)."`
+	Completion CompletionCmd `cmd:"" help:"Print a shell completion script: bash, zsh or fish."`
+
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }
 
