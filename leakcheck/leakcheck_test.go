@@ -405,3 +405,29 @@ func TestMinAge(t *testing.T) {
 		t.Fatalf("young leak reported: %+v", rep)
 	}
 }
+
+func TestSampleRate(t *testing.T) {
+	tr := leakcheck.New(&leakcheck.Options{SampleRate: 2})
+	addr := serveTracked(t, tr, leakyHandler)
+	for range 4 {
+		halfClose(t, addr)
+	}
+	// Stacks of one connection in two: the sampled ones are attributed,
+	// the others counted in a group without a stack.
+	rep := waitReport(t, tr, "4 leaks, 2 attributed", func(r *leakcheck.Report) bool {
+		for _, g := range r.Groups {
+			if g.Causes[leakcheck.CauseMissingClose] == 2 && strings.Contains(g.Site, "leakyHandler") {
+				return r.CloseWait == 4
+			}
+		}
+		return false
+	})
+	if len(rep.Groups) != 2 {
+		t.Fatalf("want 2 groups:\n%s", rep)
+	}
+	for _, g := range rep.Groups {
+		if g.Count != 2 {
+			t.Errorf("group %s: count %d, want 2", g.Site, g.Count)
+		}
+	}
+}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package leakcheck_test
 
 import (
@@ -61,6 +63,7 @@ func BenchmarkOverhead(b *testing.B) {
 			}
 			buf := make([]byte, 64)
 			b.ReportAllocs()
+			cpu0 := cpuTime()
 			for b.Loop() {
 				if _, err := rt.RoundTrip(req); err != nil {
 					b.Fatal(err)
@@ -70,6 +73,7 @@ func BenchmarkOverhead(b *testing.B) {
 				server.Write(buf)
 				client.Read(buf)
 			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
