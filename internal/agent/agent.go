@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/snapshot"
 )
 
@@ -36,6 +37,8 @@ const (
 	DefaultInterval  = 15 * time.Second
 	DefaultTopN      = 20
 	DefaultRetention = time.Hour
+	// DefaultFullCheckEvery: at a 15 s interval, a full owner check every 2 minutes.
+	DefaultFullCheckEvery = 8
 )
 
 // Options configure an Agent. The zero value scans /proc every 15 s with the
@@ -63,6 +66,14 @@ type Options struct {
 	CompleteScan bool
 	// ForceProcNet reads /proc/net/tcp instead of netlink (no ages).
 	ForceProcNet bool
+	// OwnerSource, when set, finds owners in one pass (the eBPF iterator)
+	// instead of the /proc walk.
+	OwnerSource procscan.SocketFDSource
+	// FullCheckEvery is how often (in scans) previous owners are re-verified
+	// socket by socket and unattributed sockets searched again; the scans in
+	// between trust an owner while its process lives. Zero means
+	// DefaultFullCheckEvery; 1 verifies on every scan.
+	FullCheckEvery int
 	// Logger receives scan errors; nil discards them.
 	Logger *slog.Logger
 	// Version is shown on the dashboard.
@@ -112,6 +123,9 @@ func New(opt Options) (*Agent, error) {
 	if opt.Retention == 0 {
 		opt.Retention = DefaultRetention
 	}
+	if opt.FullCheckEvery <= 0 {
+		opt.FullCheckEvery = DefaultFullCheckEvery
+	}
 	if opt.Retention < 0 {
 		return nil, fmt.Errorf("agent: retention must be positive, got %v", opt.Retention)
 	}
@@ -138,12 +152,19 @@ func (a *Agent) Scan() error {
 	a.scanMu.Lock()
 	defer a.scanMu.Unlock()
 	start := time.Now()
-	a.scans.Add(1)
+	n := a.scans.Add(1)
+	// Between full checks, trust an owner while its process lives and do not
+	// search again for sockets nobody was found holding: the incremental scan
+	// is then one socket dump plus one check per owner process.
+	trust := (n-1)%uint64(a.opt.FullCheckEvery) != 0
 	snap, err := snapshot.Take(snapshot.Options{
-		ProcRoot:     a.opt.ProcRoot,
-		CompleteScan: a.opt.CompleteScan,
-		ForceProcNet: a.opt.ForceProcNet,
-		Previous:     a.previous,
+		ProcRoot:       a.opt.ProcRoot,
+		CompleteScan:   a.opt.CompleteScan,
+		ForceProcNet:   a.opt.ForceProcNet,
+		OwnerSource:    a.opt.OwnerSource,
+		Previous:       a.previous,
+		ReuseByProcess: trust,
+		SkipUnowned:    trust,
 	})
 	st := &State{Time: time.Now()}
 	if old := a.state.Load(); old != nil {

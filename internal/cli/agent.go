@@ -51,8 +51,9 @@ func (c *AgentCmd) Run(g *Globals) error {
 	opt := agent.Options{
 		ProcRoot: g.ProcRoot, Interval: c.Interval, Thresholds: th, TopN: c.Top,
 		Retention: c.Retention, CompleteScan: c.FullScan, ForceProcNet: c.ProcNet,
-		Version: Version,
+		Version: Version, OwnerSource: g.OwnerSource(true),
 	}
+	defer g.closeOwners()
 	if c.History != "" {
 		st, err := history.Open(c.History, history.Options{MaxAge: c.Retention})
 		if err != nil {

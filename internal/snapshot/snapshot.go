@@ -107,6 +107,15 @@ type Options struct {
 	// iterator) instead of the /proc walk; on error the walk is used and
 	// Stats.Scan.Fallback says why.
 	OwnerSource procscan.SocketFDSource
+	// ReuseByProcess, with Previous, keeps a previous owner while its process
+	// lives (one check per process) instead of re-reading the fd link of each
+	// socket (one readlink per socket). A socket still listed whose owner
+	// lives is, short of fd passing, still held by it; periodic callers (the
+	// agent) take a snapshot without it now and then to catch the rest.
+	ReuseByProcess bool
+	// SkipUnowned, with Previous, does not search again for the owners of
+	// sockets the previous snapshot could not attribute either.
+	SkipUnowned bool
 }
 
 // Take reads the kernel's sockets and their owners.
@@ -271,13 +280,17 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt Options) error {
 		}
 	}
 	reused := 0
+	still, unowned := newReuser(fs, opt)
 	for _, s := range all {
 		if s.Inode == 0 {
 			continue
 		}
-		if owners, ok := prev[s.Inode]; ok && fs.StillOwns(owners[0], s.Inode) {
+		if owners, ok := prev[s.Inode]; ok && still(owners[0], s.Inode) {
 			s.Owners = owners
 			reused++
+			continue
+		}
+		if unowned[s.Inode] {
 			continue
 		}
 		wanted[s.Inode] = struct{}{}

@@ -1,0 +1,40 @@
+package snapshot
+
+import (
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/closewait/closewait/internal/procscan"
+)
+
+// newReuser returns how findOwners checks a previous owner
+// (Options.ReuseByProcess: the owner process is alive, checked once per pid;
+// otherwise one readlink per socket), and the inodes not to search for again
+// (Options.SkipUnowned: sockets the previous snapshot could not attribute).
+func newReuser(fs procscan.FS, opt Options) (still func(procscan.Owner, uint64) bool, unowned map[uint64]bool) {
+	still = fs.StillOwns
+	if opt.Previous == nil {
+		return still, nil
+	}
+	if opt.ReuseByProcess {
+		alive := map[int]bool{}
+		still = func(o procscan.Owner, _ uint64) bool {
+			v, ok := alive[o.PID]
+			if !ok {
+				v = unix.Access(fs.Path(strconv.Itoa(o.PID)), unix.F_OK) == nil
+				alive[o.PID] = v
+			}
+			return v
+		}
+	}
+	if opt.SkipUnowned {
+		unowned = map[uint64]bool{}
+		for _, s := range opt.Previous.Sockets {
+			if s.Inode != 0 && len(s.Owners) == 0 {
+				unowned[s.Inode] = true
+			}
+		}
+	}
+	return still, unowned
+}
