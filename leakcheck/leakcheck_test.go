@@ -40,6 +40,9 @@ func TestLeakingServer(t *testing.T) {
 	if !strings.HasSuffix(g.Stack[0].File, "helpers_test.go") {
 		t.Errorf("top frame file = %q", g.Stack[0].File)
 	}
+	if !strings.Contains(g.Advice, "defer conn.Close()") {
+		t.Errorf("advice %q", g.Advice)
+	}
 	if g.Count != 3 || g.Inbound != 3 || g.Causes[leakcheck.CauseMissingClose] != 3 {
 		t.Errorf("count %d inbound %d causes %v", g.Count, g.Inbound, g.Causes)
 	}
@@ -145,6 +148,9 @@ func TestLeakingPooledClient(t *testing.T) {
 	g := rep.Groups[0]
 	if !strings.Contains(g.Site, "leakcheck_test.leakyFetch") || g.Origin != leakcheck.OriginRequest {
 		t.Errorf("site %q origin %q, want leakyFetch's request\n%s", g.Site, g.Origin, rep)
+	}
+	if !strings.Contains(g.Advice, "resp.Body.Close()") {
+		t.Errorf("advice %q", g.Advice)
 	}
 	if g.Outbound != 2 || g.Causes[leakcheck.CauseAbandonedUnread] != 2 {
 		t.Errorf("outbound %d causes %v", g.Outbound, g.Causes)

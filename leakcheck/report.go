@@ -126,6 +126,8 @@ type Group struct {
 	LongestIdle time.Duration `json:"-"`
 	// Remotes lists up to 8 distinct peer addresses.
 	Remotes []string `json:"remotes"`
+	// Advice is the next step, in words.
+	Advice string `json:"advice"`
 }
 
 const maxRemotes = 8
@@ -209,6 +211,7 @@ func (t *Tracker) Report() *Report {
 		}
 	}
 	for _, g := range groups {
+		g.Advice = advice(g)
 		rep.Groups = append(rep.Groups, *g)
 	}
 	slices.SortFunc(rep.Groups, func(a, b Group) int {
@@ -221,6 +224,20 @@ func (t *Tracker) Report() *Report {
 		return strings.Compare(a.Site, b.Site)
 	})
 	return rep
+}
+
+// advice says what to do about g.
+func advice(g *Group) string {
+	switch {
+	case g.Origin == OriginUnknown:
+		return "no stack was recorded for these connections: raise Options.SampleRate (1 records every connection) to find the code"
+	case g.Origin == OriginRequest:
+		return "a response obtained here is not closed on some path: call defer resp.Body.Close() right after the request's error check, on every status"
+	case g.Causes[CauseMissingClose] >= g.Causes[CauseAbandonedUnread]:
+		return "this code reads the connection until EOF or an error and returns without closing it: add defer conn.Close() where the connection is obtained"
+	default:
+		return "the connection is not read any more although the peer closed it: it was dropped without Close, or the goroutine owning it is blocked (look for it in a goroutine dump, pprof goroutine?debug=2)"
+	}
 }
 
 func (r *record) isRemoved() bool {
@@ -301,6 +318,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		if len(g.Remotes) > 0 {
 			fmt.Fprintf(&b, "    peers: %s\n", strings.Join(g.Remotes, ", "))
 		}
+		fmt.Fprintf(&b, "    next step: %s\n", g.Advice)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
