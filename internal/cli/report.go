@@ -17,6 +17,9 @@ type ReportCmd struct {
 	PID    []int         `name:"pid" sep:"," placeholder:"PID" help:"Only these processes (their status alone sets the exit code)."`
 	Color  string        `default:"auto" enum:"auto,always,never" help:"Colour the status words: auto (terminal and no NO_COLOR), always, never."`
 	Sample time.Duration `placeholder:"DURATION" help:"Take two snapshots this far apart (e.g. 10s) and report sockets entering and leaving CLOSE_WAIT per minute, growth and the time until the fd limit."`
+
+	// History (issue 5): --history[=PATH] compares with the last recorded run and records this one.
+	History HistoryFlag `placeholder:"PATH" help:"Show growth since the last run recorded in the history store, and record this run (--history: default path; --history=PATH another)."`
 }
 
 // Run takes a snapshot, judges it and prints the report; the exit code is the status.
@@ -39,6 +42,16 @@ func (c *ReportCmd) Run(g *Globals) error {
 	fs := procscan.NewFS(g.ProcRoot)
 	opt.FS, opt.Previous = &fs, prev
 	r := diagnose.Analyze(snap, th, opt)
+	if c.History.Set {
+		d, err := c.History.recordHistory(r)
+		if err != nil {
+			return err
+		}
+		if err := writeReportWithHistory(g, r, d, c.JSON, report.TextOptions{Width: terminalWidth(g.stdout), Color: useColor(g.stdout, c.Color)}); err != nil {
+			return err
+		}
+		return exitCode(r.Status.ExitCode())
+	}
 	if c.JSON {
 		err = report.WriteJSON(g.stdout, r)
 	} else {

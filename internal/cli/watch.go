@@ -1,11 +1,237 @@
 package cli
 
-import "errors"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
 
-// WatchCmd is `closewait watch`. Not built yet: see issue 5.
-type WatchCmd struct{}
+	tea "charm.land/bubbletea/v2"
+	"github.com/alecthomas/kong"
+	"github.com/charmbracelet/colorprofile"
 
-// Run reports that the command is not built yet.
+	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/history"
+	"github.com/closewait/closewait/internal/report"
+	"github.com/closewait/closewait/internal/snapshot"
+	"github.com/closewait/closewait/internal/watch"
+)
+
+// WatchCmd is `closewait watch`.
+type WatchCmd struct {
+	ThresholdFlags
+	ScanFlags
+	PID      []int         `name:"pid" sep:"," placeholder:"PID" help:"Only these processes."`
+	Interval time.Duration `default:"2s" placeholder:"DURATION" help:"Time between snapshots (at least 100ms)."`
+	Count    int           `placeholder:"N" help:"Stop after N intervals (0: run until q or Ctrl-C). The exit code is then the last interval's status."`
+	Window   time.Duration `default:"1m" placeholder:"DURATION" help:"Span over which growth per minute and the time to the fd limit are measured."`
+	JSON     bool          `help:"Print one JSON object per interval (NDJSON): the report contract plus growth_per_min and fd_exhaustion_eta_seconds per process."`
+	Plain    bool          `help:"Print plain lines (one per process per interval) instead of the full-screen view; the default when not on a terminal."`
+	Color    string        `default:"auto" enum:"auto,always,never" help:"Colour: auto (terminal and no NO_COLOR), always, never."`
+	ASCII    bool          `name:"ascii" help:"Draw trends and marks in ASCII (automatic when the locale is not UTF-8)."`
+	History  HistoryFlag   `help:"Also record every interval in the history store (--history uses the default path; --history=PATH another)." placeholder:"PATH"`
+}
+
+// Run watches until the count is reached, q, Ctrl-C or SIGTERM.
 func (c *WatchCmd) Run(g *Globals) error {
-	return errors.New("watch: not built yet (issue 5)")
+	th, err := c.Thresholds()
+	if err != nil {
+		return err
+	}
+	if c.Interval < 100*time.Millisecond {
+		return fmt.Errorf("--interval %v is too short (at least 100ms)", c.Interval)
+	}
+	if c.Count < 0 {
+		return fmt.Errorf("--count %d must not be negative", c.Count)
+	}
+	if c.Window < c.Interval {
+		return fmt.Errorf("--window %v must be at least the interval %v", c.Window, c.Interval)
+	}
+	if c.JSON && c.Plain {
+		return errors.New("--json and --plain exclude each other")
+	}
+	var pids map[int]bool
+	if len(c.PID) > 0 {
+		pids = map[int]bool{}
+		for _, p := range c.PID {
+			if p <= 0 {
+				return fmt.Errorf("--pid %d is not a process id", p)
+			}
+			pids[p] = true
+		}
+	}
+	opt := watch.Options{
+		Thresholds: th, PIDs: pids, Window: c.Window,
+		Take: func(prev *snapshot.Snapshot) (*snapshot.Snapshot, error) {
+			return g.take(snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet, Previous: prev})
+		},
+	}
+	if c.History.Set {
+		st, err := c.History.Open()
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		opt.History = st
+	}
+	sampler := watch.NewSampler(opt)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	tui := !c.JSON && !c.Plain
+	if tui && (!isTerminal(os.Stdin) || terminalWidth(g.stdout) == 0 || os.Getenv("TERM") == "dumb") {
+		tui = false
+		fmt.Fprintln(g.stderr, "closewait: not a terminal: printing one line per process per interval (--plain)")
+	}
+	if tui {
+		return c.runTUI(ctx, g, sampler)
+	}
+
+	var last *watch.Tick
+	err = sampler.Run(ctx, c.Interval, c.Count, func(t *watch.Tick) error {
+		last = t
+		if c.JSON {
+			return watch.WriteJSON(g.stdout, t, c.Interval)
+		}
+		return watch.WritePlain(g.stdout, t)
+	}, func(err error) { fmt.Fprintf(g.stderr, "closewait: %v\n", err) })
+	if err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return exitCode(130)
+	}
+	if c.Count > 0 && last != nil {
+		return exitCode(last.Report.Status.ExitCode())
+	}
+	return nil
+}
+
+func (c *WatchCmd) runTUI(ctx context.Context, g *Globals, sampler *watch.Sampler) error {
+	ascii := c.ASCII || !utf8Locale()
+	m := watch.NewModel(watch.UIOptions{Interval: c.Interval, ASCII: ascii})
+	opts := []tea.ProgramOption{tea.WithContext(ctx), tea.WithOutput(g.stdout)}
+	if !useColor(g.stdout, c.Color) {
+		opts = append(opts, tea.WithColorProfile(colorprofile.Ascii)) // bold and reverse, no colour
+	}
+	p := tea.NewProgram(m, opts...)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- sampler.Run(runCtx, c.Interval, c.Count, func(t *watch.Tick) error {
+			p.Send(watch.TickMsg{Tick: t})
+			return nil
+		}, func(err error) { p.Send(watch.ErrMsg{Err: err}) })
+	}()
+	go func() {
+		// A first-tick error ends the sampler: show it until the user quits.
+		if err := <-done; err != nil {
+			p.Send(watch.ErrMsg{Err: err})
+		}
+	}()
+	_, err := p.Run()
+	cancel()
+	if err != nil && !errors.Is(err, tea.ErrProgramKilled) && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("watch: %w", err)
+	}
+	if m.Interrupted || ctx.Err() != nil {
+		return exitCode(130)
+	}
+	return nil
+}
+
+func isTerminal(f *os.File) bool {
+	return terminalWidth(f) > 0
+}
+
+// utf8Locale reports whether the locale's character set is UTF-8.
+func utf8Locale() bool {
+	for _, v := range []string{"LC_ALL", "LC_CTYPE", "LANG"} {
+		if s := os.Getenv(v); s != "" {
+			s = strings.ToLower(s)
+			return strings.Contains(s, "utf-8") || strings.Contains(s, "utf8")
+		}
+	}
+	return true // no locale set: modern terminals are UTF-8
+}
+
+// HistoryFlag is a flag with an optional value: --history uses the default
+// store path, --history=PATH another one.
+type HistoryFlag struct {
+	Set  bool
+	Path string
+}
+
+// Decode implements kong.MapperValue: the value is taken only when given
+// with "=", so that --history alone is a switch.
+func (h *HistoryFlag) Decode(ctx *kong.DecodeContext) error {
+	h.Set = true
+	if ctx.Scan.Peek().Type != kong.FlagValueToken {
+		h.Path = history.DefaultPath()
+		return nil
+	}
+	var v string
+	if err := ctx.Scan.PopValueInto("path", &v); err != nil {
+		return err
+	}
+	if v == "" {
+		return errors.New("--history= needs a path (or use --history alone for the default)")
+	}
+	h.Path = v
+	return nil
+}
+
+// IsBool tells kong that --history takes no separate argument.
+func (h *HistoryFlag) IsBool() bool { return true }
+
+// Open opens the store the flag names.
+func (h *HistoryFlag) Open() (*history.Store, error) {
+	st, err := history.Open(h.Path, history.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// recordHistory compares a report with the store's last record, then
+// records it. It returns the comparison.
+func (h *HistoryFlag) recordHistory(r *diagnose.Report) (*history.Delta, error) {
+	st, err := h.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	d, err := st.Compare(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Record(r); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// writeReportWithHistory prints the report with what changed since the
+// last run: a "history" object in JSON, a few lines of text otherwise.
+func writeReportWithHistory(g *Globals, r *diagnose.Report, d *history.Delta, asJSON bool, textOpt report.TextOptions) error {
+	if asJSON {
+		out := struct {
+			*report.JSONReport
+			History *history.JSONDelta `json:"history"`
+		}{report.BuildJSON(r), d.JSON(r.Snapshot.Time)}
+		enc := json.NewEncoder(g.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	if err := report.WriteText(g.stdout, r, textOpt); err != nil {
+		return err
+	}
+	return d.WriteText(g.stdout, r)
 }
