@@ -289,6 +289,14 @@ func (c *adviceContext) finding(k groupKey, cause string, socks []*snapshot.Sock
 func (c *adviceContext) steps(cause string) []string {
 	out := advice(stackSteps, c.p.Runtime, c.repl)
 	out = append(out, c.repl.Replace("ls -l /proc/{pid}/fd | grep -c socket:   # socket fds it holds; compare with the CLOSE_WAIT count"))
+	if pr := c.p.Process; pr != nil && pr.Container.ID != "" {
+		id := pr.Container.ID
+		if len(id) > 12 {
+			id = id[:12]
+		}
+		out = append(out, fmt.Sprintf("it runs in a %s container (%s): run the tools above inside it (docker exec / kubectl exec, where the pid is the container's own, often 1), or from the host with nsenter -t %d -m -p",
+			pr.Container.Runtime, id, c.p.PID))
+	}
 	return out
 }
 

@@ -75,8 +75,15 @@ func WriteText(w io.Writer, r *diagnose.Report, opt TextOptions) error {
 			if p.NotAccepted > 0 {
 				fmt.Fprintf(bw, "    ! %d waiting in its accept queue (never accepted)\n", p.NotAccepted)
 			}
+			check := ""
 			for _, f := range p.Findings {
 				fmt.Fprintf(bw, "    ✗ %s\n", FindingLine(f))
+				if check == "" && f.Cause != diagnose.CauseNormalHalfClose {
+					check = f.Check
+				}
+			}
+			if check != "" {
+				fmt.Fprintf(bw, "    Check: %s\n", check)
 			}
 		}
 	}
