@@ -156,14 +156,14 @@ start_host() { # size -> sets HOST_PID, HOLDERS, SETUP_S
 }
 
 # --- timing -------------------------------------------------------------------
-# measure CMD -> "seconds rss_kb exit"
+# measure CMD -> "seconds rss_kb exit cpu_seconds" (cpu = user + system)
 measure() {
 	local tf="$WORK/time.out" t0 t1 rc
 	t0=$EPOCHREALTIME
-	/usr/bin/time -f '%e %M' -o "$tf" timeout "$CMD_TIMEOUT" sh -c "$1 >/dev/null 2>>$WORK/stderr.log"
+	/usr/bin/time -f '%e %M %U %S' -o "$tf" timeout "$CMD_TIMEOUT" sh -c "$1 >/dev/null 2>>$WORK/stderr.log"
 	rc=$?
 	t1=$EPOCHREALTIME
-	awk -v a="$t0" -v b="$t1" -v rc="$rc" 'END{printf "%.3f %s %s\n", b-a, $2, rc}' "$tf"
+	awk -v a="$t0" -v b="$t1" -v rc="$rc" 'END{printf "%.3f %s %s %.2f\n", b-a, $2, rc, $3+$4}' "$tf"
 }
 median() { sort -g | awk '{v[NR]=$1} END{if (NR) print v[int((NR+1)/2)]}'; }
 
@@ -171,6 +171,13 @@ declare -A SKIP # commands too slow at a smaller size
 
 run_size() {
 	local n=$1
+	local before
+	before=$(ss -Htan state close-wait | wc -l)
+	NOTE=""
+	if [[ $n != existing ]] && ((before > n / 100 + 100)); then
+		NOTE="**Not a quiet host: $before CLOSE_WAIT sockets were already there before the fixture (another cwhost?); every tool saw them too.**"
+		log "warning: $before CLOSE_WAIT sockets already on the host"
+	fi
 	if [[ $n == existing ]]; then
 		# Measure the host as it is (a real host, or a cwhost started elsewhere).
 		SETUP_S=0
@@ -180,8 +187,8 @@ run_size() {
 	fi
 	local sockstat
 	sockstat=$(grep '^TCP:' /proc/net/sockstat)
-	declare -A MED RSS RC NRUN TIMES DONE PRESKIP
-	local name i s m c
+	declare -A MED RSS RC NRUN TIMES DONE PRESKIP CPUS CPU
+	local name i s m c u
 	for name in "${CMDS[@]}"; do
 		if [[ -n ${SKIP[$name]:-} ]]; then
 			log "skip: $name (${SKIP[$name]})"
@@ -200,9 +207,10 @@ run_size() {
 	for ((i = 1; i <= RUNS; i++)); do
 		for name in "${CMDS[@]}"; do
 			[[ -n ${PRESKIP[$name]:-} || -n ${DONE[$name]:-} ]] && continue
-			read -r s m c < <(measure "$(shcmd "$name")")
-			log "$n: run $i: $name: ${s}s ${m}KB exit $c"
+			read -r s m c u < <(measure "$(shcmd "$name")")
+			log "$n: run $i: $name: ${s}s (cpu ${u}s) ${m}KB exit $c"
 			TIMES[$name]+="$s "
+			CPUS[$name]+="$u "
 			NRUN[$name]=$((${NRUN[$name]:-0} + 1))
 			((${m:-0} > ${RSS[$name]:-0})) && RSS[$name]=$m
 			((${c:-0} != 0)) && RC[$name]=$c
@@ -217,6 +225,7 @@ run_size() {
 	done
 	for name in "${!TIMES[@]}"; do
 		MED[$name]=$(printf '%s\n' ${TIMES[$name]} | median)
+		CPU[$name]=$(printf '%s\n' ${CPUS[$name]} | median)
 		: "${RC[$name]:=0}"
 	done
 	LOADAVG+=" -> $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -241,26 +250,39 @@ run_size() {
 	out ""
 	out "Fixture: $(sed -n 's/^\[[^]]*\] building //p' "$WORK/host-$n.log" | head -n 1)."
 	out ""
-	out "Host: $(uname -r), $(nproc) CPUs; cwhost setup ${SETUP_S}s; $sockstat; load average $LOADAVG during the runs; $RUNS runs per command, round-robin (median), peak RSS = max over runs."
+	out "Host: $(uname -r), $(nproc) CPUs; cwhost setup ${SETUP_S}s; $sockstat; load average $LOADAVG during the runs; $RUNS runs per command, round-robin (median), CPU = user+system seconds (median; less disturbed by other load than wall time), peak RSS = max over runs."
 	out ""
-	out "| command | median s | runs | peak RSS MB | exit |"
-	out "|---|---:|---:|---:|---:|"
+	if [[ -n $NOTE ]]; then out "$NOTE"; out ""; fi
+	out "| command | median s | CPU s | runs | peak RSS MB | exit |"
+	out "|---|---:|---:|---:|---:|---:|"
 	for name in "${CMDS[@]}"; do
 		local shown=$name
 		[[ $name == closewait* ]] && shown="$name > /dev/null"
+		shown=${shown//|/\\|} # a pipe inside a table cell
 		if [[ -z ${MED[$name]:-} ]]; then
-			out "| \`$shown\` | skipped (${SKIP[$name]:-}) | 0 | | |"
+			out "| \`$shown\` | skipped (${SKIP[$name]:-}) | | 0 | | |"
 			continue
 		fi
 		local med=${MED[$name]} note=""
 		((RC[$name] == 124)) && med="> $CMD_TIMEOUT (timeout)"
-		out "| \`$shown\` | $med | ${NRUN[$name]} | $(awk -v k="${RSS[$name]}" 'BEGIN{printf "%.1f", k/1024}') | ${RC[$name]} |"
+		out "| \`$shown\` | $med | ${CPU[$name]} | ${NRUN[$name]} | $(awk -v k="${RSS[$name]}" 'BEGIN{printf "%.1f", k/1024}') | ${RC[$name]} |"
 	done
-	local cwname
+	local cwname header=""
 	for cwname in "closewait sockets --json" "closewait --json" "closewait sockets --json --owners ebpf"; do
 		[[ -n ${MED[$cwname]:-} ]] || continue
-		out ""
-		out "\`$cwname\`: $(ratio "$cwname" "ss -Htan state close-wait") x bare \`ss -Htan\` (target <= 1.5), $(ratio "$cwname" "ss -Htanp state close-wait") x \`ss -Htanp\` (target <= 0.1), $(ratio "$cwname" "lsof -nP -iTCP -sTCP:CLOSE_WAIT") x lsof (target <= 0.2), peak RSS $(awk -v k="${RSS[$cwname]}" 'BEGIN{printf "%.1f", k/1024}') MB (target < 100)."
+		if [[ -z $header ]]; then
+			header=1
+			out ""
+			out "Ratios, wall (CPU): closewait's median over the other command's median."
+			out ""
+			out "| closewait | vs \`ss -Htan\` (target <= 1.5) | vs \`ss -Htanp\` (<= 0.1) | vs lsof (<= 0.2) | peak RSS MB (< 100) |"
+			out "|---|---:|---:|---:|---:|"
+		fi
+		local cols="" other
+		for other in "ss -Htan state close-wait" "ss -Htanp state close-wait" "lsof -nP -iTCP -sTCP:CLOSE_WAIT"; do
+			cols+=" $(ratio MED "$cwname" "$other") ($(ratio CPU "$cwname" "$other")) |"
+		done
+		out "| \`$cwname\` |$cols $(awk -v k="${RSS[$cwname]}" 'BEGIN{printf "%.1f", k/1024}') |"
 	done
 	out ""
 	local whose="the fixture's $n plus the host's others"
@@ -276,10 +298,11 @@ run_size() {
 	return 0
 }
 
-# ratio A B -> A's median / B's median
+# ratio MED|CPU A B -> A's median / B's median
 ratio() {
-	local a=${MED[$1]:-} b=${MED[$2]:-}
-	[[ -n $a && -n $b && ${RC[$2]:-0} != 124 ]] || { printf 'n/a'; return; }
+	local -n arr=$1
+	local a=${arr[$2]:-} b=${arr[$3]:-}
+	[[ -n $a && -n $b && ${RC[$3]:-0} != 124 ]] || { printf 'n/a'; return; }
 	awk -v a="$a" -v b="$b" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else printf "n/a" }'
 }
 # agree "key=N ..." SS_COUNT -> OK / MISMATCH (within 0.5% or 10 sockets)
