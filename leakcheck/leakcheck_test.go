@@ -57,7 +57,11 @@ func TestLeakingServer(t *testing.T) {
 
 func TestClosedConnsLeaveTracker(t *testing.T) {
 	tr := leakcheck.New(nil)
-	addr := serveTracked(t, tr, closingHandler)
+	var accepted atomic.Int32
+	addr := serveTracked(t, tr, func(c net.Conn) {
+		accepted.Add(1)
+		closingHandler(c)
+	})
 	dial := tr.Dialer(nil)
 	for range 10 {
 		c, err := dial(context.Background(), "tcp", addr)
@@ -69,7 +73,7 @@ func TestClosedConnsLeaveTracker(t *testing.T) {
 		}
 		c.Close()
 	}
-	waitFor(t, "tracker to empty", 5*time.Second, func() bool { return tr.Len() == 0 })
+	waitFor(t, "tracker to empty", 5*time.Second, func() bool { return accepted.Load() == 10 && tr.Len() == 0 })
 	if rep := tr.Report(); rep.Tracked != 0 || rep.Leaks() {
 		t.Fatalf("after close:\n%s", rep)
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"net"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ func TestNoGrowth100k(t *testing.T) {
 	}
 	tr := leakcheck.New(nil)
 	ln := tr.Listener(listen(t))
+	var accepted atomic.Int64
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -29,6 +31,7 @@ func TestNoGrowth100k(t *testing.T) {
 				return
 			}
 			c.Close()
+			accepted.Add(1)
 		}
 	}()
 	addr := ln.Addr().String()
@@ -63,7 +66,9 @@ func TestNoGrowth100k(t *testing.T) {
 		}
 	}
 	elapsed := time.Since(start)
-	waitFor(t, "tracker to empty", 10*time.Second, func() bool { return tr.Len() == 0 })
+	waitFor(t, "every connection accepted and closed", 10*time.Second, func() bool {
+		return accepted.Load() == int64(n) && tr.Len() == 0
+	})
 	end := heap()
 	t.Logf("%d connections in %v (%v each); heap %d KiB at 2k, %d KiB at end",
 		n, elapsed.Round(time.Millisecond), elapsed/time.Duration(n), base>>10, end>>10)
