@@ -17,6 +17,7 @@
 #   CLOSEWAIT [/tmp/closewait]  where `go build ./cmd/closewait` puts the binary
 #   CLOSEWAIT_BIN []    use this prebuilt closewait instead of building
 #   RESULTS []          also append the tables to this file
+#   ONLY []             time only the commands matching this bash regex, e.g. '^(ss -Htan |closewait)'
 #   WARMUP [1]          list /proc/*/fd once before timing (0: the first owner
 #                       scan pays for the cold procfs dentries)
 # Needs root (ss -p, lsof and netstat -p see other processes' fds only as root).
@@ -84,6 +85,11 @@ CMDS=(
 if [[ -n $CW ]]; then
 	CMDS+=("closewait sockets --json" "closewait --json")
 	[[ -n $OWNERS_EBPF ]] && CMDS+=("closewait sockets --json --owners ebpf")
+fi
+if [[ -n ${ONLY:-} ]]; then # keep the commands matching this regex
+	kept=()
+	for c in "${CMDS[@]}"; do [[ $c =~ $ONLY ]] && kept+=("$c"); done
+	CMDS=("${kept[@]}")
 fi
 # The shell command for a display name: closewait is the built binary.
 shcmd() { local c=$1; [[ $c == closewait* ]] && c="$CW${c#closewait}"; printf '%s' "$c"; }
@@ -168,6 +174,7 @@ measure() {
 median() { sort -g | awk '{v[NR]=$1} END{if (NR) print v[int((NR+1)/2)]}'; }
 
 declare -A SKIP # commands too slow at a smaller size
+declare -A ALL  # "command|size" -> median seconds, for the scaling table
 
 run_size() {
 	local n=$1
@@ -225,6 +232,7 @@ run_size() {
 	done
 	for name in "${!TIMES[@]}"; do
 		MED[$name]=$(printf '%s\n' ${TIMES[$name]} | median)
+		ALL["$name|$n"]=${MED[$name]}
 		CPU[$name]=$(printf '%s\n' ${CPUS[$name]} | median)
 		: "${RC[$name]:=0}"
 	done
@@ -321,5 +329,26 @@ for n in $SIZES; do
 	log "=== size $n"
 	run_size "$n" || status=1
 done
+# Scaling: median seconds per size, and per-socket growth between the last
+# two sizes ((t2/t1) / (n2/n1): 1.00 is linear).
+sizes=()
+for n in $SIZES; do [[ $n =~ ^[0-9]+$ ]] && sizes+=("$n"); done
+if ((${#sizes[@]} >= 2)); then
+	a=${sizes[-2]} b=${sizes[-1]}
+	out ""
+	out "### Scaling"
+	out ""
+	hdr="| command |" sep="|---|"
+	for n in "${sizes[@]}"; do hdr+=" $n s |"; sep+="---:|"; done
+	out "$hdr per-socket growth $a -> $b (1.00 = linear) |"
+	out "$sep---:|"
+	for name in "${CMDS[@]}"; do
+		row="| \`${name//|/\\|}\` |"
+		for n in "${sizes[@]}"; do row+=" ${ALL["$name|$n"]:--} |"; done
+		g=$(awk -v x="${ALL["$name|$a"]:-}" -v y="${ALL["$name|$b"]:-}" -v a="$a" -v b="$b" \
+			'BEGIN{ if (x > 0 && y != "") printf "%.2f", (y/x)/(b/a); else printf "-" }')
+		out "$row $g |"
+	done
+fi
 log "work dir: $WORK"
 exit $status
