@@ -9,6 +9,7 @@
 #
 # Environment (defaults in brackets):
 #   RUNS [3]            timed runs per command; the median is reported
+#   RUNS_BIG [RUNS]     timed runs at sizes above 100000
 #   CMD_TIMEOUT [180]   seconds before a single run is killed (reported as timeout)
 #   SLOW [60]           a command whose first run takes longer is not repeated,
 #                       and is skipped at the larger sizes
@@ -26,6 +27,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 3
 SIZES=${*:-${SIZES:-10000 100000 300000}}
 RUNS=${RUNS:-3}
+RUNS_BIG=${RUNS_BIG:-$RUNS}
 CMD_TIMEOUT=${CMD_TIMEOUT:-180}
 SLOW=${SLOW:-60}
 SETUP_TIMEOUT=${SETUP_TIMEOUT:-1200}
@@ -54,6 +56,7 @@ need_pkg ss iproute2
 need_pkg lsof lsof
 need_pkg netstat net-tools
 [[ -x /usr/bin/time ]] || { log "GNU time (/usr/bin/time) is required"; exit 3; }
+((EUID == 0)) || log "warning: not root: ss -p, lsof and netstat -p (and closewait) see only your own processes' fds"
 
 log "building cwhost"
 go build -o "$WORK/cwhost" ./bench/cwhost || { log "cwhost build failed"; exit 3; }
@@ -211,7 +214,9 @@ run_size() {
 	LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 	# Round-robin (run 1 of every command, then run 2, ...) so that noise
 	# from the shared machine spreads over all commands.
-	for ((i = 1; i <= RUNS; i++)); do
+	local runs=$RUNS
+	[[ $n =~ ^[0-9]+$ ]] && ((n > 100000)) && runs=$RUNS_BIG
+	for ((i = 1; i <= runs; i++)); do
 		for name in "${CMDS[@]}"; do
 			[[ -n ${PRESKIP[$name]:-} || -n ${DONE[$name]:-} ]] && continue
 			read -r s m c u < <(measure "$(shcmd "$name")")
@@ -258,7 +263,7 @@ run_size() {
 	out ""
 	out "Fixture: $(sed -n 's/^\[[^]]*\] building //p' "$WORK/host-$n.log" | head -n 1)."
 	out ""
-	out "Host: $(uname -r), $(nproc) CPUs; cwhost setup ${SETUP_S}s; $sockstat; load average $LOADAVG during the runs; $RUNS runs per command, round-robin (median), CPU = user+system seconds (median; less disturbed by other load than wall time), peak RSS = max over runs."
+	out "Host: $(uname -r), $(nproc) CPUs; cwhost setup ${SETUP_S}s; $sockstat; load average $LOADAVG during the runs; $runs runs per command, round-robin (median), CPU = user+system seconds (median; less disturbed by other load than wall time), peak RSS = max over runs."
 	out ""
 	if [[ -n $NOTE ]]; then out "$NOTE"; out ""; fi
 	out "| command | median s | CPU s | runs | peak RSS MB | exit |"
