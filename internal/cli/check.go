@@ -1,11 +1,65 @@
 package cli
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
 
-// CheckCmd is `closewait check`. Not built yet: see issue 7.
-type CheckCmd struct{}
+	"github.com/closewait/closewait/internal/check"
+	"github.com/closewait/closewait/internal/snapshot"
+)
 
-// Run reports that the command is not built yet.
+// CheckCmd is `closewait check`: the limits and sysctls that matter to
+// CLOSE_WAIT on this host, and those that do not.
+type CheckCmd struct {
+	SysctlRoot string  `name:"path.sysctl" placeholder:"DIR" help:"Where /proc/sys is (default: --path.procfs/sys)."`
+	JSON       bool    `help:"Print JSON (version 1) instead of text."`
+	PID        []int   `name:"pid" sep:"," placeholder:"PID" help:"Only review these processes' limits (settings are host-wide)."`
+	FDWarning  float64 `name:"fd-warning" default:"0.8" help:"Warn when a process holding CLOSE_WAIT uses more than this share of its soft fd limit, 0..1."`
+	FileWarn   float64 `name:"file-warning" default:"0.8" help:"Warn when the host's allocated files (fs.file-nr) exceed this share of fs.file-max, 0..1."`
+	FullScan   bool    `help:"Read every process's fd table (also finds sockets passed to unrelated processes; slower)."`
+}
+
+// Run reads the sysctls and the processes holding CLOSE_WAIT, judges them
+// and prints the review. Exit 0: nothing to worry about; 1: a warning.
 func (c *CheckCmd) Run(g *Globals) error {
-	return errors.New("check: not built yet (issue 7)")
+	for name, v := range map[string]float64{"--fd-warning": c.FDWarning, "--file-warning": c.FileWarn} {
+		if v <= 0 || v > 1 {
+			return fmt.Errorf("%s must be a share above 0 and at most 1 (0.8 = 80%%), got %v", name, v)
+		}
+	}
+	pids := map[int]bool{}
+	for _, p := range c.PID {
+		if p <= 0 {
+			return fmt.Errorf("--pid %d is not a process id", p)
+		}
+		pids[p] = true
+	}
+	root := c.SysctlRoot
+	if root == "" {
+		root = filepath.Join(g.ProcRoot, "sys")
+	}
+	sys, err := check.ReadSysctls(root)
+	if err != nil {
+		return fmt.Errorf("check: %w (set --path.sysctl)", err)
+	}
+	if len(sys.Missing) == 7 {
+		return errors.New("check: none of the settings could be read under " + root + " (set --path.sysctl to the /proc/sys tree)")
+	}
+	snap, err := g.take(snapshot.Options{CompleteScan: c.FullScan})
+	if err != nil {
+		return err
+	}
+	holders, cw, ka := check.Holders(snap, pids)
+	r := check.Review(sys, holders, cw, ka, check.Thresholds{FDShare: c.FDWarning, FileShare: c.FileWarn})
+	meta := check.Meta{Host: snap.Host, Time: snap.Time, Notices: append(append([]string{}, snap.Notices...), sys.Missing...)}
+	if c.JSON {
+		err = check.WriteJSON(g.stdout, r, meta)
+	} else {
+		err = check.WriteText(g.stdout, r, meta)
+	}
+	if err != nil {
+		return err
+	}
+	return exitCode(r.Status.ExitCode())
 }
