@@ -22,12 +22,11 @@ func TestFPMatchesCallers(t *testing.T) {
 		t.Skip("no frame-pointer unwinding on " + runtime.GOARCH)
 	}
 	tr := New(&Options{StackDepth: 64})
+	slow := New(&Options{StackDepth: 64, RuntimeCallers: true})
 	var fp, callers []uintptr
 	nest(5, func() {
 		fp = tr.capture(0)
-		var buf [64]uintptr
-		n := runtime.Callers(1, buf[:])
-		callers = buf[:n]
+		callers = slow.capture(0)
 	})
 	// Same stack except the innermost frame (the capture call site vs
 	// the Callers call site, one line apart).
@@ -60,18 +59,18 @@ func names(pcs []uintptr) []string {
 // an HTTP client request's GotConn hook.
 func BenchmarkCapture(b *testing.B) {
 	tr := New(nil)
-	b.Run("auto", func(b *testing.B) {
+	b.Run("framepointers", func(b *testing.B) {
 		nest(20, func() {
 			for b.Loop() {
 				tr.capture(0)
 			}
 		})
 	})
+	slow := New(&Options{RuntimeCallers: true})
 	b.Run("runtime.Callers", func(b *testing.B) {
-		var buf [maxStackDepth]uintptr
 		nest(20, func() {
 			for b.Loop() {
-				runtime.Callers(2, buf[:tr.depth])
+				slow.capture(0)
 			}
 		})
 	})

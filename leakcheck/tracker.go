@@ -3,7 +3,9 @@ package leakcheck
 import (
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +38,14 @@ type Options struct {
 	// means DefaultStackDepth; values above 64 are lowered to 64.
 	StackDepth int
 
+	// RuntimeCallers captures stacks with runtime.Callers instead of
+	// following frame pointers (the default on amd64, ~10x faster). Set
+	// it if Go code called back from C creates or reads tracked
+	// connections: frame pointers through C frames may be unreliable, as
+	// the runtime's own execution tracer assumes. GODEBUG
+	// tracefpunwindoff=1 has the same effect.
+	RuntimeCallers bool
+
 	// MinAge leaves out of reports the CLOSE_WAIT connections whose
 	// peer closed less than MinAge ago (counted in Report.Young
 	// instead): a connection whose FIN has just arrived is usually about
@@ -67,6 +77,7 @@ type Tracker struct {
 	opts   Options
 	rate   uint64 // 0: no stacks
 	depth  int
+	fp     bool // unwind with frame pointers
 	nextID atomic.Uint64
 	live   atomic.Int64
 	clock  *coarseClock
@@ -98,6 +109,7 @@ func New(opts *Options) *Tracker {
 	if t.depth > maxStackDepth {
 		t.depth = maxStackDepth
 	}
+	t.fp = haveFP && !t.opts.RuntimeCallers && !godebugFPOff()
 	startClock(t)
 	return t
 }
@@ -215,6 +227,17 @@ func (t *Tracker) snapshot() []*record {
 	return out
 }
 
+// godebugFPOff reports whether GODEBUG turns frame-pointer unwinding off
+// for the runtime's tracer (tracefpunwindoff=1); leakcheck follows it.
+func godebugFPOff() bool {
+	for _, kv := range strings.Split(os.Getenv("GODEBUG"), ",") {
+		if strings.TrimSpace(kv) == "tracefpunwindoff=1" {
+			return true
+		}
+	}
+	return false
+}
+
 // capture records the caller's stack, skipping skip frames above the
 // caller of capture. Where frame pointers can be followed (amd64) skip is
 // ignored: the extra frames belong to this package and are dropped when
@@ -222,7 +245,7 @@ func (t *Tracker) snapshot() []*record {
 func (t *Tracker) capture(skip int) []uintptr {
 	var buf [maxStackDepth]uintptr
 	var n int
-	if haveFP {
+	if t.fp {
 		n = fpCallers(buf[:t.depth])
 	} else {
 		n = runtime.Callers(skip+2, buf[:t.depth])
