@@ -82,6 +82,9 @@ func WriteText(w io.Writer, r *diagnose.Report, opt TextOptions) error {
 					check = f.Check
 				}
 			}
+			if g := p.Growth; g != nil && !g.Growing() {
+				fmt.Fprintf(bw, "    ~ not growing: +%d in, -%d out in %s\n", g.Entered, g.Left, diagnose.FormatAge(g.Interval))
+			}
 			if check != "" {
 				fmt.Fprintf(bw, "    Check: %s\n", check)
 			}
