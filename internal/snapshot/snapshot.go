@@ -135,6 +135,9 @@ func Take(opt Options) (*Snapshot, error) {
 		Detail:    detail,
 		Processes: make(map[int]*procscan.Process),
 	}
+	if opt.Previous != nil { // about as many sockets as last time: no regrowth of a large slice
+		snap.Sockets = make([]Socket, 0, len(opt.Previous.Sockets)+len(opt.Previous.Sockets)/8+16)
+	}
 	snap.Host, _ = os.Hostname()
 	fs := procscan.NewFS(opt.ProcRoot)
 
