@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -40,6 +41,30 @@ func kernelSockets(t *testing.T, h *cwtest.Holder, path string) map[netip.AddrPo
 	return got
 }
 
+type destroyResult struct {
+	DryRun    bool   `json:"dry_run"`
+	Selected  int    `json:"selected"`
+	Destroyed int    `json:"destroyed"`
+	Failed    int    `json:"failed"`
+	Note      string `json:"note"`
+	Sockets   []struct {
+		Remote string `json:"remote"`
+		Result string `json:"result"`
+		Owners []struct {
+			PID int `json:"pid"`
+		} `json:"owners"`
+	} `json:"sockets"`
+}
+
+func destroyJSON(t *testing.T, r result) destroyResult {
+	t.Helper()
+	var out destroyResult
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("destroy --json is not JSON (%v):\n%s\nstderr: %s", err, r.stdout, r.stderr)
+	}
+	return out
+}
+
 func TestDestroyDryRunThenYes(t *testing.T) {
 	needRoot(t)
 	h := cwtest.Start(t, cwtest.Spec{ReadEOF: 2, Unread: 2, UnreadBytes: 3, NotAccepted: 1})
@@ -70,8 +95,17 @@ func TestDestroyDryRunThenYes(t *testing.T) {
 	if strings.Contains(r.stdout, "destroyed ") {
 		t.Errorf("dry run says it destroyed something:\n%s", r.stdout)
 	}
+	dj := destroyJSON(t, run(t, nil, "destroy", "--pid", pid, "--json"))
+	if !dj.DryRun || dj.Selected != 5 || len(dj.Sockets) != 5 || !strings.Contains(dj.Note, "does not close file descriptors") {
+		t.Errorf("dry run --json: %+v", dj)
+	}
+	for _, s := range dj.Sockets {
+		if s.Result != "would-destroy" || len(s.Owners) != 1 || s.Owners[0].PID != h.PID {
+			t.Errorf("dry run --json socket %+v", s)
+		}
+	}
 	if got := kernelSockets(t, h, ""); len(got) != 5 {
-		t.Fatalf("after the dry run the kernel has %d of the holder's 5 CLOSE_WAIT sockets", len(got))
+		t.Fatalf("after the dry runs the kernel has %d of the holder's 5 CLOSE_WAIT sockets", len(got))
 	}
 	for remote, p := range h.Probe() {
 		if p.Write != "ok" {
@@ -141,6 +175,11 @@ func TestDestroyNeedsFilterAndPrivilege(t *testing.T) {
 	}
 	if !strings.Contains(r.stdout, "Destroying 2 CLOSE_WAIT sockets:") || !strings.Contains(r.stdout, "Destroyed 0 of 2") {
 		t.Errorf("unprivileged destroy output:\n%s", r.stdout)
+	}
+	r = run(t, nobody, "destroy", "--port", port, "--yes", "--json")
+	dj := destroyJSON(t, r)
+	if r.code != 3 || dj.DryRun || dj.Selected != 2 || dj.Destroyed != 0 || dj.Failed != 2 || !strings.Contains(r.stderr, "CAP_NET_ADMIN") {
+		t.Errorf("unprivileged destroy --json: exit %d %+v\n%s", r.code, dj, r.stderr)
 	}
 	if got := kernelSockets(t, h, ""); len(got) != 2 {
 		t.Errorf("an unprivileged destroy changed the kernel: %d of 2 sockets left", len(got))

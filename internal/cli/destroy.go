@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ type DestroyCmd struct {
 	Yes       bool   `help:"Destroy the listed sockets. Without it, a dry run: list them and change nothing."`
 	All       bool   `help:"Allow --yes without a filter (--pid, --port, --remote, --min-age, --netns): every selected socket of the host."`
 	NoHeaders bool   `help:"Leave out the table's header."`
+	JSON      bool   `help:"Print the selection and each socket's result as one JSON object (result: would-destroy, destroyed, gone, failed, not-tried)."`
 }
 
 // Help is shown by `closewait destroy --help`.
@@ -69,6 +71,9 @@ func (c *DestroyCmd) Run(g *Globals) error {
 		return errors.New("destroy needs netlink sock_diag, which is unavailable here")
 	}
 	socks := snap.Select(f)
+	if c.JSON {
+		return c.runJSON(g, snap, socks)
+	}
 	w := g.stdout
 	what := statesText(states)
 	if len(socks) == 0 {
@@ -90,7 +95,20 @@ func (c *DestroyCmd) Run(g *Globals) error {
 		return nil
 	}
 	fmt.Fprintln(w)
-	out, err := destroySockets(w, snap, socks)
+	out, err := destroySockets(snap, socks, func(s *snapshot.Socket, result string, err error) {
+		line := fmt.Sprintf("%v -> %v (inode %d)", s.Local, s.Remote, s.Inode)
+		if s.NotAccepted {
+			line = fmt.Sprintf("%v -> %v (not accepted)", s.Local, s.Remote)
+		}
+		switch result {
+		case resultDestroyed:
+			fmt.Fprintf(w, "destroyed  %s\n", line)
+		case resultGone:
+			fmt.Fprintf(w, "gone       %s: closed since it was listed\n", line)
+		case resultFailed:
+			fmt.Fprintf(w, "failed     %s: %v\n", line, err)
+		}
+	})
 	fmt.Fprintf(w, "\nDestroyed %d of %s", out.destroyed, plural(len(socks), "socket"))
 	if out.gone > 0 {
 		fmt.Fprintf(w, "; %d were gone already", out.gone)
@@ -99,13 +117,97 @@ func (c *DestroyCmd) Run(g *Globals) error {
 		fmt.Fprintf(w, "; %d could not be destroyed", out.failed)
 	}
 	fmt.Fprintln(w, ".")
-	if err != nil {
-		return err
+	return out.exit(err, len(socks))
+}
+
+// exit turns the outcome into the command's result: the fatal error if
+// there was one, exit 3 if any socket could not be destroyed.
+func (o destroyOutcome) exit(fatal error, n int) error {
+	if fatal != nil {
+		return fatal
 	}
-	if out.failed > 0 {
-		return &exitError{ExitError, fmt.Errorf("destroy: %d of %d sockets could not be destroyed (see above)", out.failed, len(socks))}
+	if o.failed > 0 {
+		return &exitError{ExitError, fmt.Errorf("destroy: %d of %d sockets could not be destroyed", o.failed, n)}
 	}
 	return nil
+}
+
+// destroyNote is what every run says, in one sentence, for JSON.
+const destroyNote = "SOCK_DESTROY aborts the connection in the kernel (it leaves the TCP table, the peer gets a RST) but does not close file descriptors: each owner keeps a dead fd until it calls close() (writes fail with ECONNABORTED, reads return EOF), so it frees kernel TCP state, not fds; the fix is in the application, and when fd usage is the problem only closing them or a restart frees fds."
+
+// destroyJSON is `closewait destroy --json`.
+type destroyJSON struct {
+	Version   int                 `json:"version"`
+	DryRun    bool                `json:"dry_run"`
+	Selected  int                 `json:"selected"`
+	Destroyed int                 `json:"destroyed"`
+	Gone      int                 `json:"gone"`
+	Failed    int                 `json:"failed"`
+	Note      string              `json:"note"`
+	Sockets   []destroyJSONSocket `json:"sockets"`
+}
+
+type destroyJSONSocket struct {
+	State       string             `json:"state"`
+	Local       string             `json:"local"`
+	Remote      string             `json:"remote"`
+	Inode       uint64             `json:"inode"`
+	NetNS       uint64             `json:"netns"`
+	NotAccepted bool               `json:"not_accepted"`
+	Owners      []destroyJSONOwner `json:"owners"`
+	Result      string             `json:"result"` // would-destroy, destroyed, gone, failed, not-tried
+	Error       string             `json:"error,omitempty"`
+	index       int
+}
+
+type destroyJSONOwner struct {
+	PID       int    `json:"pid"`
+	FD        int    `json:"fd"`
+	Comm      string `json:"comm"`
+	OpenFDs   int    `json:"open_fds"`
+	FDLimit   uint64 `json:"fd_limit"`
+	Container string `json:"container,omitempty"`
+}
+
+// runJSON prints the selection and, with --yes, each socket's result as one
+// JSON object.
+func (c *DestroyCmd) runJSON(g *Globals, snap *snapshot.Snapshot, socks []*snapshot.Socket) error {
+	out := destroyJSON{Version: 1, DryRun: !c.Yes, Selected: len(socks), Note: destroyNote, Sockets: make([]destroyJSONSocket, len(socks))}
+	index := make(map[*snapshot.Socket]int, len(socks))
+	for i, s := range socks {
+		index[s] = i
+		js := destroyJSONSocket{State: s.State.String(), Local: s.Local.String(), Remote: s.Remote.String(),
+			Inode: s.Inode, NetNS: s.NetNS, NotAccepted: s.NotAccepted, Owners: []destroyJSONOwner{}, Result: "would-destroy"}
+		if c.Yes {
+			js.Result = "not-tried"
+		}
+		for _, o := range s.Owners {
+			jo := destroyJSONOwner{PID: o.PID, FD: o.FD}
+			if p := snap.Processes[o.PID]; p != nil {
+				jo.Comm, jo.OpenFDs, jo.FDLimit, jo.Container = p.Comm, p.OpenFDs, p.FDSoft, p.Container.ID
+			}
+			js.Owners = append(js.Owners, jo)
+		}
+		out.Sockets[i] = js
+	}
+	var res destroyOutcome
+	var fatal error
+	if c.Yes && len(socks) > 0 {
+		res, fatal = destroySockets(snap, socks, func(s *snapshot.Socket, result string, err error) {
+			js := &out.Sockets[index[s]]
+			js.Result = result
+			if err != nil {
+				js.Error = err.Error()
+			}
+		})
+		out.Destroyed, out.Gone, out.Failed = res.destroyed, res.gone, res.failed
+	}
+	enc := json.NewEncoder(g.stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		return err
+	}
+	return res.exit(fatal, len(socks))
 }
 
 // plural writes "1 socket", "2 sockets".
@@ -184,53 +286,59 @@ func explainDestroy(w io.Writer, snap *snapshot.Snapshot, socks []*snapshot.Sock
 	}
 }
 
+// Results of destroying one socket.
+const (
+	resultDestroyed = "destroyed"
+	resultGone      = "gone"
+	resultFailed    = "failed"
+)
+
 // destroySockets destroys socks, namespace by namespace through a netlink
-// socket opened inside each, printing one line per socket. It stops with an
-// error when the kernel refuses for lack of privilege or support, which
-// would repeat for every socket.
-func destroySockets(w io.Writer, snap *snapshot.Snapshot, socks []*snapshot.Socket) (destroyOutcome, error) {
+// socket opened inside each, and calls report with each socket's result. It
+// stops with an error when the kernel refuses for lack of privilege or
+// support, which would repeat for every socket; the sockets not tried then
+// count as failed and get no report.
+func destroySockets(snap *snapshot.Snapshot, socks []*snapshot.Socket, report func(s *snapshot.Socket, result string, err error)) (destroyOutcome, error) {
 	var out destroyOutcome
 	byNS := map[uint64][]*snapshot.Socket{}
 	for _, s := range socks {
 		byNS[s.NetNS] = append(byNS[s.NetNS], s)
 	}
-	order := slices.Sorted(maps.Keys(byNS))
-	for _, ino := range order {
+	stop := func(err error) (destroyOutcome, error) {
+		out.failed = len(socks) - out.destroyed - out.gone
+		return out, fmt.Errorf("destroy: %w", err)
+	}
+	for _, ino := range slices.Sorted(maps.Keys(byNS)) {
 		list := byNS[ino]
 		conn, err := openIn(snap, ino)
 		if err != nil {
-			out.failed += len(list)
-			fmt.Fprintf(w, "failed     %d sockets in net:[%d]: %v\n", len(list), ino, err)
 			if errors.Is(err, netns.ErrPermission) {
-				out.failed = len(socks) - out.destroyed - out.gone
-				return out, fmt.Errorf("destroy: %w", netns.ErrPermission)
+				return stop(netns.ErrPermission)
+			}
+			for _, s := range list {
+				out.failed++
+				report(s, resultFailed, err)
 			}
 			continue
 		}
 		for _, s := range list {
 			err := conn.Destroy(&s.Socket)
-			line := fmt.Sprintf("%v -> %v (inode %d)", s.Local, s.Remote, s.Inode)
-			if s.NotAccepted {
-				line = fmt.Sprintf("%v -> %v (not accepted)", s.Local, s.Remote)
-			}
 			switch {
 			case err == nil:
 				out.destroyed++
-				fmt.Fprintf(w, "destroyed  %s\n", line)
+				report(s, resultDestroyed, nil)
 			case errors.Is(err, sockdiag.ErrGone):
 				out.gone++
-				fmt.Fprintf(w, "gone       %s: closed since it was listed\n", line)
-			case errors.Is(err, sockdiag.ErrDestroyPermission), errors.Is(err, sockdiag.ErrDestroyNotSupported):
-				// The same answer would come for every socket: stop here.
+				report(s, resultGone, nil)
+			case errors.Is(err, sockdiag.ErrDestroyNotSupported):
 				conn.Close()
-				out.failed = len(socks) - out.destroyed - out.gone
-				if errors.Is(err, sockdiag.ErrDestroyNotSupported) {
-					return out, fmt.Errorf("destroy: %w", sockdiag.ErrDestroyNotSupported)
-				}
-				return out, fmt.Errorf("destroy: %w", sockdiag.ErrDestroyPermission)
+				return stop(sockdiag.ErrDestroyNotSupported)
+			case errors.Is(err, sockdiag.ErrDestroyPermission):
+				conn.Close()
+				return stop(sockdiag.ErrDestroyPermission)
 			default:
 				out.failed++
-				fmt.Fprintf(w, "failed     %s: %v\n", line, err)
+				report(s, resultFailed, err)
 			}
 		}
 		conn.Close()
