@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/closewait/closewait/internal/diagnose"
 	"github.com/closewait/closewait/internal/procscan"
@@ -50,7 +53,13 @@ func (c *ExplainCmd) Run(g *Globals) error {
 		}
 		return fmt.Errorf("explain: %w", err)
 	}
-	prev, snap, err := g.sample(snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet}, c.Sample)
+	opt := snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet}
+	// Only the process's own network namespace can hold its sockets.
+	var st unix.Stat_t
+	if unix.Stat(fs.Path(strconv.Itoa(c.PID), "ns", "net"), &st) == nil {
+		opt.NetNS = map[uint64]bool{st.Ino: true}
+	}
+	prev, snap, err := g.sample(opt, c.Sample)
 	if err != nil {
 		return err
 	}
