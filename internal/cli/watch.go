@@ -67,8 +67,12 @@ func (c *WatchCmd) Run(g *Globals) error {
 	}
 	opt := watch.Options{
 		Thresholds: th, PIDs: pids, Window: c.Window,
-		Take: func(prev *snapshot.Snapshot) (*snapshot.Snapshot, error) {
-			return g.take(snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet, Previous: prev})
+		// Between full checks (about once a minute), a reused owner is trusted
+		// while its process lives: one check per process, not per socket.
+		VerifyEvery: max(1, int(time.Minute/c.Interval)),
+		Take: func(prev *snapshot.Snapshot, verify bool) (*snapshot.Snapshot, error) {
+			return g.take(snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet, Previous: prev,
+				ReuseByProcess: !verify, SkipUnowned: !verify})
 		},
 	}
 	if c.History.Set {

@@ -26,8 +26,14 @@ const TrendLen = 64
 
 // Options control a Sampler.
 type Options struct {
-	// Take takes a snapshot; prev is the previous one (for owner reuse) or nil.
-	Take func(prev *snapshot.Snapshot) (*snapshot.Snapshot, error)
+	// Take takes a snapshot; prev is the previous one (for owner reuse) or
+	// nil. Unless verify is set, Take may trust prev's owners while their
+	// processes live (snapshot.Options.ReuseByProcess and SkipUnowned).
+	Take func(prev *snapshot.Snapshot, verify bool) (*snapshot.Snapshot, error)
+	// VerifyEvery makes every n-th tick verify each reused owner (one
+	// readlink per socket) and search again for unattributed sockets; zero
+	// means every tick.
+	VerifyEvery int
 	// Thresholds judge each snapshot.
 	Thresholds diagnose.Thresholds
 	// PIDs, when set, keeps only these processes.
@@ -87,7 +93,8 @@ func NewSampler(opt Options) *Sampler {
 // Next takes a snapshot and judges it.
 func (s *Sampler) Next() (*Tick, error) {
 	start := time.Now()
-	snap, err := s.opt.Take(s.prev)
+	verify := s.opt.VerifyEvery <= 1 || s.n%s.opt.VerifyEvery == 0
+	snap, err := s.opt.Take(s.prev, verify)
 	if err != nil {
 		return nil, err
 	}
