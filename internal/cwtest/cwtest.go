@@ -89,7 +89,8 @@ type Spec struct {
 	Exec []string
 	// NetNS, when set, is the name of a network namespace under /run/netns
 	// (see NewNetNS): the holder runs inside it (`ip netns exec`, same pid)
-	// and the test's client ends are made inside it too. Needs root and ip(8).
+	// and the test's client ends are made inside it too. Needs root and ip(8);
+	// not combined with UID or DialTo.
 	NetNS string
 }
 
