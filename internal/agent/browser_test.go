@@ -82,12 +82,13 @@ func TestDashboardInBrowser(t *testing.T) {
 		Pixels int       `json:"pixels"`
 		Series []float64 `json:"series"`
 		Width  int       `json:"width"`
+		Open   bool      `json:"open"`
 	}
 	var rowText, status string
 	var drawn drawing
 	var png []byte
 	err := chromedp.Do(ctx,
-		chromedp.Navigate(url+"/"),
+		chromedp.Navigate(url+"/#p"+pid), // a row's link: opens the holder's details
 		chromedp.WaitVisible(chromedp.CSS(row)),
 		chromedp.WaitReady(chromedp.CSS(chart+`[data-drawn] canvas`)),
 	)
@@ -104,8 +105,9 @@ func TestDashboardInBrowser(t *testing.T) {
 			const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
 			let n = 0;
 			for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) n++;
-			return {pixels: n, series: el.uplot ? Array.from(el.uplot.data[1]) : [], width: c.width};
-		})()`, chart)))
+			return {pixels: n, series: el.uplot ? Array.from(el.uplot.data[1]) : [], width: c.width,
+				open: document.getElementById(%q).open};
+		})()`, chart, "p"+pid)))
 	}
 	// The screenshot is taken whatever happened above: it shows what the browser saw.
 	png, serr := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -129,6 +131,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	if status == "" {
 		t.Errorf("no status word in the status strip")
+	}
+	if !drawn.Open {
+		t.Errorf("the holder's details did not open from the #p%s link", pid)
 	}
 	if drawn.Pixels < 100 || drawn.Width < 100 {
 		t.Errorf("chart canvas: %d painted pixels, width %d: not drawn", drawn.Pixels, drawn.Width)

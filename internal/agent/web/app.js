@@ -38,7 +38,25 @@
     });
   });
 
+  // A link to #pPID (row click) opens that process's details.
+  function openHash() {
+    var id = location.hash.slice(1);
+    var el = id && document.getElementById(id);
+    if (el && el.tagName === "DETAILS") { el.open = true; }
+  }
+  window.addEventListener("hashchange", openHash);
+  openHash();
+
   if (typeof uPlot === "undefined") return;
+  // Charts drawn while their details were closed get their width on opening.
+  document.querySelectorAll("details.detail").forEach(function (d) {
+    d.addEventListener("toggle", function () {
+      if (!d.open) return;
+      d.querySelectorAll(".chart").forEach(function (el) {
+        if (el.uplot && el.clientWidth > 0) { el.uplot.setSize({ width: el.clientWidth, height: 180 }); }
+      });
+    });
+  });
   var css = getComputedStyle(document.documentElement);
   function color(name, fallback) { return (css.getPropertyValue(name) || "").trim() || fallback; }
   var cwColor = color("--chart-cw", "#c0392b");
