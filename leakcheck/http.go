@@ -73,8 +73,7 @@ func (r *roundTripper) gotConn(info httptrace.GotConnInfo) {
 	for c != nil {
 		if tc, ok := c.(*conn); ok {
 			if tc.rec.t == r.t && tc.rec.sampled {
-				pcs := r.t.capture(1)
-				tc.rec.request.Store(&pcs)
+				tc.rec.setRequest()
 			}
 			return
 		}

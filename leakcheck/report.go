@@ -255,7 +255,7 @@ func (s symbolizer) attribute(r *record) (string, []Frame) {
 		pcs    *[]uintptr
 	}{
 		{OriginReadError, r.readErr.Load()},
-		{OriginRequest, r.request.Load()},
+		{OriginRequest, r.requestStack()},
 		{OriginFirstRead, r.firstRead.Load()},
 		{OriginCreated, &r.createdAt},
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -149,7 +150,11 @@ type record struct {
 
 	firstRead atomic.Pointer[[]uintptr]
 	readErr   atomic.Pointer[[]uintptr] // latest failed Read
-	request   atomic.Pointer[[]uintptr] // latest HTTP request that used the conn
+
+	// The stack of the latest HTTP request that used the conn, rewritten
+	// in place on every request.
+	reqMu  sync.Mutex
+	reqPCs []uintptr
 
 	// guarded by the shard mutex
 	prev, next *record
@@ -238,19 +243,46 @@ func godebugFPOff() bool {
 	return false
 }
 
+// setRequest records the current goroutine's stack as r's latest request.
+func (r *record) setRequest() {
+	var buf [maxStackDepth]uintptr
+	n := r.t.captureInto(buf[:r.t.depth], 2)
+	r.reqMu.Lock()
+	if cap(r.reqPCs) < n {
+		r.reqPCs = make([]uintptr, n, r.t.depth)
+	}
+	r.reqPCs = r.reqPCs[:n]
+	copy(r.reqPCs, buf[:n])
+	r.reqMu.Unlock()
+}
+
+// requestStack returns a copy of the latest request's stack, or nil.
+func (r *record) requestStack() *[]uintptr {
+	r.reqMu.Lock()
+	defer r.reqMu.Unlock()
+	if len(r.reqPCs) == 0 {
+		return nil
+	}
+	pcs := slices.Clone(r.reqPCs)
+	return &pcs
+}
+
 // capture records the caller's stack, skipping skip frames above the
 // caller of capture. Where frame pointers can be followed (amd64) skip is
 // ignored: the extra frames belong to this package and are dropped when
 // the stack is symbolized.
 func (t *Tracker) capture(skip int) []uintptr {
 	var buf [maxStackDepth]uintptr
-	var n int
-	if t.fp {
-		n = fpCallers(buf[:t.depth])
-	} else {
-		n = runtime.Callers(skip+2, buf[:t.depth])
-	}
+	n := t.captureInto(buf[:t.depth], skip+1)
 	pcs := make([]uintptr, n)
 	copy(pcs, buf[:n])
 	return pcs
+}
+
+// captureInto is capture into buf.
+func (t *Tracker) captureInto(buf []uintptr, skip int) int {
+	if t.fp {
+		return fpCallers(buf)
+	}
+	return runtime.Callers(skip+2, buf)
 }
