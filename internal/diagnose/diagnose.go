@@ -1,7 +1,30 @@
 // Package diagnose judges a snapshot: which processes hold CLOSE_WAIT
 // sockets, how bad it is against thresholds, and why (findings with evidence
-// and next steps). It does no I/O of its own beyond what it is handed, so
-// its rules are tested on constructed snapshots as well as live ones.
+// and next steps). Its rules are pure functions of the snapshot, so they are
+// tested on constructed snapshots as well as live ones; the only I/O is what
+// [Options.FS] allows (a process's mapped libraries, Go build info and thread
+// states, read through procscan).
+//
+// # Causes
+//
+// [Findings] groups a process's CLOSE_WAIT sockets by direction and where
+// they concentrate (inbound: the listening port; outbound: the remote
+// address and port), then splits each group by what the socket itself says:
+//
+//   - not-accepted: waiting in the accept queue (no fd): the server stopped accepting;
+//   - missing-close: Recv-Q 0, the app read up to the FIN and did not close;
+//   - pool-idle: outbound, Recv-Q 1 (only the FIN unread): an idle pooled
+//     connection the server closed; tcp_info last_data_recv − last_ack_recv
+//     estimates the server's idle timeout;
+//   - abandoned-unread: anything else unread since the FIN;
+//   - normal-half-close: a part that is young (all under [NormalHalfCloseAge]),
+//     small (at most [NormalHalfCloseMax]) and not growing;
+//   - growing: with an earlier snapshot ([Options.Previous]), more sockets
+//     entered CLOSE_WAIT than left it (the churn rule), with the time left
+//     until the fd limit at that rate.
+//
+// Next steps and fixes come from tables per runtime (steps.go), with the
+// pid filled in.
 package diagnose
 
 import (

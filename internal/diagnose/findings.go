@@ -287,7 +287,11 @@ func (c *adviceContext) finding(k groupKey, cause string, socks []*snapshot.Sock
 
 // steps are the runtime's commands for a cause, then a runtime-independent one.
 func (c *adviceContext) steps(cause string) []string {
-	out := advice(stackSteps, c.p.Runtime, c.repl)
+	rt := c.p.Runtime
+	if rt == "node" && (c.p.Process == nil || !strings.Contains(c.p.Process.Cmdline, "--report-on-signal")) {
+		rt = "node-noreport"
+	}
+	out := advice(stackSteps, rt, c.repl)
 	out = append(out, c.repl.Replace("ls -l /proc/{pid}/fd | grep -c socket:   # socket fds it holds; compare with the CLOSE_WAIT count"))
 	if pr := c.p.Process; pr != nil && pr.Container.ID != "" {
 		id := pr.Container.ID

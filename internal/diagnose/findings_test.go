@@ -233,8 +233,15 @@ func TestNotAcceptedNamesTheListenerQueue(t *testing.T) {
 		t.Errorf("evidence:\n%s", ev)
 	}
 	steps := strings.Join(f.NextSteps, "\n")
-	if !strings.Contains(steps, "kill -USR2 4121") || !strings.Contains(steps, "SIGUSR1 only opens the inspector") {
-		t.Errorf("node steps:\n%s", steps)
+	if !strings.Contains(steps, "without the flag SIGUSR2 TERMINATES node") || !strings.Contains(steps, "node inspect -p 4121") {
+		t.Errorf("node steps without --report-on-signal:\n%s", steps)
+	}
+	snap := snapOf("/usr/bin/node", many(12, sockSpec{inbound: true, recvQ: 1, notAccepted: true, age: time.Minute}))
+	snap.Processes[testPID].Cmdline = "node --report-on-signal server.js"
+	p = analyzeOne(t, snap, Options{})
+	steps = strings.Join(p.Findings[0].NextSteps, "\n")
+	if !strings.HasPrefix(steps, "kill -USR2 4121") || !strings.Contains(steps, "SIGUSR1 would only open the inspector") {
+		t.Errorf("node steps with --report-on-signal:\n%s", steps)
 	}
 }
 

@@ -14,9 +14,14 @@ var stackSteps = map[string][]string{
 		`{user}jcmd {pid} Thread.print -l | awk -v RS= '/java\.net\.Socket|SocketInputStream|NioSocketImpl|sun\.nio\.ch\.|SocketChannel|org\.apache\.http|HikariPool/'   # whole stacks of threads in socket code (or: {user}jstack -l {pid})`,
 		`{user}jcmd {pid} Thread.print | grep -c 'java.lang.Thread.State: BLOCKED'   # threads blocked on a lock`,
 	},
-	"node": {
-		`kill -USR2 {pid}   # if it runs with --report-on-signal: writes report.*.json to its cwd (JS stack and libuv handles); SIGUSR1 only opens the inspector and prints no stacks`,
-		`jq '.libuv[] | select(.type=="tcp")' report.*.json   # the TCP handles in the report; without the flag, restart with: node --report-on-signal --report-directory=/tmp app.js`,
+	"node": { // started with --report-on-signal
+		`kill -USR2 {pid}   # it runs with --report-on-signal: writes report.*.json to its cwd (JavaScript stack, libuv handles); SIGUSR1 would only open the inspector and print no stacks`,
+		`jq '.libuv[] | select(.type=="tcp")' report.*.json   # the TCP handles in the report, with their addresses`,
+	},
+	"node-noreport": { // its command line lacks --report-on-signal
+		`tr '\0' '\n' < /proc/{pid}/environ | grep NODE_OPTIONS   # only if this shows --report-on-signal may you send kill -USR2 {pid}: without the flag SIGUSR2 TERMINATES node`,
+		`node inspect -p {pid}   # no restart: SIGUSR1 opens the inspector (it prints nothing itself); then at debug> run: exec("process.report.writeReport('/tmp/report-{pid}.json')")`,
+		`restart it with node --report-on-signal --report-directory=/tmp app.js (or NODE_OPTIONS=--report-on-signal); then kill -USR2 {pid} writes the diagnostic report`,
 	},
 	"python": {
 		`py-spy dump --pid {pid}   # every thread's Python stack (pip install py-spy); add --locals to see the socket variables`,
