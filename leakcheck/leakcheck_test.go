@@ -147,12 +147,12 @@ func TestLeakingPooledClient(t *testing.T) {
 	if tr.Len() != 3 {
 		t.Fatalf("tracked %d connections, want 3", tr.Len())
 	}
-	rep := waitCloseWait(t, tr, 2)
+	waitCloseWait(t, tr, 2)
 	// When the server closed the idle pooled connection, the transport
 	// read the EOF and closed it: it leaves the tracker, the leaked two
 	// stay.
 	waitFor(t, "the pooled idle connection to leave the tracker", 5*time.Second, func() bool { return tr.Len() == 2 })
-	rep = tr.Report()
+	rep := tr.Report()
 	if rep.CloseWait != 2 || len(rep.Groups) != 1 {
 		t.Fatalf("want 2 leaks in 1 group, got:\n%s", rep)
 	}
