@@ -279,6 +279,15 @@ func TestGrowthAndETA(t *testing.T) {
 			t.Errorf("steady churn has a growing finding")
 		}
 	}
+
+	// A server closing normally, caught with 1 then 3 young sockets, is not growing.
+	quiet := snapOf("/usr/bin/java", many(1, sockSpec{inbound: true, age: time.Second}))
+	busier := snapOf("/usr/bin/java", many(3, sockSpec{inbound: true, age: time.Second}))
+	busier.Time = quiet.Time.Add(10 * time.Second)
+	p = analyzeOne(t, busier, Options{Previous: quiet})
+	if p.Growth.Entered != 3 || p.Growth.Left != 1 || p.Growth.Growing() || p.Status != OK || p.Findings[0].Cause != "normal-half-close" {
+		t.Errorf("in-flight closes: growth %+v status %s findings %+v", p.Growth, p.Status, briefs(p.Findings))
+	}
 }
 
 func TestClassifyRuntime(t *testing.T) {

@@ -24,11 +24,15 @@ type Growth struct {
 	// growth rate; valid when HasETA (growing, with a known finite limit).
 	ETA    time.Duration
 	HasETA bool
+	// InFlight is set when the process holds few sockets, all young (see
+	// NormalHalfCloseMax and NormalHalfCloseAge): a rise then is more likely
+	// connections caught while closing normally than a leak.
+	InFlight bool
 }
 
 // Growing reports whether the process opened more CLOSE_WAIT sockets than it
-// closed: the churn rule (design.md) for a leak in progress.
-func (g *Growth) Growing() bool { return g != nil && g.Entered > g.Left }
+// closed (the churn rule in design.md), beyond connections caught in flight.
+func (g *Growth) Growing() bool { return g != nil && g.Entered > g.Left && !g.InFlight }
 
 // GrowthETACritical is how soon fd exhaustion at the measured rate makes the
 // status critical.
@@ -91,6 +95,14 @@ func computeGrowth(p *ProcessReport, before map[sockKey]bool, interval time.Dura
 			g.Left++
 		}
 	}
+	if len(p.Sockets) <= NormalHalfCloseMax {
+		g.InFlight = true
+		for _, s := range p.Sockets {
+			if a, ok := s.Age(); !ok || a >= NormalHalfCloseAge {
+				g.InFlight = false
+			}
+		}
+	}
 	mins := interval.Minutes()
 	if mins <= 0 {
 		return g
@@ -98,7 +110,7 @@ func computeGrowth(p *ProcessReport, before map[sockKey]bool, interval time.Dura
 	g.EnteredPerMin = float64(g.Entered) / mins
 	g.LeftPerMin = float64(g.Left) / mins
 	g.NetPerMin = float64(g.Entered-g.Left) / mins
-	if pr := p.Process; pr != nil && g.NetPerMin > 0 && pr.FDSoft != 0 && pr.FDSoft != procscan.Unlimited {
+	if pr := p.Process; pr != nil && g.NetPerMin > 0 && !g.InFlight && pr.FDSoft != 0 && pr.FDSoft != procscan.Unlimited {
 		free := float64(pr.FDSoft) - float64(pr.OpenFDs)
 		g.HasETA = true
 		g.ETA = time.Duration(math.Max(free, 0) / g.NetPerMin * float64(time.Minute))
