@@ -77,7 +77,11 @@ func WriteText(w io.Writer, r *diagnose.Report, opt TextOptions) error {
 			}
 			check := ""
 			for _, f := range p.Findings {
-				fmt.Fprintf(bw, "    ✗ %s\n", FindingLine(f))
+				mark := "✗"
+				if f.Cause == diagnose.CauseNormalHalfClose {
+					mark = "·" // not a problem: said, not flagged
+				}
+				fmt.Fprintf(bw, "    %s %s\n", mark, FindingLine(f))
 				if check == "" && f.Cause != diagnose.CauseNormalHalfClose {
 					check = f.Check
 				}
