@@ -131,6 +131,7 @@ func TestAnalyzeMatchesLiveReport(t *testing.T) {
 		{"netstat -antp", "netstat-antp.txt", []string{"netstat", "-antp"}, 2, wantNetstat, false, false, "no ages"},
 		{"netstat -antpeo", "netstat-antpeo.txt", []string{"netstat", "-antpeo"}, 2, wantNetstat, false, true, "no ages"},
 		{"lsof -nP -iTCP", "lsof.txt", []string{"lsof", "-nP", "-iTCP:" + strings.Join(lsofPorts, ",")}, -1, wantFDs, false, false, "no Recv-Q"},
+		{"lsof -nP -iTCP -Tqs", "lsof-Tqs.txt", []string{"lsof", "-nP", "-iTCP:" + strings.Join(lsofPorts, ","), "-Tqs"}, -1, wantFDs, false, false, "no ages"},
 		{"lsof -nP -iTCP -sTCP:CLOSE_WAIT", "lsof-closewait.txt", []string{"lsof", "-nP", "-iTCP:" + strings.Join(lsofPorts, ","), "-sTCP:CLOSE_WAIT"}, -1, wantFDs, false, false, "no listening"},
 	}
 	for _, tt := range tests {
@@ -187,6 +188,9 @@ func TestAnalyzeMatchesLiveReport(t *testing.T) {
 			}
 			if notes := strings.Join(rep.Notices, "\n"); !strings.Contains(notes, tt.missing) || tt.keepalive == strings.Contains(notes, "no keepalive") {
 				t.Errorf("notices do not say what is missing (%q, keepalive %v):\n%s", tt.missing, tt.keepalive, notes)
+			}
+			if strings.HasSuffix(tt.name, "-Tqs") && strings.Contains(strings.Join(rep.Notices, "\n"), "no Recv-Q") {
+				t.Errorf("lsof -Tqs shows Recv-Q, notices say it does not: %q", rep.Notices)
 			}
 			if !strings.Contains(r.stderr, "closewait: note: analyzed") {
 				t.Errorf("stderr does not carry the notice:\n%s", r.stderr)

@@ -57,6 +57,8 @@ type Result struct {
 	Snapshot *snapshot.Snapshot
 	// Missing names what this format could not tell, in words.
 	Missing []string
+
+	queues bool // the input shows Recv-Q
 }
 
 // Read detects the format of r and parses it.
@@ -255,7 +257,7 @@ func (p *parsed) result(opt Options) *Result {
 	if p.owners {
 		snap.Stats.Owners = "text"
 	}
-	res := &Result{Format: p.format, Snapshot: snap, Missing: p.missing()}
+	res := &Result{Format: p.format, Snapshot: snap, Missing: p.missing(), queues: p.queues || p.summary}
 	snap.Notices = append(snap.Notices, fmt.Sprintf("analyzed %s output from host %s: %s", p.format, snap.Host, strings.Join(res.Missing, "; ")))
 	snap.Notices = append(snap.Notices, p.notices...)
 	if p.owners {

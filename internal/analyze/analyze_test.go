@@ -65,7 +65,7 @@ func TestSamples(t *testing.T) {
 			if snap.Host != "web-03" || !snap.Time.Equal(when) {
 				t.Errorf("host %q time %v", snap.Host, snap.Time)
 			}
-			r := diagnose.Analyze(snap, diagnose.DefaultThresholds, diagnose.Options{})
+			r := res.Judge(diagnose.DefaultThresholds, diagnose.Options{})
 			got := map[int]pc{}
 			keep := 0
 			for _, p := range r.Processes {
@@ -78,6 +78,16 @@ func TestSamples(t *testing.T) {
 				}
 				if p.Process == nil || !strings.HasPrefix(p.Process.Comm, "closewait") {
 					t.Errorf("pid %d: process %+v", p.PID, p.Process)
+				}
+				causes := map[string]bool{}
+				for _, f := range p.Findings {
+					causes[f.Cause] = true
+				}
+				if strings.HasPrefix(tt.file, "lsof") && (causes["missing-close"] || causes["abandoned-unread"]) {
+					t.Errorf("pid %d: findings %v from an input without Recv-Q", p.PID, causes)
+				}
+				if tt.file == "ss-tanp.txt" && p.PID == 25259 && (!causes["not-accepted"] || !causes["missing-close"] && !causes["normal-half-close"]) {
+					t.Errorf("pid 25259: findings %v, want not-accepted and the read-to-EOF ones", causes)
 				}
 			}
 			for _, s := range snap.Sockets {

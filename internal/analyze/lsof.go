@@ -63,7 +63,7 @@ func parseLsof(lines []string) (*parsed, error) {
 		name := strings.Join(f[k+1:], " ")
 		addrs, paren, _ := strings.Cut(name, " (")
 		if !strings.HasSuffix(paren, ")") {
-			return nil, &LineError{"lsof", ln, fmt.Errorf("no (STATE) after %q", addrs)}
+			return nil, &LineError{"lsof", ln, fmt.Errorf("no (STATE) after %q (lsof -T without s hides it: save lsof -nP -iTCP, or -Tqs)", addrs)}
 		}
 		s := snapshot.Socket{}
 		fam := 4

@@ -64,10 +64,10 @@ func (c *AnalyzeCmd) Run(g *Globals) error {
 	if err != nil {
 		return fmt.Errorf("analyze %s: %w", name, err)
 	}
+	r := res.Judge(th, opt)
 	for _, n := range res.Snapshot.Notices {
 		fmt.Fprintf(g.stderr, "closewait: note: %s\n", n)
 	}
-	r := diagnose.Analyze(res.Snapshot, th, opt)
 	if c.JSON {
 		err = report.WriteJSON(g.stdout, r)
 	} else {
