@@ -254,6 +254,20 @@ func (c *adviceContext) finding(k groupKey, cause string, socks []*snapshot.Sock
 		}
 		f.Check = fmt.Sprintf("ss -ltn '( sport = :%d )'   # Recv-Q of the listener = connections waiting for accept()", k.port)
 	}
+	if k.inbound && cause != CauseNotAccepted {
+		peers := map[netip.Addr]bool{}
+		for _, s := range socks {
+			peers[s.Remote.Addr()] = true
+		}
+		switch a := socks[0].Remote.Addr(); {
+		case len(peers) == 1 && len(socks) > 1 && a.IsLoopback():
+			f.Evidence = append(f.Evidence, fmt.Sprintf("all from this host (%s): a local proxy, sidecar or client", a))
+		case len(peers) == 1 && len(socks) > 1:
+			f.Evidence = append(f.Evidence, fmt.Sprintf("all from one peer address, %s (a proxy, load balancer or health checker?)", socks[0].Remote.Addr()))
+		case len(peers) > 1:
+			f.Evidence = append(f.Evidence, fmt.Sprintf("from %d peer addresses", len(peers)))
+		}
+	}
 	if len(ages) > 0 {
 		slices.Sort(ages)
 		e := fmt.Sprintf("oldest ~%s, newest ~%s", FormatAge(ages[len(ages)-1]), FormatAge(ages[0]))
