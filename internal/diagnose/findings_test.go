@@ -174,7 +174,7 @@ func TestFindingEvidenceInWords(t *testing.T) {
 	snap := snapOf("/usr/bin/java", many(143, sockSpec{inbound: true, age: time.Hour}), many(7, sockSpec{inbound: true, recvQ: 1, age: time.Hour}))
 	p := analyzeOne(t, snap, Options{})
 	mc := p.Findings[0]
-	for _, want := range []string{"143 of 150 sockets on port 8080 have Recv-Q 0: the app read up to EOF", "none has SO_KEEPALIVE"} {
+	for _, want := range []string{"143 of 150 sockets on port 8080 have Recv-Q 0: the app read up to EOF", "none has SO_KEEPALIVE", "all from one peer address, 10.0.9.9 (a proxy"} {
 		if !strings.Contains(strings.Join(mc.Evidence, "\n"), want) {
 			t.Errorf("evidence %q lacks %q", mc.Evidence, want)
 		}
