@@ -74,3 +74,26 @@ func TestRuntimeHintsAndThreadsOfSelf(t *testing.T) {
 		t.Errorf("threads of a missing process: no error")
 	}
 }
+
+// BenchmarkRuntimeHintsSelf reads the test binary's maps and Go build info:
+// the extra I/O per CLOSE_WAIT holder when the report detects runtimes.
+func BenchmarkRuntimeHintsSelf(b *testing.B) {
+	fs := NewFS("")
+	for b.Loop() {
+		if _, err := fs.RuntimeHints(os.Getpid()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkThreadsSelf reads the states of the test binary's threads.
+func BenchmarkThreadsSelf(b *testing.B) {
+	fs := NewFS("")
+	ts, _ := fs.Threads(os.Getpid(), 0)
+	b.ReportMetric(float64(len(ts)), "threads")
+	for b.Loop() {
+		if _, err := fs.Threads(os.Getpid(), 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
