@@ -294,22 +294,25 @@ func TestWatchTUI(t *testing.T) {
 	}
 	// From the second tick on, growth is measured: Δ/MIN shows a number (0).
 	s.waitFor("growth measured", func(scr string) bool {
-		l := strings.Split(scr, "\n")[rowIndex(scr, few.PID)]
+		i := rowIndex(scr, few.PID)
+		if i < 0 {
+			return false
+		}
+		l := strings.Split(scr, "\n")[i]
 		return strings.Contains(l, "  0 ") && !strings.Contains(l, " - ")
 	})
 
 	t.Run("sort", func(t *testing.T) {
 		s.keys("r")
-		scr := s.waitFor("reversed order", func(scr string) bool {
+		s.waitFor("reversed order", func(scr string) bool {
 			return strings.Contains(scr, "CW▲") && rowIndex(scr, few.PID) < rowIndex(scr, many.PID)
 		})
 		s.keys("s")
-		scr = s.waitFor("the next sort column", func(scr string) bool { return strings.Contains(scr, "Δ/MIN▲") })
+		s.waitFor("the next sort column", func(scr string) bool { return strings.Contains(scr, "Δ/MIN▲") })
 		s.keys("1", "r")
 		s.waitFor("CW order back", func(scr string) bool {
 			return strings.Contains(scr, "CW▼") && rowIndex(scr, many.PID) < rowIndex(scr, few.PID)
 		})
-		_ = scr
 	})
 
 	t.Run("filter", func(t *testing.T) {
