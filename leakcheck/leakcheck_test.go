@@ -448,3 +448,28 @@ func TestSampleRate(t *testing.T) {
 		}
 	}
 }
+
+// TestLeakingTLSClient checks that requests are attributed through TLS: the
+// transport's connection is a *tls.Conn over the tracked one.
+func TestLeakingTLSClient(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A body, or the transport would reuse the connection at once.
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}))
+	srv.Config.IdleTimeout = 100 * time.Millisecond
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	tr := leakcheck.New(nil)
+	transport := srv.Client().Transport.(*http.Transport).Clone()
+	client := &http.Client{Transport: tr.Transport(transport)}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := leakyFetch(ctx, client, srv.URL); err == nil {
+		t.Fatal("leakyFetch: want an error")
+	}
+	rep := waitCloseWait(t, tr, 1)
+	if g := rep.Groups[0]; !strings.Contains(g.Site, "leakcheck_test.leakyFetch") || g.Origin != leakcheck.OriginRequest {
+		t.Fatalf("site %q origin %q\n%s", g.Site, g.Origin, rep)
+	}
+}
