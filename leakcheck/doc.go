@@ -55,8 +55,8 @@
 // # Overhead
 //
 // Per connection: one small record, a lock on one of 16 shards at open and
-// close, and a creation stack. Per read and write: a clock read and an
-// atomic store. Per HTTP request through [Tracker.RoundTripper]: a stack
+// close, and a creation stack. Per read and write: two atomic operations
+// (times come from a 50ms coarse clock, not time.Now). Per HTTP request through [Tracker.RoundTripper]: a stack
 // capture and an httptrace hook. On amd64 stacks are captured by
 // following frame pointers (a few ns per frame); elsewhere with
 // runtime.Callers (~80 ns per frame). Stacks are kept as program counters
