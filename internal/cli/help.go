@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/alecthomas/kong"
@@ -71,4 +72,23 @@ func firstSentence(s string) string {
 		return s[:i+1]
 	}
 	return s
+}
+
+// Parse checks that args (without the program name) form a valid closewait
+// command line, without running it: unknown commands or flags, bad enum
+// values, missing arguments are errors. The docs test uses it to check every
+// command shown in the field guide.
+func Parse(args []string) error {
+	var c CLI
+	exited := false
+	parser, err := kong.New(&c, kong.Name("closewait"), kong.Exit(func(int) { exited = true }),
+		kong.Writers(io.Discard, io.Discard), kong.Vars{"version": "closewait " + Version})
+	if err != nil {
+		return err
+	}
+	_, err = parser.Parse(args)
+	if exited && err == nil {
+		return nil
+	}
+	return err
 }
