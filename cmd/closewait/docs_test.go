@@ -13,10 +13,11 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/closewait/closewait/docs"
 	"github.com/closewait/closewait/internal/cli"
 	"github.com/closewait/closewait/internal/cwtest"
-	"github.com/google/go-cmp/cmp"
 )
 
 var update = flag.Bool("update", false, "rewrite the example outputs and help topics in docs/field-guide.md")
