@@ -25,11 +25,9 @@ func runChild(role string) int {
 			fmt.Println("ERROR bad spec:", err)
 			return 2
 		}
-		if err := hold(spec); err != nil {
-			fmt.Println("ERROR", err)
-			return 2
-		}
-		return 0
+		// hold returns only on failure: a healthy holder is killed by its test.
+		fmt.Println("ERROR", hold(spec))
+		return 2
 	case "sharer":
 		fmt.Println("READY")
 		_, _ = io.Copy(io.Discard, os.Stdin)
@@ -39,6 +37,8 @@ func runChild(role string) int {
 	return 2
 }
 
+// hold sets up what spec asks for and holds it until the process is killed
+// or its stdin closes; it returns only an error.
 func hold(spec Spec) error {
 	if spec.FDLimit > 0 {
 		var rl unix.Rlimit
