@@ -75,7 +75,7 @@ type Sampler struct {
 	opt Options
 	n   int
 	// prev is the last snapshot (owner reuse); baselines are earlier ones
-	// kept about window/4 apart, the oldest being the growth baseline.
+	// kept about window/2 apart, the oldest being the growth baseline.
 	prev      *snapshot.Snapshot
 	baselines []*snapshot.Snapshot
 	trends    map[procKey][]int
@@ -138,10 +138,12 @@ func (s *Sampler) Next() (*Tick, error) {
 	}
 	t.Total = s.total
 
-	// Baselines: keep one snapshot per quarter window, drop those older than
-	// needed for a full window.
+	// Baselines: keep one snapshot per half window, drop those older than
+	// needed for a full window: growth spans one to one and a half windows,
+	// with at most three snapshots kept besides the current one (each is
+	// about 0.5 KB per socket).
 	s.prev = snap
-	if n := len(s.baselines); n == 0 || snap.Time.Sub(s.baselines[n-1].Time) >= s.opt.Window/4 {
+	if n := len(s.baselines); n == 0 || snap.Time.Sub(s.baselines[n-1].Time) >= s.opt.Window/2 {
 		s.baselines = append(s.baselines, snap)
 	}
 	for len(s.baselines) > 1 && snap.Time.Sub(s.baselines[1].Time) >= s.opt.Window {
