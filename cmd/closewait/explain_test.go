@@ -243,6 +243,24 @@ while True:
 	}
 }
 
+// TestExplainWithoutPIDPicksTheWorst: with a holder far over the count
+// threshold, closewait explain (no pid) explains a process that is at least
+// as bad; with --count-warning low enough, this test's holder is critical.
+func TestExplainWithoutPIDPicksTheWorst(t *testing.T) {
+	h := cwtest.Start(t, cwtest.Spec{ReadEOF: 12, FDLimit: 24})
+	r := run(t, nil, "explain")
+	if r.code == 3 || !strings.Contains(r.stdout, "The worst of ") || !strings.Contains(r.stdout, "Findings:") {
+		t.Fatalf("exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var p report.JSONProcess
+	if err := json.Unmarshal([]byte(run(t, nil, "explain", "--json").stdout), &p); err != nil || p.PID == 0 || len(p.Findings) == 0 {
+		t.Errorf("explain --json without a pid: %v %+v", err, p)
+	}
+	if p.PID == h.PID && p.Status != "critical" {
+		t.Errorf("holder at %d of %d fds explained as %s", 12, 24, p.Status)
+	}
+}
+
 // TestSampleMeasuresGrowthAndETA: a holder leaking one socket per 100 ms
 // under a 256-fd limit grows about 600/min and runs out of fds in seconds.
 func TestSampleMeasuresGrowthAndETA(t *testing.T) {
@@ -361,7 +379,7 @@ func TestExplainBadPIDs(t *testing.T) {
 	if r.code != 3 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "no process 999999999") {
 		t.Errorf("unknown pid: exit %d, stderr %q; want 3 and one line", r.code, r.stderr)
 	}
-	for _, args := range [][]string{{"explain"}, {"explain", "abc"}, {"explain", "0"}, {"explain", "1", "--sample", "-1s"}} {
+	for _, args := range [][]string{{"explain", "abc"}, {"explain", "-5"}, {"explain", "1", "--sample", "-1s"}, {"explain", "1", "2"}} {
 		r := run(t, nil, args...)
 		if r.code != 3 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.HasPrefix(r.stderr, "closewait: ") {
 			t.Errorf("%v: exit %d, stderr %q; want 3 and one line", args, r.code, r.stderr)

@@ -19,7 +19,7 @@ import (
 type ExplainCmd struct {
 	ThresholdFlags
 	ScanFlags
-	PID    int           `arg:"" help:"The process to explain."`
+	PID    int           `arg:"" optional:"" help:"The process to explain; without it, the worst process holding CLOSE_WAIT sockets."`
 	JSON   bool          `help:"Print the process's object of the JSON contract (as in closewait --json)."`
 	Sample time.Duration `placeholder:"DURATION" help:"Take two snapshots this far apart and add growth per minute and the time until the fd limit (e.g. 10s)."`
 	Color  string        `default:"auto" enum:"auto,always,never" help:"Colour the status word: auto, always, never."`
@@ -31,6 +31,7 @@ func (c *ExplainCmd) Help() string {
   closewait explain 4121               what is leaking, since when, why, what to run next
   closewait explain 4121 --sample 10s  the same with growth per minute and the time to the fd limit
   closewait explain 4121 --json        the process's JSON object
+  closewait explain                    the worst process on the host
 
 Exit status: the process's status (0 ok, 1 warning, 2 critical); 0 when it holds no
 CLOSE_WAIT sockets; 3 when the process does not exist or closewait could not run.`
@@ -42,10 +43,13 @@ func (c *ExplainCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if c.PID <= 0 {
+	fs := procscan.NewFS(g.ProcRoot)
+	if c.PID == 0 {
+		return c.worst(g, th, fs)
+	}
+	if c.PID < 0 {
 		return fmt.Errorf("explain: %d is not a process id", c.PID)
 	}
-	fs := procscan.NewFS(g.ProcRoot)
 	proc, err := fs.Process(c.PID)
 	if err != nil {
 		if errors.Is(err, procscan.ErrVanished) {
@@ -78,6 +82,12 @@ func (c *ExplainCmd) Run(g *Globals) error {
 		fmt.Fprintf(g.stdout, "Process %d (%s) holds no CLOSE_WAIT sockets.\n", c.PID, proc.Comm)
 		return nil
 	}
+	return c.write(g, p, snap)
+}
+
+// write prints one process's explanation and ends with its status.
+func (c *ExplainCmd) write(g *Globals, p *diagnose.ProcessReport, snap *snapshot.Snapshot) error {
+	var err error
 	if c.JSON {
 		err = writeJSON(g, report.BuildJSONProcess(p))
 	} else {
@@ -87,6 +97,33 @@ func (c *ExplainCmd) Run(g *Globals) error {
 		return err
 	}
 	return exitCode(p.Status.ExitCode())
+}
+
+// worst explains the worst process of the host (closewait explain without a pid).
+func (c *ExplainCmd) worst(g *Globals, th diagnose.Thresholds, fs procscan.FS) error {
+	prev, snap, err := g.sample(snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet}, c.Sample)
+	if err != nil {
+		return err
+	}
+	r := diagnose.Analyze(snap, th, diagnose.Options{Previous: prev})
+	if len(r.Processes) == 0 {
+		if c.JSON {
+			fmt.Fprintln(g.stdout, "null")
+		} else {
+			fmt.Fprintln(g.stdout, "No process holds a CLOSE_WAIT socket.")
+		}
+		return nil
+	}
+	// Judge the worst one again with what only it needs: runtime hints and threads.
+	pid, holders := r.Processes[0].PID, len(r.Processes)
+	r = diagnose.Analyze(snap, th, diagnose.Options{PIDs: map[int]bool{pid: true}, FS: &fs, AllThreads: true, Previous: prev})
+	if len(r.Processes) == 0 {
+		return fmt.Errorf("explain: process %d exited", pid)
+	}
+	if !c.JSON {
+		fmt.Fprintf(g.stdout, "The worst of %d processes holding CLOSE_WAIT sockets (closewait explain PID for another):\n\n", holders)
+	}
+	return c.write(g, r.Processes[0], snap)
 }
 
 func writeJSON(g *Globals, v any) error {
