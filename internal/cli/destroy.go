@@ -157,7 +157,6 @@ type destroyJSONSocket struct {
 	Owners      []destroyJSONOwner `json:"owners"`
 	Result      string             `json:"result"` // would-destroy, destroyed, gone, failed, not-tried
 	Error       string             `json:"error,omitempty"`
-	index       int
 }
 
 type destroyJSONOwner struct {
