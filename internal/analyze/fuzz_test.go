@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,3 +52,43 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// fuzzParser fuzzes one parser directly, past format detection, seeded with
+// the samples of its format.
+func fuzzParser(f *testing.F, glob string, parse func([]string) (*parsed, error)) {
+	files, _ := filepath.Glob(filepath.Join("testdata", glob))
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(b))
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		p, err := parse(splitLines([]byte(text)))
+		if err != nil {
+			if p != nil {
+				t.Fatal("a result with an error")
+			}
+			var le *LineError
+			if !errors.As(err, &le) || le.Line < 1 {
+				t.Fatalf("error without a line number: %v", err)
+			}
+			return
+		}
+		res := p.result(Options{})
+		res.Judge(diagnose.DefaultThresholds, diagnose.Options{})
+	})
+}
+
+// FuzzSS fuzzes the ss parser.
+func FuzzSS(f *testing.F) { fuzzParser(f, "ss-tan*.txt", parseSS) }
+
+// FuzzSSSummary fuzzes the ss -s parser.
+func FuzzSSSummary(f *testing.F) { fuzzParser(f, "ss-s.txt", parseSSSummary) }
+
+// FuzzNetstat fuzzes the netstat parser.
+func FuzzNetstat(f *testing.F) { fuzzParser(f, "netstat-*.txt", parseNetstat) }
+
+// FuzzLsof fuzzes the lsof parser.
+func FuzzLsof(f *testing.F) { fuzzParser(f, "lsof*.txt", parseLsof) }

@@ -131,7 +131,7 @@ func parseLsof(lines []string) (*parsed, error) {
 		rows++
 	}
 	if rows == 0 {
-		return nil, &LineError{"lsof", len(lines), errors.New("no TCP lines")}
+		return nil, &LineError{"lsof", max(len(lines), 1), errors.New("no TCP lines")}
 	}
 	for _, s := range all {
 		p.add(s)

@@ -117,7 +117,7 @@ func parseNetstat(lines []string) (*parsed, error) {
 		p.add(s)
 		rows++
 	}
-	return p.netstatDone(rows, len(lines), hasPID, hasTimer)
+	return p.netstatDone(rows, max(len(lines), 1), hasPID, hasTimer)
 }
 
 func (p *parsed) netstatDone(rows, line int, hasPID, hasTimer bool) (*parsed, error) {

@@ -105,7 +105,7 @@ func parseSS(lines []string) (*parsed, error) {
 		}
 	}
 	if len(recs) == 0 {
-		return nil, &LineError{"ss", len(lines), errors.New("no socket lines")}
+		return nil, &LineError{"ss", max(len(lines), 1), errors.New("no socket lines")}
 	}
 	p.stateless = !hasState
 	for _, r := range recs {
@@ -404,7 +404,7 @@ func parseSSSummary(lines []string) (*parsed, error) {
 		break
 	}
 	if !found {
-		return nil, &LineError{"ss -s", len(lines), errors.New("no \"TCP:\" line")}
+		return nil, &LineError{"ss -s", max(len(lines), 1), errors.New("no \"TCP:\" line")}
 	}
 	p.notices = append(p.notices, "ss -s counts only established and time-wait TCP sockets: the CLOSE_WAIT count shown (0) is unknown, not zero")
 	return p, nil

@@ -64,6 +64,9 @@ func (c *AnalyzeCmd) Run(g *Globals) error {
 	if err != nil {
 		return fmt.Errorf("analyze %s: %w", name, err)
 	}
+	if opt.PIDs != nil && res.Snapshot.Stats.Owners == "none" {
+		res.Snapshot.Notices = append(res.Snapshot.Notices, "--pid selects nothing: "+res.Format+" output names no processes")
+	}
 	r := res.Judge(th, opt)
 	for _, n := range res.Snapshot.Notices {
 		fmt.Fprintf(g.stderr, "closewait: note: %s\n", n)
