@@ -222,12 +222,16 @@ func (c *adviceContext) finding(k groupKey, cause string, socks []*snapshot.Sock
 			of = "the socket " + where
 		}
 	}
+	have, wait := "have", "wait"
+	if len(socks) == 1 {
+		have, wait = "has", "waits"
+	}
 	repl := c.repl
 	switch cause {
 	case CauseMissingClose:
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s have Recv-Q 0: the app read up to EOF (the peer's FIN) and did not close", of))
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s %s Recv-Q 0: the app read up to EOF (the peer's FIN) and did not close", of, have))
 	case CauseAbandonedUnread:
-		e := fmt.Sprintf("%s have Recv-Q ≥ 1: the app never read them after the peer closed (the FIN is still queued)", of)
+		e := fmt.Sprintf("%s %s Recv-Q ≥ 1: the app never read them after the peer closed (the FIN is still queued)", of, have)
 		if withData > 0 {
 			e += fmt.Sprintf("; %d still hold unread data (up to %s)", withData, bytesText(maxQ-1))
 		}
@@ -238,7 +242,7 @@ func (c *adviceContext) finding(k groupKey, cause string, socks []*snapshot.Sock
 			f.Evidence = append(f.Evidence, "the app stopped reading the responses: a stuck caller, or a pooled connection with an unread body")
 		}
 	case CausePoolIdle:
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s have Recv-Q 1 (only the FIN unread): idle pooled connections that the server closed and the pool never noticed", of))
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s %s Recv-Q 1 (only the FIN unread): idle pooled connections that the server closed and the pool never noticed", of, have))
 		if med, lo, n := idleTimeout(socks); n > 0 {
 			f.RemoteIdleTimeout = math.Round(med*1000) / 1000
 			ev := evictText(lo)
@@ -248,7 +252,7 @@ func (c *adviceContext) finding(k groupKey, cause string, socks []*snapshot.Sock
 				secondsText(med), n, secondsText(lo), secondsText(lo)))
 		}
 	case CauseNotAccepted:
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s wait in the accept queue: the peers gave up before the app called accept(), so they have no fd", of))
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s %s in the accept queue: the peers gave up before the app called accept(), so they have no fd", of, wait))
 		for _, l := range listenersOn(c.snap, k.port, c.p.PID) {
 			f.Evidence = append(f.Evidence, fmt.Sprintf("listener %s has %d connections queued (backlog %d): the process is not accepting", l.Local, l.RecvQ, l.SendQ))
 		}

@@ -338,3 +338,16 @@ func TestSummarizeThreads(t *testing.T) {
 		t.Errorf("no threads should give no summary")
 	}
 }
+
+func TestFindingEvidenceSingular(t *testing.T) {
+	p := analyzeOne(t, snapOf("/usr/bin/java", many(1, sockSpec{inbound: true, age: time.Hour})), Options{})
+	if got := p.Findings[0].Evidence[0]; !strings.HasPrefix(got, "the socket on port 8080 has Recv-Q 0") {
+		t.Errorf("evidence %q", got)
+	}
+	p = analyzeOne(t, snapOf("/usr/bin/java", many(1, sockSpec{inbound: true, notAccepted: true, age: time.Hour}), many(2, sockSpec{inbound: true, age: time.Hour})), Options{})
+	for _, f := range p.Findings {
+		if f.Cause == "not-accepted" && !strings.HasPrefix(f.Evidence[0], "1 of 3 sockets on port 8080 waits in the accept queue") {
+			t.Errorf("evidence %q", f.Evidence[0])
+		}
+	}
+}
