@@ -1,6 +1,8 @@
 package analyze
 
 import (
+	"bytes"
+	"compress/gzip"
 	"errors"
 	"net/netip"
 	"os"
@@ -342,5 +344,26 @@ func TestParseEndpoint(t *testing.T) {
 		if err != nil || got != netip.MustParseAddrPort(tt.want) {
 			t.Errorf("parseEndpoint(%q) = %v, %v; want %s", tt.in, got, err, tt.want)
 		}
+	}
+}
+
+func TestReadGzip(t *testing.T) {
+	data, err := os.ReadFile("testdata/ss-tanp.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zb bytes.Buffer
+	zw := gzip.NewWriter(&zb)
+	zw.Write(data)
+	zw.Close()
+	res, err := Read(&zb, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Format != "ss -tanp" || len(res.Snapshot.Sockets) != 10 {
+		t.Errorf("format %q, %d sockets; want ss -tanp and 10", res.Format, len(res.Snapshot.Sockets))
+	}
+	if _, err := Read(bytes.NewReader([]byte{0x1f, 0x8b, 0, 0}), Options{}); err == nil || !strings.Contains(err.Error(), "gzip") {
+		t.Errorf("broken gzip: %v", err)
 	}
 }

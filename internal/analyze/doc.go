@@ -11,6 +11,8 @@
 //	netstat -ant, netstat -antp, netstat -antpe, netstat -antpo, netstat -antpW
 //	lsof -nP -iTCP                             (with or without -sTCP:CLOSE_WAIT, -T qs)
 //
+// Gzip-compressed input is read as well.
+//
 // Each format sees only part of what closewait reads on the host itself;
 // [Result.Missing] names what the input could not tell (owners, queues,
 // ages, fd limits), so the report can say so.

@@ -15,7 +15,7 @@ import (
 // netstat or lsof output of another host.
 type AnalyzeCmd struct {
 	ThresholdFlags
-	File  string `arg:"" placeholder:"FILE|-" help:"Saved output of ss -tan[p][i], ss -s, netstat -ant[p] or lsof -nP -iTCP (format detected); - reads stdin."`
+	File  string `arg:"" placeholder:"FILE|-" help:"Saved output of ss -tan[p][i], ss -s, netstat -ant[p] or lsof -nP -iTCP (format detected; gzip accepted); - reads stdin."`
 	Host  string `placeholder:"NAME" help:"Name of the host the output came from (default: unknown)."`
 	JSON  bool   `help:"Print the JSON contract (version 1) instead of the text report."`
 	PID   []int  `name:"pid" sep:"," placeholder:"PID" help:"Only these processes (their status alone sets the exit code)."`
