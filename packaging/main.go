@@ -84,7 +84,10 @@ func build(root, out, version, arch string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("nfpm.yaml: %w", err)
 	}
-	units, _ := filepath.Glob(filepath.Join(root, "deploy", "systemd", "*.service"))
+	units, err := stageUnits(root, stage)
+	if err != nil {
+		return "", err
+	}
 	for _, u := range units {
 		info.Contents = append(info.Contents, &files.Content{
 			Source: u, Destination: "/lib/systemd/system/" + filepath.Base(u),
@@ -121,6 +124,27 @@ func build(root, out, version, arch string) (string, error) {
 		return "", err
 	}
 	return filepath.Abs(target)
+}
+
+// stageUnits copies the systemd units of deploy/systemd into stage, pointing
+// them at the packaged binary (the units in the tree are written for a
+// manual install in /usr/local/bin).
+func stageUnits(root, stage string) ([]string, error) {
+	units, _ := filepath.Glob(filepath.Join(root, "deploy", "systemd", "*.service"))
+	var out []string
+	for _, u := range units {
+		b, err := os.ReadFile(u)
+		if err != nil {
+			return nil, err
+		}
+		b = bytes.ReplaceAll(b, []byte("/usr/local/bin/closewait"), []byte("/usr/bin/closewait"))
+		dst := filepath.Join(stage, filepath.Base(u))
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			return nil, err
+		}
+		out = append(out, dst)
+	}
+	return out, nil
 }
 
 // goBuild builds the static, version-stamped binary (the same flags as the Makefile and the Dockerfile).
@@ -197,14 +221,19 @@ func generate(root, stage, bin, arch string) error {
 }
 
 // DebVersion turns a git describe output into a Debian version: v1.2.3 →
-// 1.2.3, v1.2.3-4-gabcdef → 1.2.3+git4.abcdef, abcdef (no tag) →
-// 0.0.0+gitabcdef, and -dirty → ~dirty (sorts before the clean build).
+// 1.2.3, v1.2.3-4-gabcdef → 1.2.3+git4.abcdef, v1.2.0-rc1 → 1.2.0~rc1,
+// abcdef (no tag) → 0.0.0+gitabcdef, and -dirty → ~dirty (sorts before the
+// clean build).
 func DebVersion(v string) string {
 	v = strings.TrimPrefix(v, "v")
 	dirty := strings.HasSuffix(v, "-dirty")
 	v = strings.TrimSuffix(v, "-dirty")
-	if m := regexp.MustCompile(`^(\d[0-9A-Za-z.]*)-(\d+)-g([0-9a-f]+)$`).FindStringSubmatch(v); m != nil {
+	if m := regexp.MustCompile(`^(\d[0-9A-Za-z.-]*)-(\d+)-g([0-9a-f]+)$`).FindStringSubmatch(v); m != nil {
 		v = m[1] + "+git" + m[2] + "." + m[3]
+	}
+	// A pre-release (1.2.0-rc1) sorts before the release: 1.2.0~rc1.
+	if m := regexp.MustCompile(`^(\d+(?:\.\d+)*)-([A-Za-z][0-9A-Za-z.]*)(\+.*)?$`).FindStringSubmatch(v); m != nil {
+		v = m[1] + "~" + m[2] + m[3]
 	} else if regexp.MustCompile(`^[0-9a-f]{4,40}$`).MatchString(v) && !regexp.MustCompile(`^\d+(\.\d+)*$`).MatchString(v) {
 		v = "0.0.0+git" + v
 	}
