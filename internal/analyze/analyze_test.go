@@ -199,6 +199,14 @@ func TestParseForms(t *testing.T) {
 			procs: map[int]string{9: "postgres-client", 10: "x", 11: "y"},
 		},
 		{
+			name: "old ss users without pid= and fd=",
+			in:   ssHead + "CLOSE-WAIT 1 0 10.1.1.1:51000 10.2.2.2:5432 users:((\"java\",4121,87),(\"java\",4122,87))\n",
+			want: []sock{
+				{"CLOSE_WAIT", "10.1.1.1:51000", "10.2.2.2:5432", 1, owners(4121, 87, 4122, 87), false, false, 0, false},
+			},
+			procs: map[int]string{4121: "java", 4122: "java"},
+		},
+		{
 			name: "ss -tuan with Netid, -O one line, zone",
 			in: "Netid State Recv-Q Send-Q Local Address:Port Peer Address:Port Process\n" +
 				"udp UNCONN 0 0 127.0.0.53%lo:53 0.0.0.0:*\n" +

@@ -295,19 +295,25 @@ func (p *parsed) ssUsers(u string) ([]procscan.Owner, error) {
 			return nil, fmt.Errorf("users:%s: expected (\"command\",pid=N,fd=N)", truncate(u))
 		}
 		in = in[2:]
-		q := strings.Index(in, `",pid=`)
+		// ("comm",pid=N,fd=M), or ("comm",N,M) from ss before iproute2 3.x.
+		sep, fdSep := `",pid=`, ",fd="
+		q := strings.Index(in, sep)
+		if q < 0 {
+			sep, fdSep = `",`, ","
+			q = strings.Index(in, sep)
+		}
 		if q < 0 {
 			return nil, fmt.Errorf("users:%s: no pid", truncate(u))
 		}
 		comm := in[:q]
-		in = in[q+len(`",pid=`):]
+		in = in[q+len(sep):]
 		end := strings.IndexByte(in, ')')
 		if end < 0 {
 			return nil, fmt.Errorf("users:%s: unclosed entry", truncate(u))
 		}
 		entry := in[:end]
 		in = in[end+1:]
-		pidS, fdS, _ := strings.Cut(entry, ",fd=")
+		pidS, fdS, _ := strings.Cut(entry, fdSep)
 		pid, ok := parseUint(pidS, 31)
 		if !ok || pid == 0 {
 			return nil, fmt.Errorf("users:%s: pid %q is not a process id", truncate(u), pidS)
