@@ -2,8 +2,11 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -13,6 +16,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/alecthomas/kong"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/closewait/closewait/docs"
@@ -404,5 +408,208 @@ func TestShellWordsAndCommandLines(t *testing.T) {
 	}
 	if err := cli.Parse(shellWords("closewait --owners bogus")); err == nil {
 		t.Error("cli.Parse accepted a bad enum value")
+	}
+}
+
+// model is closewait's command line as kong sees it.
+func model(t *testing.T) *kong.Application {
+	t.Helper()
+	var c cli.CLI
+	p, err := kong.New(&c, kong.Name("closewait"), kong.Vars{"version": "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Model
+}
+
+// TestManPage renders closewait man with groff (no warnings) and man -l, and
+// checks that every command, every flag and every help topic is in it.
+func TestManPage(t *testing.T) {
+	r := run(t, nil, "man")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, ".\\\"") || !strings.Contains(r.stdout, ".TH CLOSEWAIT 1") {
+		t.Fatalf("closewait man: exit %d, %.200q, %s", r.code, r.stdout, r.stderr)
+	}
+	page := filepath.Join(t.TempDir(), "closewait.1")
+	if err := os.WriteFile(page, []byte(r.stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var rendered string
+	if _, err := exec.LookPath("groff"); err == nil {
+		cmd := exec.Command("groff", "-mandoc", "-Tutf8", "-ww", "-k", page)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil || stderr.Len() > 0 {
+			t.Errorf("groff: %v, warnings:\n%s", err, stderr.String())
+		}
+		rendered = regexp.MustCompile(`.\x08`).ReplaceAllString(string(out), "")
+	}
+	if _, err := exec.LookPath("man"); err == nil {
+		cmd := exec.Command("man", "-l", page)
+		cmd.Env = append(os.Environ(), "MANWIDTH=100") // stdout is a pipe: no pager, no overstrike
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("man -l: %v", err)
+		}
+		rendered = string(out)
+	}
+	if rendered == "" {
+		t.Skip("needs man (apt-get install man-db) or groff to render the page")
+	}
+	for _, want := range []string{"CLOSEWAIT(1)", "NAME", "SYNOPSIS", "DESCRIPTION", "GLOBAL FLAGS", "COMMANDS", "EXIT STATUS", "PERMISSIONS", "SEE ALSO"} {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want)).MatchString(rendered) {
+			t.Errorf("rendered page lacks the %s section", want)
+		}
+	}
+	app := model(t)
+	for _, n := range app.Children {
+		if n.Hidden {
+			continue
+		}
+		if !strings.Contains(rendered, "closewait "+n.Name) {
+			t.Errorf("rendered page lacks command %s", n.Name)
+		}
+		for _, f := range n.Flags {
+			if !f.Hidden && !strings.Contains(rendered, "--"+f.Name) {
+				t.Errorf("rendered page lacks %s's flag --%s", n.Name, f.Name)
+			}
+		}
+	}
+	for _, tp := range docs.Topics() {
+		var para string // the topic's first paragraph
+		for _, l := range strings.Split(tp.Body, "\n") {
+			if l != "" && !strings.ContainsAny(l[:1], "#|-") && !strings.HasPrefix(l, "```") {
+				para = l
+				break
+			}
+		}
+		first := strings.Fields(docs.Text(para, 1000))[:5]
+		if !strings.Contains(strings.Join(strings.Fields(rendered), " "), strings.Join(first, " ")) {
+			t.Errorf("rendered page lacks topic %s (%q)", tp.Name, first)
+		}
+	}
+}
+
+// complete runs the bash completion function on a command line (the last
+// word is the one being completed) and returns its candidates.
+func complete(t *testing.T, script string, words ...string) []string {
+	t.Helper()
+	var q []string
+	for _, w := range words {
+		q = append(q, strconv.Quote(w))
+	}
+	sh := fmt.Sprintf(`source %q || exit 9
+COMP_WORDS=(%s); COMP_CWORD=%d; _closewait; printf '%%s\n' "${COMPREPLY[@]}"`, script, strings.Join(q, " "), len(words)-1)
+	out, err := exec.Command("bash", "-c", sh).CombinedOutput()
+	if err != nil {
+		t.Fatalf("bash completion of %q: %v\n%s", words, err, out)
+	}
+	return strings.Fields(string(out))
+}
+
+// TestCompletion loads the bash script and completes commands, flags, enum
+// values, topics and pids; zsh and fish scripts are syntax-checked when
+// those shells are installed.
+func TestCompletion(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("needs bash")
+	}
+	dir := t.TempDir()
+	script := filepath.Join(dir, "closewait.bash")
+	r := run(t, nil, "completion", "bash")
+	if r.code != 0 {
+		t.Fatalf("completion bash: exit %d: %s", r.code, r.stderr)
+	}
+	os.WriteFile(script, []byte(r.stdout), 0o644)
+	out, err := exec.Command("bash", "-c", "source "+script+" && complete -p closewait").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "complete -F _closewait closewait" {
+		t.Fatalf("bash did not load the completion: %v: %s", err, out)
+	}
+	self := strconv.Itoa(os.Getpid())
+	tests := []struct {
+		words []string
+		want  []string // each must be offered
+		only  bool     // and nothing else
+	}{
+		{[]string{"closewait", "so"}, []string{"sockets"}, true},
+		{[]string{"closewait", ""}, []string{"report", "sockets", "explain", "watch", "agent", "destroy", "analyze", "check", "help", "man", "completion"}, false},
+		{[]string{"closewait", "--js"}, []string{"--json"}, true}, // the default command's flags work at the top
+		{[]string{"closewait", "--owners", ""}, []string{"auto", "ebpf", "proc"}, true},
+		{[]string{"closewait", "sockets", "--st"}, []string{"--state"}, true},
+		{[]string{"closewait", "sockets", "--pid", self[:len(self)-1]}, []string{self}, false},
+		{[]string{"closewait", "explain", self}, []string{self}, false},
+		{[]string{"closewait", "help", "ca"}, []string{"causes"}, true},
+		{[]string{"closewait", "help", "exp"}, []string{"explain"}, true},
+		{[]string{"closewait", "completion", ""}, []string{"bash", "zsh", "fish"}, true},
+		{[]string{"closewait", "watch", "--color", "n"}, []string{"never"}, true},
+	}
+	for _, tt := range tests {
+		got := complete(t, script, tt.words...)
+		for _, w := range tt.want {
+			if !slices.Contains(got, w) {
+				t.Errorf("completing %q offers %q, want %q among them", tt.words, got, w)
+			}
+		}
+		if tt.only && len(got) != len(tt.want) {
+			t.Errorf("completing %q offers %q, want only %q", tt.words, got, tt.want)
+		}
+	}
+
+	for _, sh := range []struct{ shell, check string }{{"zsh", "-n"}, {"fish", "--no-execute"}} {
+		r := run(t, nil, "completion", sh.shell)
+		if r.code != 0 || !strings.Contains(r.stdout, "closewait") {
+			t.Errorf("completion %s: exit %d: %s", sh.shell, r.code, r.stderr)
+			continue
+		}
+		path, err := exec.LookPath(sh.shell)
+		if err != nil {
+			t.Logf("%s is not installed: its script is not syntax-checked", sh.shell)
+			continue
+		}
+		f := filepath.Join(dir, "closewait."+sh.shell)
+		os.WriteFile(f, []byte(r.stdout), 0o644)
+		if out, err := exec.Command(path, sh.check, f).CombinedOutput(); err != nil {
+			t.Errorf("%s %s: %v\n%s", sh.shell, sh.check, err, out)
+		}
+	}
+	if r := run(t, nil, "completion", "tcsh"); r.code != 3 || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("completion tcsh: exit %d, stderr %q; want exit 3 and one line", r.code, r.stderr)
+	}
+}
+
+// TestHelpTopics: closewait help lists every topic and command; each topic
+// prints; a command name prints that command's --help; anything else is one
+// line and exit 3.
+func TestHelpTopics(t *testing.T) {
+	r := run(t, nil, "help")
+	if r.code != 0 {
+		t.Fatalf("help: exit %d: %s", r.code, r.stderr)
+	}
+	for _, tp := range docs.Topics() {
+		if !strings.Contains(r.stdout, tp.Name) {
+			t.Errorf("closewait help does not list %s", tp.Name)
+		}
+		r := run(t, nil, "help", tp.Name)
+		if r.code != 0 || !strings.HasPrefix(r.stdout, strings.ToUpper(tp.Title)+"\n") {
+			t.Errorf("help %s: exit %d, %.80q", tp.Name, r.code, r.stdout)
+		}
+		for _, l := range strings.Split(r.stdout, "\n") {
+			if n := len([]rune(l)); n > 80 && !strings.HasPrefix(l, "    ") && !strings.HasPrefix(l, "  ") {
+				t.Errorf("help %s: line of %d columns: %q", tp.Name, n, l)
+			}
+		}
+	}
+	for _, n := range model(t).Children {
+		if !n.Hidden && !strings.Contains(r.stdout, "  "+n.Name+" ") {
+			t.Errorf("closewait help does not list command %s", n.Name)
+		}
+	}
+	viaHelp, viaFlag := run(t, nil, "help", "sockets"), run(t, nil, "sockets", "--help")
+	if viaHelp.code != 0 || viaHelp.stdout != viaFlag.stdout {
+		t.Errorf("help sockets (exit %d) differs from sockets --help:\n%s\n---\n%s", viaHelp.code, viaHelp.stdout, viaFlag.stdout)
+	}
+	bad := run(t, nil, "help", "no-such-topic")
+	if bad.code != 3 || strings.Count(bad.stderr, "\n") != 1 || !strings.Contains(bad.stderr, "causes") {
+		t.Errorf("help no-such-topic: exit %d, stderr %q; want exit 3 and one line listing the topics", bad.code, bad.stderr)
 	}
 }
