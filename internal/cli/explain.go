@@ -76,7 +76,7 @@ func (c *ExplainCmd) Run(g *Globals) error {
 	}
 	if p == nil {
 		if c.JSON {
-			rt, why := diagnose.ClassifyRuntime(diagnose.RuntimeFacts{Exe: proc.Exe, Cmdline: proc.Cmdline, Comm: proc.Comm})
+			rt, why := diagnose.DetectRuntimeFS(proc, &fs)
 			return writeJSON(g, report.BuildJSONProcess(&diagnose.ProcessReport{PID: c.PID, Process: proc, Runtime: rt, RuntimeEvidence: why}))
 		}
 		fmt.Fprintf(g.stdout, "Process %d (%s) holds no CLOSE_WAIT sockets.\n", c.PID, proc.Comm)

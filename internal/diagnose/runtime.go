@@ -90,6 +90,12 @@ func DetectRuntime(p *procscan.Process) string {
 	return rt
 }
 
+// DetectRuntimeFS is DetectRuntime with the mapped libraries and Go build
+// info read through fs (nil: names only); it also says what gave the runtime away.
+func DetectRuntimeFS(p *procscan.Process, fs *procscan.FS) (runtime, evidence string) {
+	return detectRuntime(p, fs)
+}
+
 // detectRuntime is DetectRuntime with the hints read through fs.
 func detectRuntime(p *procscan.Process, fs *procscan.FS) (string, string) {
 	if p == nil {
