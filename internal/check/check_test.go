@@ -3,7 +3,6 @@ package check
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -212,8 +211,4 @@ func TestHolders(t *testing.T) {
 	if len(got) != 1 || got[0].PID != 2 || n != 4 || ka != 3 {
 		t.Errorf("--pid 2: %+v %d %d", got, n, ka)
 	}
-}
-
-func TestMain(m *testing.M) {
-	os.Exit(m.Run())
 }
