@@ -167,6 +167,7 @@ const maxThreads = 10000
 func Analyze(snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
 	r := &Report{Snapshot: snap, Thresholds: th}
 	byPID := map[int]*ProcessReport{}
+	hints := map[string]procscan.RuntimeHints{}
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
 		if s.State != sockdiag.CloseWait {
@@ -194,7 +195,7 @@ func Analyze(snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
 			p := byPID[o.PID]
 			if p == nil {
 				p = &ProcessReport{PID: o.PID, Process: snap.Processes[o.PID]}
-				p.Runtime, p.RuntimeEvidence = detectRuntime(p.Process, opt.FS)
+				p.Runtime, p.RuntimeEvidence = detectRuntime(p.Process, opt.FS, hints)
 				byPID[o.PID] = p
 			}
 			p.CloseWait++

@@ -93,17 +93,25 @@ func DetectRuntime(p *procscan.Process) string {
 // DetectRuntimeFS is DetectRuntime with the mapped libraries and Go build
 // info read through fs (nil: names only); it also says what gave the runtime away.
 func DetectRuntimeFS(p *procscan.Process, fs *procscan.FS) (runtime, evidence string) {
-	return detectRuntime(p, fs)
+	return detectRuntime(p, fs, nil)
 }
 
-// detectRuntime is DetectRuntime with the hints read through fs.
-func detectRuntime(p *procscan.Process, fs *procscan.FS) (string, string) {
+// detectRuntime is DetectRuntime with the hints read through fs. cache, when
+// not nil, keeps hints by executable: forked workers of one program (the
+// usual holders of many sockets) are read once.
+func detectRuntime(p *procscan.Process, fs *procscan.FS, cache map[string]procscan.RuntimeHints) (string, string) {
 	if p == nil {
 		return "other", ""
 	}
 	f := RuntimeFacts{Exe: p.Exe, Cmdline: p.Cmdline, Comm: p.Comm}
 	if fs != nil {
-		h, _ := fs.RuntimeHints(p.PID)
+		h, ok := cache[p.Exe]
+		if !ok {
+			h, _ = fs.RuntimeHints(p.PID)
+			if cache != nil && p.Exe != "" {
+				cache[p.Exe] = h
+			}
+		}
 		f.Libs, f.GoVersion = h.Libs, h.GoVersion
 	}
 	return ClassifyRuntime(f)
