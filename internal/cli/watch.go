@@ -68,11 +68,12 @@ func (c *WatchCmd) Run(g *Globals) error {
 	opt := watch.Options{
 		Thresholds: th, PIDs: pids, Window: c.Window,
 		// Between full checks (about once a minute), a reused owner is trusted
-		// while its process lives: one check per process, not per socket.
+		// while its process lives (one check per process, not per socket) and
+		// tcp_info is carried from the previous tick (looked up for new sockets).
 		VerifyEvery: max(1, int(time.Minute/c.Interval)),
 		Take: func(prev *snapshot.Snapshot, verify bool) (*snapshot.Snapshot, error) {
-			return g.take(snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet, Previous: prev,
-				ReuseByProcess: !verify, SkipUnowned: !verify})
+			return g.take(snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet, Previous: prev, OwnerSource: g.OwnerSource(true),
+				ReuseByProcess: !verify, SkipUnowned: !verify, CarryInfo: !verify})
 		},
 	}
 	if c.History.Set {

@@ -19,6 +19,7 @@ type dumper struct {
 	count, keep func(*sockdiag.Socket) bool
 	seen        map[uint64]bool
 	denied      int
+	prevInfo    map[uint64]*Socket // Options.CarryInfo: the previous snapshot's sockets by inode
 }
 
 func (d *dumper) wanted(ino uint64) bool {
@@ -34,8 +35,13 @@ func (d *dumper) conn(c *sockdiag.Conn) error {
 	if err := c.Dump(sockdiag.Request{States: rest}, d.count); err != nil {
 		return fmt.Errorf("count sockets: %w", err)
 	}
-	if err := c.Dump(sockdiag.Request{States: detail | sockdiag.NewStateSet(sockdiag.Listen), Info: true}, d.keep); err != nil {
+	carry := d.opt.CarryInfo && d.opt.Previous != nil
+	start := len(d.snap.Sockets)
+	if err := c.Dump(sockdiag.Request{States: detail | sockdiag.NewStateSet(sockdiag.Listen), Info: !carry}, d.keep); err != nil {
 		return fmt.Errorf("list sockets: %w", err)
+	}
+	if carry {
+		d.carryInfo(c, d.snap.Sockets[start:])
 	}
 	return nil
 }
