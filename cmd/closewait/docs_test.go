@@ -571,6 +571,22 @@ func TestCompletion(t *testing.T) {
 		if out, err := exec.Command(path, sh.check, f).CombinedOutput(); err != nil {
 			t.Errorf("%s %s: %v\n%s", sh.shell, sh.check, err, out)
 		}
+		if sh.shell != "fish" {
+			continue
+		}
+		// fish completes a command line on request: drive it.
+		for _, tt := range []struct{ line, want string }{
+			{"closewait so", "sockets\tList sockets one per row (default: CLOSE_WAIT) with owners, queues and ages"},
+			{"closewait --owners ", "ebpf"},
+			{"closewait sockets --st", "--state"},
+			{"closewait help ca", "causes"},
+			{"closewait explain ", self},
+		} {
+			out, err := exec.Command(path, "-c", "source "+f+"; complete -C '"+tt.line+"'").CombinedOutput()
+			if err != nil || !slices.ContainsFunc(strings.Split(string(out), "\n"), func(l string) bool { return l == tt.want || strings.HasPrefix(l, tt.want+"\t") }) {
+				t.Errorf("fish completes %q with %q (%v), want %q", tt.line, out, err, tt.want)
+			}
+		}
 	}
 	if r := run(t, nil, "completion", "tcsh"); r.code != 3 || strings.Count(r.stderr, "\n") != 1 {
 		t.Errorf("completion tcsh: exit %d, stderr %q; want exit 3 and one line", r.code, r.stderr)

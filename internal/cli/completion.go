@@ -142,11 +142,7 @@ func splitEnum(s string) []string {
 
 // shortHelp is the first sentence of a help text, without a final period.
 func shortHelp(s string) string {
-	s = firstSentence(strings.TrimSpace(s))
-	if i := strings.Index(s, ": "); i > 0 && i < len(s)-2 && len(s) > 70 {
-		s = s[:i]
-	}
-	return strings.TrimSuffix(s, ".")
+	return strings.TrimSuffix(firstSentence(strings.TrimSpace(s)), ".")
 }
 
 // flagsOf are the flags valid after command c (nil: before any command).
