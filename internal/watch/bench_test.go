@@ -9,6 +9,8 @@ import (
 
 	"github.com/closewait/closewait/internal/cwtest"
 	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/ebpfowners"
+	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/snapshot"
 )
 
@@ -22,11 +24,18 @@ func cpuTime() time.Duration {
 }
 
 func newLiveSampler(verifyEvery int) *Sampler {
+	return newLiveSamplerFrom(verifyEvery, nil)
+}
+
+// newLiveSamplerFrom takes snapshots as closewait watch does, finding the
+// owners of new sockets through src (nil: the /proc walk).
+func newLiveSamplerFrom(verifyEvery int, src procscan.SocketFDSource) *Sampler {
 	return NewSampler(Options{
 		Thresholds:  diagnose.DefaultThresholds,
 		VerifyEvery: verifyEvery,
 		Take: func(prev *snapshot.Snapshot, verify bool) (*snapshot.Snapshot, error) {
-			return snapshot.Take(snapshot.Options{Previous: prev, ReuseByProcess: !verify, SkipUnowned: !verify, CarryInfo: !verify})
+			return snapshot.Take(snapshot.Options{Previous: prev, OwnerSource: src,
+				ReuseByProcess: !verify, SkipUnowned: !verify, CarryInfo: !verify})
 		},
 	})
 }
@@ -38,13 +47,22 @@ func newLiveSampler(verifyEvery int) *Sampler {
 // here guarantees some CLOSE_WAIT sockets. It reports the host's CLOSE_WAIT
 // count as "sockets".
 func BenchmarkTick(b *testing.B) {
+	var ebpf procscan.SocketFDSource
+	if it, err := ebpfowners.Load(); err == nil {
+		defer it.Close()
+		ebpf = it
+	}
 	for _, bc := range []struct {
 		name        string
 		verifyEvery int
-	}{{"incremental", 60}, {"verify-each-tick", 1}} {
+		src         procscan.SocketFDSource
+	}{{"incremental", 60, nil}, {"incremental-ebpf", 60, ebpf}, {"verify-each-tick", 1, nil}} {
 		b.Run(bc.name, func(b *testing.B) {
+			if bc.name == "incremental-ebpf" && ebpf == nil {
+				b.Skip("the eBPF owner iterator does not load here (needs root, Linux ≥ 5.8 with BTF)")
+			}
 			cwtest.Start(b, cwtest.Spec{ReadEOF: 20, Unread: 20})
-			s := newLiveSampler(bc.verifyEvery)
+			s := newLiveSamplerFrom(bc.verifyEvery, bc.src)
 			t, err := s.Next() // the first tick scans /proc
 			if err != nil {
 				b.Fatal(err)
