@@ -64,6 +64,40 @@ type groupKey struct {
 	inbound bool
 	port    uint16
 	remote  netip.AddrPort
+	others  int // > 0: the merged rest, this many ports or remotes
+}
+
+// MaxGroups is how many listening ports, and how many remotes, get findings
+// of their own; smaller groups beyond them are merged into one "other" group
+// per direction, so a crawler with 1,000 remotes gets a few findings, not 1,000.
+const MaxGroups = 6
+
+// mergeSmallGroups keeps the MaxGroups largest groups of each direction and
+// merges the rest.
+func mergeSmallGroups(groups map[groupKey][]*snapshot.Socket) map[groupKey][]*snapshot.Socket {
+	for _, inbound := range []bool{true, false} {
+		var keys []groupKey
+		for k := range groups {
+			if k.inbound == inbound {
+				keys = append(keys, k)
+			}
+		}
+		if len(keys) <= MaxGroups {
+			continue
+		}
+		slices.SortFunc(keys, func(a, b groupKey) int {
+			return cmp.Or(cmp.Compare(len(groups[b]), len(groups[a])), cmp.Compare(a.port, b.port), a.remote.Compare(b.remote))
+		})
+		rest := keys[MaxGroups-1:]
+		merged := groupKey{inbound: inbound, others: len(rest)}
+		var socks []*snapshot.Socket
+		for _, k := range rest {
+			socks = append(socks, groups[k]...)
+			delete(groups, k)
+		}
+		groups[merged] = socks
+	}
+	return groups
 }
 
 // classify names the cause of one CLOSE_WAIT socket from its own facts.
@@ -99,6 +133,7 @@ func Findings(p *ProcessReport, snap *snapshot.Snapshot) []Finding {
 		}
 		groups[k] = append(groups[k], s)
 	}
+	groups = mergeSmallGroups(groups)
 	ctx := newAdviceContext(p, snap)
 	var out []Finding
 	for k, all := range groups {
@@ -191,11 +226,19 @@ func joinPorts(ps []uint16) string {
 func (c *adviceContext) finding(k groupKey, cause string, socks []*snapshot.Socket, groupSize int) Finding {
 	f := Finding{Cause: cause, Count: len(socks), Direction: "outbound"}
 	where := ""
-	if k.inbound {
+	switch {
+	case k.others > 0 && k.inbound:
+		f.Direction = "inbound"
+		where = fmt.Sprintf("on %d other ports", k.others)
+		f.Check = c.checkAll()
+	case k.others > 0:
+		where = fmt.Sprintf("to %d other remotes", k.others)
+		f.Check = c.checkAll()
+	case k.inbound:
 		f.Direction, f.LocalPort = "inbound", k.port
 		where = fmt.Sprintf("on port %d", k.port)
 		f.Check = fmt.Sprintf("ss -tnp state close-wait '( sport = :%d )'", k.port)
-	} else {
+	default:
 		f.Remote = k.remote.String()
 		where = "to " + f.Remote
 		f.Check = "ss -tnp state close-wait dst " + f.Remote
@@ -256,7 +299,9 @@ func (c *adviceContext) finding(k groupKey, cause string, socks []*snapshot.Sock
 		for _, l := range listenersOn(c.snap, k.port, c.p.PID) {
 			f.Evidence = append(f.Evidence, fmt.Sprintf("listener %s has %d connections queued (backlog %d): the process is not accepting", l.Local, l.RecvQ, l.SendQ))
 		}
-		f.Check = fmt.Sprintf("ss -ltn '( sport = :%d )'   # Recv-Q of the listener = connections waiting for accept()", k.port)
+		if k.others == 0 {
+			f.Check = fmt.Sprintf("ss -ltn '( sport = :%d )'   # Recv-Q of the listener = connections waiting for accept()", k.port)
+		}
 	}
 	if k.inbound && cause != CauseNotAccepted {
 		peers := map[netip.Addr]bool{}
@@ -297,7 +342,7 @@ func (c *adviceContext) finding(k groupKey, cause string, socks []*snapshot.Sock
 	}
 	f.NextSteps = c.steps(cause)
 	if cause == CausePoolIdle {
-		f.NextSteps = append([]string{fmt.Sprintf("find the client or pool that talks to %s (its idle/keepalive settings)", f.Remote)}, f.NextSteps...)
+		f.NextSteps = append([]string{fmt.Sprintf("find the client or pool that talks %s (its idle/keepalive settings)", where)}, f.NextSteps...)
 	}
 	f.Fix = advice(fixes[cause], c.p.Runtime, repl)
 	return f

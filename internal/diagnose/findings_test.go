@@ -351,3 +351,26 @@ func TestFindingEvidenceSingular(t *testing.T) {
 		}
 	}
 }
+
+func TestManyRemotesAreMerged(t *testing.T) {
+	var socks [][]snapshot.Socket
+	for i := 0; i < 40; i++ {
+		r := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 443)
+		socks = append(socks, many(1+i%3, sockSpec{remote: r, recvQ: 1, age: time.Hour, idle: 5 * time.Second}))
+	}
+	p := analyzeOne(t, snapOf("/usr/bin/python3", socks...), Options{})
+	if len(p.Findings) != MaxGroups {
+		t.Fatalf("%d findings for 40 remotes, want %d: %+v", len(p.Findings), MaxGroups, briefs(p.Findings))
+	}
+	total := 0
+	var other *Finding
+	for i, f := range p.Findings {
+		total += f.Count
+		if f.Remote == "" {
+			other = &p.Findings[i]
+		}
+	}
+	if total != p.CloseWait || other == nil || !strings.Contains(other.Evidence[0], "to 35 other remotes") || !strings.Contains(other.NextSteps[0], "talks to 35 other remotes") {
+		t.Errorf("counts %d of %d; merged finding %+v", total, p.CloseWait, other)
+	}
+}
