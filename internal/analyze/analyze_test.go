@@ -199,6 +199,17 @@ func TestParseForms(t *testing.T) {
 			procs: map[int]string{9: "postgres-client", 10: "x", 11: "y"},
 		},
 		{
+			name: "ss command names with parentheses",
+			in: ssHead +
+				"CLOSE-WAIT 1 0 10.1.1.1:51000 10.2.2.2:5432 users:((\"(sd-pam\",pid=9,fd=4))\n" +
+				"CLOSE-WAIT 1 0 10.1.1.1:51001 10.2.2.2:5432 users:((\"a)b\",pid=10,fd=4))\n",
+			want: []sock{
+				{"CLOSE_WAIT", "10.1.1.1:51000", "10.2.2.2:5432", 1, owners(9, 4), false, false, 0, false},
+				{"CLOSE_WAIT", "10.1.1.1:51001", "10.2.2.2:5432", 1, owners(10, 4), false, false, 0, false},
+			},
+			procs: map[int]string{9: "(sd-pam", 10: "a)b"},
+		},
+		{
 			name: "old ss users without pid= and fd=",
 			in:   ssHead + "CLOSE-WAIT 1 0 10.1.1.1:51000 10.2.2.2:5432 users:((\"java\",4121,87),(\"java\",4122,87))\n",
 			want: []sock{

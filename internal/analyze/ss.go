@@ -183,7 +183,22 @@ func ssExpect(netid, state bool) string {
 // unbalanced reports whether the record's text has an open parenthesis, as
 // when a terminal wrapped users:((...)) in the middle.
 func unbalanced(r *ssRecord) bool {
-	return r != nil && strings.Count(r.rest, "(") > strings.Count(r.rest, ")")
+	if r == nil {
+		return false
+	}
+	depth, inQuote := 0, false
+	for i := 0; i < len(r.rest); i++ {
+		switch c := r.rest[i]; {
+		case c == '"':
+			inQuote = !inQuote
+		case inQuote:
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+		}
+	}
+	return depth > 0 || inQuote
 }
 
 // looksLikeContinuation is true for the start of what ss prints after the
