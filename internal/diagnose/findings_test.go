@@ -374,3 +374,27 @@ func TestManyRemotesAreMerged(t *testing.T) {
 		t.Errorf("counts %d of %d; merged finding %+v", total, p.CloseWait, other)
 	}
 }
+
+// TestAnalyzeReadsHintsAndThreadsThroughFS points Options.FS at a fixture
+// /proc: a Java service under another name (libjvm.so mapped) whose 10
+// threads mostly wait in futex.
+func TestAnalyzeReadsHintsAndThreadsThroughFS(t *testing.T) {
+	fs := procscan.NewFS("testdata/proc")
+	snap := snapOf("/opt/payments/bin/payments", many(20, sockSpec{inbound: true, recvQ: 1, age: time.Hour}))
+	p := analyzeOne(t, snap, Options{FS: &fs})
+	if p.Runtime != "java" || p.RuntimeEvidence != "libjvm.so is mapped" {
+		t.Errorf("runtime %q (%q), want java from libjvm.so", p.Runtime, p.RuntimeEvidence)
+	}
+	want := &ThreadSummary{Total: 10, Groups: []ThreadGroup{{State: "sleeping", Wait: "futex_wait_queue (futex)", Count: 8}, {State: "running", Count: 2}}}
+	if diff := cmp.Diff(want, p.Threads); diff != "" {
+		t.Errorf("threads (-want +got):\n%s", diff)
+	}
+	ev := strings.Join(p.Findings[0].Evidence, "\n")
+	if !strings.Contains(ev, "threads: 8 of 10 threads sleeping in futex_wait_queue (futex), 2 running") {
+		t.Errorf("abandoned-unread evidence lacks the threads:\n%s", ev)
+	}
+	// Without FS, only the name is known.
+	if p := analyzeOne(t, snap, Options{}); p.Runtime != "other" || p.Threads != nil {
+		t.Errorf("without FS: runtime %s threads %v", p.Runtime, p.Threads)
+	}
+}
