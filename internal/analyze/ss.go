@@ -41,6 +41,20 @@ func parseSS(lines []string) (*parsed, error) {
 	}
 	for i, l := range lines {
 		ln := i + 1
+		if cur != nil && l != "" && (l[0] == '\t' || l[0] == ' ') && len(cur.fields) >= want() {
+			// A continuation (tcp_info, or a wrapped process column): kept as text.
+			t := strings.TrimSpace(l)
+			switch {
+			case t == "":
+			case unbalanced(cur):
+				cur.rest += t
+			case cur.rest == "":
+				cur.rest = t
+			default:
+				cur.rest += " " + t
+			}
+			continue
+		}
 		f := strings.Fields(l)
 		if len(f) == 0 {
 			continue
@@ -224,7 +238,7 @@ func (p *parsed) ssRest(s *snapshot.Socket, rest string, flags *struct{ p, i, e,
 		s.Owners = owners
 		rest = rest[:i] + " " + rest[j+1:]
 	}
-	for _, tok := range strings.Fields(rest) {
+	for tok := range strings.FieldsSeq(rest) {
 		k, v, ok := strings.Cut(tok, ":")
 		if !ok {
 			continue
