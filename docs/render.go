@@ -166,6 +166,10 @@ func textTable(rows [][]string, width int) string {
 	return b.String()
 }
 
+// Wrap fills the words of s into lines of at most width runes, the first
+// starting with first and the others with rest.
+func Wrap(s string, width int, first, rest string) string { return wrap(s, width, first, rest) }
+
 // wrap fills words into lines of at most width runes.
 func wrap(s string, width int, first, rest string) string {
 	var b strings.Builder

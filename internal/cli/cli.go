@@ -43,7 +43,7 @@ type CLI struct {
 	Analyze AnalyzeCmd `cmd:"" help:"Analyze saved ss, netstat or lsof output from another host."`
 	Check   CheckCmd   `cmd:"" help:"Review the limits and sysctls that matter to CLOSE_WAIT on this host."`
 
-	Help       HelpCmd       `cmd:"" help:"Explain a topic (close-wait, causes, reading, runtimes, keepalive, thresholds, permissions, json, exit-codes) or a command."`
+	Help       HelpCmd       `cmd:"" help:"Explain a topic (CLOSE_WAIT, causes, reading the output, runtimes, keepalive, ...) or a command; alone, list the topics."`
 	Man        ManCmd        `cmd:"" help:"Print the man page, closewait(1), generated from this command line (roff)."`
 	Completion CompletionCmd `cmd:"" help:"Print a shell completion script: bash, zsh or fish."`
 

@@ -36,14 +36,14 @@ func (c *HelpCmd) Run(g *Globals, ctx *kong.Context) error {
 		fmt.Fprintln(g.stdout, "Help topics (closewait help TOPIC):")
 		fmt.Fprintln(g.stdout)
 		for _, t := range docs.Topics() {
-			fmt.Fprintf(g.stdout, "  %-12s %s\n", t.Name, t.Title)
+			fmt.Fprint(g.stdout, docs.Wrap(t.Title, width, fmt.Sprintf("  %-12s ", t.Name), strings.Repeat(" ", 15)))
 		}
 		fmt.Fprintln(g.stdout)
 		fmt.Fprintln(g.stdout, "Commands (closewait help COMMAND, or closewait COMMAND --help):")
 		fmt.Fprintln(g.stdout)
 		for _, n := range ctx.Model.Children {
 			if !n.Hidden {
-				fmt.Fprintf(g.stdout, "  %-12s %s\n", n.Name, firstSentence(n.Help))
+				fmt.Fprint(g.stdout, docs.Wrap(firstSentence(n.Help), width, fmt.Sprintf("  %-12s ", n.Name), strings.Repeat(" ", 15)))
 			}
 		}
 		return nil
