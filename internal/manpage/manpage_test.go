@@ -20,8 +20,8 @@ type tinyCmd struct {
 func (tinyCmd) Help() string { return "Examples:\n  tiny look here\n\n.A line that starts with a dot." }
 
 type tiny struct {
-	Root string  `name:"path.root" placeholder:"DIR" default:"/" help:"Root."`
-	Look tinyCmd `cmd:"" help:"Look at something. More words."`
+	Root string   `name:"path.root" placeholder:"DIR" default:"/" help:"Root."`
+	Look tinyCmd  `cmd:"" help:"Look at something. More words."`
 	Gone struct{} `cmd:"" hidden:"" help:"Hidden command."`
 }
 
