@@ -247,6 +247,18 @@ func TestHostileRequests(t *testing.T) {
 		})
 	}
 
+	// OPTIONS * (net/http answers it with 200 unless told not to).
+	oc, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oc.Close()
+	fmt.Fprintf(oc, "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+	oc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if line, _ := bufio.NewReader(oc).ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 4") {
+		t.Errorf("OPTIONS * answered %q, want 4xx", line)
+	}
+
 	// A raw request that is not HTTP at all.
 	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {

@@ -40,6 +40,8 @@ func NewServer(h http.Handler) *http.Server {
 		ReadTimeout:       ReadTimeout,
 		WriteTimeout:      WriteTimeout,
 		IdleTimeout:       IdleTimeout,
+		// "OPTIONS *" goes to the handler (and gets a 4xx) instead of net/http's 200.
+		DisableGeneralOptionsHandler: true,
 	}
 }
 
