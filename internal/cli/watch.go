@@ -27,9 +27,9 @@ type WatchCmd struct {
 	ThresholdFlags
 	ScanFlags
 	PID      []int         `name:"pid" sep:"," placeholder:"PID" help:"Only these processes."`
-	Interval time.Duration `default:"2s" placeholder:"DURATION" help:"Time between snapshots (at least 100ms)."`
+	Interval time.Duration `default:"2s" placeholder:"DURATION" help:"Time between snapshots (default 2s, at least 100ms)."`
 	Count    int           `placeholder:"N" help:"Stop after N intervals (0: run until q or Ctrl-C). The exit code is then the last interval's status."`
-	Window   time.Duration `default:"1m" placeholder:"DURATION" help:"Span over which growth per minute and the time to the fd limit are measured."`
+	Window   time.Duration `default:"1m" placeholder:"DURATION" help:"Span over which growth per minute and the time to the fd limit are measured (default 1m)."`
 	JSON     bool          `help:"Print one JSON object per interval (NDJSON): the report contract plus growth_per_min and fd_exhaustion_eta_seconds per process."`
 	Plain    bool          `help:"Print plain lines (one per process per interval) instead of the full-screen view; the default when not on a terminal."`
 	Color    string        `default:"auto" enum:"auto,always,never" help:"Colour: auto (terminal and no NO_COLOR), always, never."`
