@@ -82,7 +82,7 @@ func TestAnalyzeMatchesLiveReport(t *testing.T) {
 	for _, h := range holders {
 		pids = append(pids, strconv.Itoa(h.PID))
 		ports = append(ports, h.Listen.Port())
-		filter = append(filter, fmt.Sprintf("sport = :%d", h.Listen.Port()))
+		filter = append(filter, "src "+h.Listen.String()) // the holder's own address and port: no other socket matches
 	}
 	pids = append(pids, strconv.Itoa(hs.SharerPID))
 	pidArg := strings.Join(pids, ",")
