@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -21,9 +22,12 @@ import (
 // startAgent runs `closewait agent` with args and returns its base URL (read
 // from the first line it prints) and the command. The process is killed by
 // pid when the test ends if it is still running.
-func startAgent(t *testing.T, args ...string) (string, *exec.Cmd, *bytes.Buffer) {
+func startAgent(t *testing.T, cred *syscall.Credential, args ...string) (string, *exec.Cmd, *bytes.Buffer) {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"agent", "--listen", "127.0.0.1:0"}, args...)...)
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +74,7 @@ func httpGet(t *testing.T, url string) (int, string) {
 // stops cleanly (exit 0) on SIGTERM.
 func TestAgentServesHolder(t *testing.T) {
 	h := cwtest.Start(t, cwtest.Spec{Unread: 2, ReadEOF: 1})
-	url, cmd, stdout := startAgent(t, "--interval", "1s", "--top", "1000")
+	url, cmd, stdout := startAgent(t, nil, "--interval", "1s", "--top", "1000")
 	want := `closewait_process_close_wait_sockets{comm="` // comm is the test binary's name
 	sample := regexp.MustCompile(`(?m)^closewait_process_close_wait_sockets\{comm="[^"]*",pid="` + strconv.Itoa(h.PID) + `"\} (\d+)$`)
 	var got string
@@ -146,5 +150,44 @@ func TestAgentBadFlags(t *testing.T) {
 				t.Errorf("stderr %q, want a closewait: line containing %q", r.stderr, tt.want)
 			}
 		})
+	}
+}
+
+// TestAgentUnprivileged: run as nobody, the agent still serves; another
+// user's sockets count as unattributed and the snapshot says which
+// capabilities would name their owner.
+func TestAgentUnprivileged(t *testing.T) {
+	needRoot(t)
+	h := cwtest.Start(t, cwtest.Spec{Unread: 2}) // held by root
+	url, _, _ := startAgent(t, &syscall.Credential{Uid: 65534, Gid: 65534}, "--interval", "1s", "--top", "1000")
+	var snap struct {
+		Summary struct {
+			Unattributed int `json:"unattributed_close_wait"`
+		} `json:"summary"`
+		Processes []struct {
+			PID int `json:"pid"`
+		} `json:"processes"`
+		Notices []string `json:"notices"`
+	}
+	code, body := 0, ""
+	for i := 0; i < 120; i++ { // bounded wait for the first scan
+		if code, body = httpGet(t, url+"/api/v1/snapshot"); code == 200 {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &snap) != nil {
+		t.Fatalf("/api/v1/snapshot as nobody: %d %.300s", code, body)
+	}
+	for _, p := range snap.Processes {
+		if p.PID == h.PID {
+			t.Errorf("nobody attributed root's holder %d", h.PID)
+		}
+	}
+	if snap.Summary.Unattributed < 2 || !strings.Contains(strings.Join(snap.Notices, " "), "CAP_SYS_PTRACE") {
+		t.Errorf("unattributed %d (want >= 2), notices %q (want the capabilities named)", snap.Summary.Unattributed, snap.Notices)
+	}
+	if code, _ := httpGet(t, url+"/healthz"); code != 200 {
+		t.Errorf("/healthz as nobody: %d", code)
 	}
 }
