@@ -24,7 +24,7 @@ const DefaultAgentListen = "127.0.0.1:10717"
 type AgentCmd struct {
 	ThresholdFlags
 	ScanFlags
-	Listen    string        `default:"127.0.0.1:10717" placeholder:"ADDR" help:"Address to serve on (host:port; port 0 picks a free one). Binds localhost unless told otherwise."`
+	Listen    string        `default:"127.0.0.1:10717" placeholder:"ADDR" help:"Address to serve on, host:port (default 127.0.0.1:10717: above the fully allocated Prometheus exporter range 9100-9999; port 0 picks a free one and the first line printed names it). Binds localhost unless told otherwise."`
 	Interval  time.Duration `default:"15s" help:"Time between scans (at least 1s)."`
 	Top       int           `default:"20" help:"Processes with the most CLOSE_WAIT sockets that get their own metric series; the rest are summed under comm=\"other\" (1..1000)."`
 	Retention time.Duration `default:"1h" help:"How long the history (dashboard charts, /api/v1/history) keeps points."`
