@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -150,6 +151,13 @@ func mask(s string, pids []int) []string {
 	for _, p := range pids {
 		s = regexp.MustCompile(`\b`+strconv.Itoa(p)+`\b`).ReplaceAllString(s, "PID")
 	}
+	// The user running the fixtures (root in CI, you elsewhere).
+	names := []string{"root"}
+	if u, err := user.Current(); err == nil {
+		names = append(names, regexp.QuoteMeta(u.Username))
+	}
+	s = regexp.MustCompile(`\b(`+strings.Join(names, "|")+`)\b`).ReplaceAllString(s, "USER")
+	s = regexp.MustCompile(`\(uid \d+\)`).ReplaceAllString(s, "(uid N)")
 	if host != "" {
 		s = regexp.MustCompile(`\b`+regexp.QuoteMeta(host)+`\b`).ReplaceAllString(s, "HOST")
 	}
