@@ -211,6 +211,26 @@ func TestAnalyzeMatchesLiveReport(t *testing.T) {
 		}
 	})
 
+	t.Run("filters", func(t *testing.T) {
+		path := filepath.Join(dir, "ss-tanpi.txt") // captured above
+		for _, args := range [][]string{
+			{"--port", strconv.Itoa(int(h6.Listen.Port()))},
+			{"--remote", "::1"},
+			{"--remote", "::1", "--min-age", "1s"},
+		} {
+			r := run(t, nil, append([]string{"analyze", "--json", path}, args...)...)
+			rep := reportJSON(t, r)
+			got := counts(rep)
+			if r.code != 0 || len(got) != 1 || got[h6.PID] != want[h6.PID] {
+				t.Errorf("%v: exit %d, processes %v; want only the IPv6 holder %d %+v", args, r.code, got, h6.PID, want[h6.PID])
+			}
+		}
+		r := run(t, nil, "analyze", "--json", path, "--min-age", "1h")
+		if rep := reportJSON(t, r); r.code != 0 || len(rep.Processes) != 0 {
+			t.Errorf("--min-age 1h: exit %d, %d processes; want none", r.code, len(rep.Processes))
+		}
+	})
+
 	t.Run("stdin and text", func(t *testing.T) {
 		path := capture(t, dir, "ss-tanpi-stdin.txt", "ss", "-tanpi", ssFilter)
 		cmd := exec.Command(binary, "analyze", "--pid", pidArg, "--count-warning", "2", "-")
@@ -255,6 +275,8 @@ func TestAnalyzeBadInput(t *testing.T) {
 		{"ss names, not numbers", []string{"analyze", write("names.txt", "State Recv-Q Send-Q Local Address:Port Peer Address:Port Process\nCLOSE-WAIT 1 0 localhost:http 127.0.0.1:5000\n")}, "with -n"},
 		{"bad netstat line", []string{"analyze", write("bad-netstat.txt", "Proto Recv-Q Send-Q Local Address Foreign Address State PID/Program name\ntcp 1 0 127.0.0.1:80 127.0.0.1:5000 CLOSE_WAIT 12/java\ntcp 1 0 127.0.0.1:80\n")}, "line 3"},
 		{"bad lsof line", []string{"analyze", write("bad-lsof.txt", "COMMAND PID USER FD TYPE DEVICE SIZE/OFF NODE NAME\njava 12 app 5u IPv4 999 0t0 TCP 127.0.0.1:80->127.0.0.1:5000 (CLOSE_WAIT)\njava x app 6u IPv4 998 0t0 TCP 127.0.0.1:80->127.0.0.1:5001 (CLOSE_WAIT)\n")}, "line 3"},
+		{"min-age without ages", []string{"analyze", "--min-age", "1m", write("noages.txt", "CLOSE-WAIT 1 0 127.0.0.1:80 127.0.0.1:5000 users:((\"a\",pid=1,fd=3))\n")}, "--min-age needs ages"},
+		{"bad port", []string{"analyze", "--port", "0", write("port.txt", "CLOSE-WAIT 1 0 127.0.0.1:80 127.0.0.1:5000\n")}, "--port 0"},
 		{"bad flag", []string{"analyze", "--fd-critical", "2", write("ok.txt", "CLOSE-WAIT 1 0 127.0.0.1:80 127.0.0.1:5000\n")}, "--fd-critical"},
 		{"no file", []string{"analyze"}, "expected"},
 	}

@@ -60,7 +60,11 @@ type Result struct {
 	Missing []string
 
 	queues bool // the input shows Recv-Q
+	ages   bool // the input shows tcp_info ages
 }
+
+// HasAges reports whether the input carries age estimates (ss -i).
+func (res *Result) HasAges() bool { return res.ages }
 
 // Read detects the format of r and parses it. Gzip-compressed input is
 // decompressed first.
@@ -270,7 +274,7 @@ func (p *parsed) result(opt Options) *Result {
 	if p.owners {
 		snap.Stats.Owners = "text"
 	}
-	res := &Result{Format: p.format, Snapshot: snap, Missing: p.missing(), queues: p.queues || p.summary}
+	res := &Result{Format: p.format, Snapshot: snap, Missing: p.missing(), queues: p.queues || p.summary, ages: p.info}
 	snap.Notices = append(snap.Notices, fmt.Sprintf("analyzed %s output from host %s: %s", p.format, snap.Host, strings.Join(res.Missing, "; ")))
 	snap.Notices = append(snap.Notices, p.notices...)
 	if p.owners {

@@ -9,16 +9,17 @@ import (
 	"github.com/closewait/closewait/internal/analyze"
 	"github.com/closewait/closewait/internal/diagnose"
 	"github.com/closewait/closewait/internal/report"
+	"github.com/closewait/closewait/internal/snapshot"
 )
 
 // AnalyzeCmd is `closewait analyze FILE|-`: the report, from saved ss,
 // netstat or lsof output of another host.
 type AnalyzeCmd struct {
 	ThresholdFlags
-	File  string `arg:"" placeholder:"FILE|-" help:"Saved output of ss -tan[p][i], ss -s, netstat -ant[p] or lsof -nP -iTCP (format detected; gzip accepted); - reads stdin."`
-	Host  string `placeholder:"NAME" help:"Name of the host the output came from (default: unknown)."`
-	JSON  bool   `help:"Print the JSON contract (version 1) instead of the text report."`
-	PID   []int  `name:"pid" sep:"," placeholder:"PID" help:"Only these processes (their status alone sets the exit code)."`
+	File string `arg:"" placeholder:"FILE|-" help:"Saved output of ss -tan[p][i], ss -s, netstat -ant[p] or lsof -nP -iTCP (format detected; gzip accepted); - reads stdin."`
+	Host string `placeholder:"NAME" help:"Name of the host the output came from (default: unknown)."`
+	JSON bool   `help:"Print the JSON contract (version 1) instead of the text report."`
+	FilterFlags
 	Color string `default:"auto" enum:"auto,always,never" help:"Colour the status words: auto (terminal and no NO_COLOR), always, never."`
 }
 
@@ -29,16 +30,11 @@ func (c *AnalyzeCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	var opt diagnose.Options
-	if len(c.PID) > 0 {
-		opt.PIDs = map[int]bool{}
-		for _, p := range c.PID {
-			if p <= 0 {
-				return fmt.Errorf("--pid %d is not a process id", p)
-			}
-			opt.PIDs[p] = true
-		}
+	flt, err := c.Filter()
+	if err != nil {
+		return err
 	}
+	opt := diagnose.Options{PIDs: flt.PIDs}
 	var in io.Reader
 	aopt := analyze.Options{Host: c.Host}
 	name := c.File
@@ -63,6 +59,19 @@ func (c *AnalyzeCmd) Run(g *Globals) error {
 	res, err := analyze.Read(in, aopt)
 	if err != nil {
 		return fmt.Errorf("analyze %s: %w", name, err)
+	}
+	if len(flt.Ports) > 0 || len(flt.Remote) > 0 || flt.MinAge > 0 {
+		if flt.MinAge > 0 && !res.HasAges() {
+			return fmt.Errorf("analyze %s: --min-age needs ages, and %s output has none (save ss -tanpi)", name, res.Format)
+		}
+		flt.PIDs = nil // processes are chosen by the diagnosis, which also drops unattributed sockets
+		kept := res.Snapshot.Select(flt)
+		socks := make([]snapshot.Socket, len(kept))
+		for i, s := range kept {
+			socks[i] = *s
+		}
+		res.Snapshot.Sockets = socks
+		res.Snapshot.Notices = append(res.Snapshot.Notices, fmt.Sprintf("%d CLOSE_WAIT sockets pass --port/--remote/--min-age; the state counts are of the whole input", len(socks)))
 	}
 	if opt.PIDs != nil && res.Snapshot.Stats.Owners == "none" {
 		res.Snapshot.Notices = append(res.Snapshot.Notices, "--pid selects nothing: "+res.Format+" output names no processes")
