@@ -100,6 +100,12 @@ func TestReview(t *testing.T) {
 			words:   []string{"could not be read", "Could not read 2 settings", "fd limit could not be read"},
 		},
 		{
+			name: "open fds unreadable", root: "testdata/defaults",
+			holders: []Holder{{PID: 7, Comm: "svc", CloseWait: 900, FDSoft: 1024, FDHard: 1024, FDsUnknown: true}}, cw: 900, status: diagnose.Warning,
+			holderStatus: map[int]diagnose.Status{7: diagnose.Warning},
+			words:        []string{"could not be counted", "88% of the limit at least"},
+		},
+		{
 			name: "no CLOSE_WAIT", root: "testdata/defaults", status: diagnose.OK,
 			words: []string{"No CLOSE_WAIT sockets now"},
 		},
@@ -197,12 +203,13 @@ func TestHolders(t *testing.T) {
 		Sockets: []snapshot.Socket{cw(true, 1), cw(false, 1), cw(true, 1, 2), cw(true), est},
 		Processes: map[int]*procscan.Process{
 			1: {PID: 1, Comm: "a", OpenFDs: 10, FDSoft: 100, FDHard: 200},
+			2: {PID: 2, Comm: "b", FDSoft: 1024, FDHard: 1024, Missing: []string{"open fds: permission denied"}},
 		},
 	}
 	got, n, ka := Holders(snap, nil)
 	want := []Holder{
 		{PID: 1, Comm: "a", CloseWait: 3, Keepalive: 2, OpenFDs: 10, FDSoft: 100, FDHard: 200},
-		{PID: 2, CloseWait: 1, Keepalive: 1},
+		{PID: 2, Comm: "b", CloseWait: 1, Keepalive: 1, FDSoft: 1024, FDHard: 1024, FDsUnknown: true},
 	}
 	if diff := cmp.Diff(want, got); diff != "" || n != 4 || ka != 3 {
 		t.Errorf("holders (-want +got):\n%s\nclose_wait %d keepalive %d, want 4 and 3", diff, n, ka)

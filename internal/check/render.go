@@ -38,6 +38,7 @@ type JSONHolder struct {
 	CloseWait   int      `json:"close_wait"`
 	Keepalive   int      `json:"keepalive_sockets"`
 	OpenFDs     int      `json:"open_fds"`
+	FDsUnknown  bool     `json:"open_fds_unknown,omitempty"`
 	FDLimit     uint64   `json:"fd_limit"`
 	FDLimitHard uint64   `json:"fd_limit_hard"`
 	FDUsage     float64  `json:"fd_usage"`
@@ -71,7 +72,7 @@ func BuildJSON(r *Result, m Meta) *JSONCheck {
 	for _, h := range r.Holders {
 		out.Processes = append(out.Processes, JSONHolder{
 			PID: h.PID, Comm: h.Comm, Cmdline: h.Cmdline, CloseWait: h.CloseWait, Keepalive: h.Keepalive,
-			OpenFDs: h.OpenFDs, FDLimit: h.FDSoft, FDLimitHard: h.FDHard, FDUsage: math.Round(h.Usage*10000) / 10000,
+			OpenFDs: h.OpenFDs, FDsUnknown: h.FDsUnknown, FDLimit: h.FDSoft, FDLimitHard: h.FDHard, FDUsage: math.Round(h.Usage*10000) / 10000,
 			Status: h.Status.String(), Advice: append([]string{}, h.Advice...),
 		})
 	}
@@ -97,7 +98,11 @@ func WriteText(w io.Writer, r *Result, m Meta) error {
 	if len(r.Holders) > 0 {
 		fmt.Fprintf(bw, "\nPROCESSES HOLDING CLOSE_WAIT\n%-8s  %7s  %6s  %5s  %-24s  %s\n", "STATUS", "PID", "CW", "KA", "FDS/SOFT/HARD", "COMMAND")
 		for _, h := range r.Holders {
-			fds := fmt.Sprintf("%d/%s/%s", h.OpenFDs, limit(h.FDSoft), limit(h.FDHard))
+			open := fmt.Sprint(h.OpenFDs)
+			if h.FDsUnknown {
+				open = "?"
+			}
+			fds := fmt.Sprintf("%s/%s/%s", open, limit(h.FDSoft), limit(h.FDHard))
 			if h.Usage > 0 {
 				fds += fmt.Sprintf(" %d%%", int(h.Usage*100+0.5))
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/closewait/closewait/internal/diagnose"
@@ -23,6 +24,9 @@ type Holder struct {
 	OpenFDs   int
 	FDSoft    uint64 // soft RLIMIT_NOFILE; procscan.Unlimited; 0 if unknown
 	FDHard    uint64
+	// FDsUnknown is set when the open fds could not be counted (another
+	// user's process, without privilege): OpenFDs is then 0.
+	FDsUnknown bool
 }
 
 // Holders lists the processes holding CLOSE_WAIT sockets in snap (only
@@ -51,6 +55,9 @@ func Holders(snap *snapshot.Snapshot, pids map[int]bool) (holders []Holder, clos
 				h = &Holder{PID: o.PID}
 				if p := snap.Processes[o.PID]; p != nil {
 					h.Comm, h.Cmdline, h.OpenFDs, h.FDSoft, h.FDHard = p.Comm, p.Cmdline, p.OpenFDs, p.FDSoft, p.FDHard
+					for _, m := range p.Missing {
+						h.FDsUnknown = h.FDsUnknown || strings.HasPrefix(m, "open fds")
+					}
 				}
 				byPID[o.PID] = h
 			}
@@ -146,8 +153,16 @@ func reviewHolder(h Holder, sys *Sysctls, th Thresholds) HolderReview {
 		hr.Advice = append(hr.Advice, name+": no fd limit (unlimited); fs.file-max is its only ceiling")
 		return hr
 	}
-	hr.Usage = float64(h.OpenFDs) / float64(h.FDSoft)
 	pct := func(f float64) string { return strconv.Itoa(int(f*100+0.5)) + "%" }
+	if h.FDsUnknown {
+		hr.Advice = append(hr.Advice, fmt.Sprintf("%s: its open fds could not be counted (run as root); soft limit %d, %d CLOSE_WAIT sockets (%s of the limit at least)",
+			name, h.FDSoft, h.CloseWait, pct(float64(h.CloseWait)/float64(h.FDSoft))))
+		if float64(h.CloseWait)/float64(h.FDSoft) > th.FDShare {
+			hr.Status = diagnose.Warning
+		}
+		return hr
+	}
+	hr.Usage = float64(h.OpenFDs) / float64(h.FDSoft)
 	if hr.Usage > th.FDShare {
 		hr.Status = diagnose.Warning
 		hr.Advice = append(hr.Advice, fmt.Sprintf("%s: %d open fds of its soft limit %d (%s > %s), %d of them CLOSE_WAIT: at 100%% accept() and open() fail with EMFILE (\"too many open files\")",
