@@ -217,7 +217,7 @@ func Analyze(snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
 	for _, p := range byPID {
 		share := p.FDShare()
 		p.Status, p.Reasons = th.judge(p.CloseWait, share, p.Oldest, p.HasAge)
-		if opt.Previous != nil {
+		if opt.Previous != nil && r.Sample > 0 {
 			p.Growth = computeGrowth(p, before[p.PID], r.Sample)
 			judgeGrowth(p)
 		}
