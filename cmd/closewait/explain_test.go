@@ -374,6 +374,24 @@ public class Hold {
 	}
 }
 
+// TestExplainUnprivilegedSaysWhatItCannotSee: nobody cannot read root's fds,
+// so explain must not claim that root's holder holds no CLOSE_WAIT sockets.
+func TestExplainUnprivilegedSaysWhatItCannotSee(t *testing.T) {
+	needRoot(t)
+	h := cwtest.Start(t, cwtest.Spec{ReadEOF: 6})
+	own := cwtest.Start(t, cwtest.Spec{ReadEOF: 6, UID: 65534, GID: 65534})
+	nobody := &syscall.Credential{Uid: 65534, Gid: 65534}
+	r := run(t, nobody, "explain", strconv.Itoa(h.PID))
+	if r.code != 3 || !strings.Contains(r.stderr, "CAP_SYS_PTRACE") || strings.Contains(r.stdout, "holds no CLOSE_WAIT") {
+		t.Errorf("nobody explaining root's holder: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, nobody, "explain", strconv.Itoa(own.PID), "--json")
+	var p report.JSONProcess
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil || p.CloseWait != 6 || findCause(p, "missing-close") == nil {
+		t.Errorf("nobody explaining its own holder: %v %+v\n%s", err, p, r.stderr)
+	}
+}
+
 func TestExplainBadPIDs(t *testing.T) {
 	r := run(t, nil, "explain", "999999999")
 	if r.code != 3 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "no process 999999999") {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"time"
 
@@ -73,6 +74,9 @@ func (c *ExplainCmd) Run(g *Globals) error {
 		if pr.PID == c.PID {
 			p = pr
 		}
+	}
+	if p == nil && snap.Partial && proc.UID != uint32(os.Geteuid()) {
+		return fmt.Errorf("explain: cannot see which sockets process %d (user %s) holds: its fds are not readable without privilege (run as root, or grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)", c.PID, proc.User)
 	}
 	if p == nil {
 		if c.JSON {
