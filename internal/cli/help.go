@@ -12,7 +12,7 @@ import (
 
 // HelpCmd is `closewait help [TOPIC|COMMAND]`.
 type HelpCmd struct {
-	Topic string `arg:"" optional:"" placeholder:"TOPIC" help:"A topic (close-wait, causes, reading, runtimes, keepalive, thresholds, permissions, json, exit-codes) or a command name."`
+	Topic string `arg:"" optional:"" placeholder:"TOPIC" help:"A topic (closewait help lists them: close-wait, causes, reading, runtimes, ...) or a command name."`
 }
 
 // Help is shown by closewait help --help.

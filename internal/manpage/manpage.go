@@ -29,6 +29,7 @@ var topicSections = map[string]string{
 	"exit-codes":  "EXIT STATUS",
 	"permissions": "PERMISSIONS",
 	"close-wait":  "CLOSE_WAIT",
+	"environment": "ENVIRONMENT AND FILES",
 }
 
 // Write writes the man page of app.
