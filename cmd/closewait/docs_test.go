@@ -637,3 +637,43 @@ func TestHelpTopics(t *testing.T) {
 		t.Errorf("help no-such-topic: exit %d, stderr %q; want exit 3 and one line listing the topics", bad.code, bad.stderr)
 	}
 }
+
+// otherTools' flags that the docs mention (docker, prlimit, node, py-spy).
+var otherToolsFlags = map[string]bool{
+	"report-on-signal": true, "report-directory": true, "locals": true, "network": true,
+	"cap-add": true, "cap-drop": true, "read-only": true, "build-arg": true, "nofile": true,
+}
+
+// TestDocsFlagsExist: every --flag the help topics and the guide mention is
+// a flag of closewait (or of the other tool named in the same place).
+func TestDocsFlagsExist(t *testing.T) {
+	known := map[string]bool{}
+	var walk func(n *kong.Node)
+	walk = func(n *kong.Node) {
+		for _, f := range n.Flags {
+			known[f.Name] = true
+		}
+		for _, c := range n.Children {
+			walk(c)
+		}
+	}
+	walk(model(t).Node)
+	files, _ := filepath.Glob("../../docs/topics/*.md")
+	files = append(files, guidePath)
+	reFlag := regexp.MustCompile("(?:^|[\\s(`'\"\\[])--([a-z][a-z0-9.-]*[a-z0-9])")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := reExample.ReplaceAllString(string(b), "") // closewait's own output
+		for _, m := range reFlag.FindAllStringSubmatch(text, -1) {
+			if !known[m[1]] && !otherToolsFlags[m[1]] {
+				t.Errorf("%s mentions --%s, which no closewait command has", filepath.Base(f), m[1])
+			}
+		}
+	}
+	if len(known) < 20 {
+		t.Fatalf("only %d flags in the model", len(known))
+	}
+}
