@@ -65,6 +65,16 @@ func TestTakeCarryInfo(t *testing.T) {
 			t.Errorf("socket %d: carried %+v, full %+v", ino, g, w)
 		}
 	}
+	// One dump lists, counts and finds the listeners with CarryInfo too.
+	inbound := 0
+	for i := range carried.Sockets {
+		if s := &carried.Sockets[i]; s.Local.Port() == h.Listen.Port() && s.Listener == h.Listen {
+			inbound++
+		}
+	}
+	if inbound != 7 || carried.States[sockdiag.CloseWait] < 7 || carried.States[sockdiag.Listen] < 1 {
+		t.Errorf("carried snapshot: %d inbound holder sockets (want 7), states %v", inbound, carried.States)
+	}
 	if newOnes == 0 {
 		t.Error("no socket was new since the previous snapshot: the lookup path was not tested")
 	}

@@ -27,21 +27,32 @@ func (d *dumper) wanted(ino uint64) bool {
 }
 
 // conn dumps the namespace c was opened in: one counting dump of the states
-// not listed, one listing dump (with tcp_info) of the detail states and LISTEN.
+// not listed, one listing dump (with tcp_info) of the detail states and LISTEN;
+// with Options.CarryInfo, one dump of every state without tcp_info.
 func (d *dumper) conn(c *sockdiag.Conn) error {
 	detail := d.snap.Detail
 	d.seen[c.NetNS()] = true
 	rest := sockdiag.AllStates &^ detail &^ sockdiag.NewStateSet(sockdiag.Listen)
+	if d.opt.CarryInfo && d.opt.Previous != nil {
+		// No tcp_info asked: one walk of the kernel's tables lists and counts.
+		start := len(d.snap.Sockets)
+		err := c.Dump(sockdiag.Request{States: sockdiag.AllStates}, func(s *sockdiag.Socket) bool {
+			if rest.Has(s.State) {
+				return d.count(s)
+			}
+			return d.keep(s)
+		})
+		if err != nil {
+			return fmt.Errorf("list sockets: %w", err)
+		}
+		d.carryInfo(c, d.snap.Sockets[start:])
+		return nil
+	}
 	if err := c.Dump(sockdiag.Request{States: rest}, d.count); err != nil {
 		return fmt.Errorf("count sockets: %w", err)
 	}
-	carry := d.opt.CarryInfo && d.opt.Previous != nil
-	start := len(d.snap.Sockets)
-	if err := c.Dump(sockdiag.Request{States: detail | sockdiag.NewStateSet(sockdiag.Listen), Info: !carry}, d.keep); err != nil {
+	if err := c.Dump(sockdiag.Request{States: detail | sockdiag.NewStateSet(sockdiag.Listen), Info: true}, d.keep); err != nil {
 		return fmt.Errorf("list sockets: %w", err)
-	}
-	if carry {
-		d.carryInfo(c, d.snap.Sockets[start:])
 	}
 	return nil
 }
