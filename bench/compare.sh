@@ -118,7 +118,8 @@ stop_host() {
 	for p in $HOLDERS; do kill -0 "$p" 2>/dev/null && left+=("$p"); done
 	while read -r p _; do left+=("$p"); done < <(ps -eo pid=,args= | grep -F "$WORK/cwhost" | grep -v grep)
 	if ((${#left[@]})); then
-		log "cwhost children still running: ${left[*]}; killing them by pid"
+		log "cwhost children still running: ${left[*]}; killing them by pid:"
+		ps -o pid,ppid,stat,args -p "$(IFS=,; echo "${left[*]}")" >&2
 		kill -KILL "${left[@]}" 2>/dev/null
 	else
 		log "cwhost stopped; no holder or child processes remain"
@@ -127,6 +128,8 @@ stop_host() {
 	HOLDERS=""
 }
 cleanup() {
+	[[ -n $MPID ]] && kill -TERM -- "-$MPID" 2>/dev/null # the command being timed
+	[[ -n $WDPID ]] && kill "$WDPID" 2>/dev/null
 	stop_host
 	rm -f "$WORK/host.in"
 }
@@ -165,14 +168,36 @@ start_host() { # size -> sets HOST_PID, HOLDERS, SETUP_S
 }
 
 # --- timing -------------------------------------------------------------------
-# measure CMD -> "seconds rss_kb exit cpu_seconds" (cpu = user + system)
+# measure CMD: writes "seconds rss_kb exit cpu_seconds" (cpu = user + system)
+# to $WORK/measure.out. The command runs in its own session (setsid) so that
+# a timeout or an interrupted script ends all of it (pipelines included).
+MPID=""
+WDPID=""
 measure() {
-	local tf="$WORK/time.out" t0 t1 rc
+	local tf="$WORK/time.out" t0 t1 rc done=""
+	rm -f "$tf"
 	t0=$EPOCHREALTIME
-	/usr/bin/time -f '%e %M %U %S' -o "$tf" timeout "$CMD_TIMEOUT" sh -c "$1 >/dev/null 2>>$WORK/stderr.log"
+	setsid /usr/bin/time -f '%e %M %U %S' -o "$tf" sh -c "$1 >/dev/null 2>>$WORK/stderr.log" &
+	MPID=$!
+	sleep "$CMD_TIMEOUT" &
+	WDPID=$!
+	wait -n -p done "$MPID" "$WDPID"
 	rc=$?
 	t1=$EPOCHREALTIME
-	awk -v a="$t0" -v b="$t1" -v rc="$rc" 'END{printf "%.3f %s %s %.2f\n", b-a, $2, rc, $3+$4}' "$tf"
+	if [[ $done != "$MPID" ]]; then # the watchdog ended first: timeout
+		kill -TERM -- "-$MPID" 2>/dev/null
+		wait "$MPID" 2>/dev/null
+		rc=124
+	else
+		kill "$WDPID" 2>/dev/null
+		wait "$WDPID" 2>/dev/null
+	fi
+	MPID="" WDPID=""
+	if [[ -s $tf ]]; then
+		awk -v a="$t0" -v b="$t1" -v rc="$rc" 'END{printf "%.3f %s %s %.2f\n", b-a, $2, rc, $3+$4}' "$tf"
+	else
+		awk -v a="$t0" -v b="$t1" -v rc="$rc" 'BEGIN{printf "%.3f 0 %s 0\n", b-a, rc}'
+	fi >"$WORK/measure.out"
 }
 median() { sort -g | awk '{v[NR]=$1} END{if (NR) print v[int((NR+1)/2)]}'; }
 
@@ -219,7 +244,8 @@ run_size() {
 	for ((i = 1; i <= runs; i++)); do
 		for name in "${CMDS[@]}"; do
 			[[ -n ${PRESKIP[$name]:-} || -n ${DONE[$name]:-} ]] && continue
-			read -r s m c u < <(measure "$(shcmd "$name")")
+			measure "$(shcmd "$name")"
+			read -r s m c u <"$WORK/measure.out"
 			log "$n: run $i: $name: ${s}s (cpu ${u}s) ${m}KB exit $c"
 			TIMES[$name]+="$s "
 			CPUS[$name]+="$u "
@@ -278,7 +304,7 @@ run_size() {
 		fi
 		local med=${MED[$name]} note=""
 		((RC[$name] == 124)) && med="> $CMD_TIMEOUT (timeout)"
-		out "| \`$shown\` | $med | ${CPU[$name]} | ${NRUN[$name]} | $(awk -v k="${RSS[$name]}" 'BEGIN{printf "%.1f", k/1024}') | ${RC[$name]} |"
+		out "| \`$shown\` | $med | ${CPU[$name]} | ${NRUN[$name]} | $(awk -v k="${RSS[$name]:-0}" 'BEGIN{printf "%.1f", k/1024}') | ${RC[$name]} |"
 	done
 	local cwname header=""
 	for cwname in "closewait sockets --json" "closewait --json" "closewait sockets --json --owners ebpf"; do
@@ -295,7 +321,7 @@ run_size() {
 		for other in "ss -Htan state close-wait" "ss -Htanp state close-wait" "lsof -nP -iTCP -sTCP:CLOSE_WAIT"; do
 			cols+=" $(ratio MED "$cwname" "$other") ($(ratio CPU "$cwname" "$other")) |"
 		done
-		out "| \`$cwname\` |$cols $(awk -v k="${RSS[$cwname]}" 'BEGIN{printf "%.1f", k/1024}') |"
+		out "| \`$cwname\` |$cols $(awk -v k="${RSS[$cwname]:-0}" 'BEGIN{printf "%.1f", k/1024}') |"
 	done
 	out ""
 	local whose="the fixture's $n plus the host's others"
