@@ -27,11 +27,11 @@ type watchTick struct {
 }
 
 func TestWatchJSONLeakGrowthAndETA(t *testing.T) {
-	const limit = 4096
+	const limit = 1024 // at 150-1200 sockets a minute: EMFILE within 7 minutes, critical
 	h := cwtest.Start(t, cwtest.Spec{LeakEvery: 100 * time.Millisecond, LeakMax: 200, FDLimit: limit})
 	h.Next("LEAK")
 	r := run(t, nil, "watch", "--json", "--interval", "500ms", "--count", "5", "--pid", strconv.Itoa(h.PID))
-	// At +600/min a 4096 fd limit is minutes away: critical, and --count
+	// At +600/min a 1024 fd limit is minutes away: critical, and --count
 	// makes the last interval's status the exit code.
 	if r.code != 2 {
 		t.Fatalf("exit %d, want 2 (critical: fd limit minutes away)\n%s", r.code, r.stderr)
@@ -164,7 +164,7 @@ func TestWatchBadFlags(t *testing.T) {
 }
 
 func TestReportHistoryShowsGrowthSinceLastRun(t *testing.T) {
-	h := cwtest.Start(t, cwtest.Spec{LeakEvery: 50 * time.Millisecond, LeakMax: 40})
+	h := cwtest.Start(t, cwtest.Spec{LeakEvery: 50 * time.Millisecond, LeakMax: 600})
 	h.Next("LEAK")
 	path := filepath.Join(t.TempDir(), "state", "history.db")
 	pid := strconv.Itoa(h.PID)

@@ -71,7 +71,7 @@ func liveTick(t *testing.T, pids ...int) *Tick {
 }
 
 func TestSamplerGrowthAndOutputs(t *testing.T) {
-	h := cwtest.Start(t, cwtest.Spec{ReadEOF: 1, LeakEvery: 20 * time.Millisecond, LeakMax: 100})
+	h := cwtest.Start(t, cwtest.Spec{ReadEOF: 1, LeakEvery: 20 * time.Millisecond, LeakMax: 800})
 	h.Next("LEAK")
 	s := newLiveSampler(1)
 	s.opt.PIDs = map[int]bool{h.PID: true}
