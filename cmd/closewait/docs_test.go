@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"net"
@@ -515,6 +516,25 @@ COMP_WORDS=(%s); COMP_CWORD=%d; _closewait; printf '%%s\n' "${COMPREPLY[@]}"`, s
 	return strings.Fields(string(out))
 }
 
+// zptyScript types command lines followed by Tab into an interactive zsh
+// whose fpath holds _closewait ($1) and waits for the completed words.
+const zptyScript = `zmodload zsh/zpty || exit 2
+zpty z zsh -f -i
+zpty -w z "PS1='> '; fpath=($1 \$fpath); autoload -U compinit; compinit -u -D; zstyle ':completion:*' list-prompt ''; closewait() { :; }; print COMPINIT-DONE"
+zpty -r z out '*COMPINIT-DONE*' || exit 3
+check() {
+  zpty -w -n z $'\C-u'"$1"$'\t\t'
+  zpty -r z out "*$2*" || { print -r "no $2 after $1"; exit 1 }
+  print -r "ok: $1 -> $2"
+}
+check 'closewait so' 'sockets'
+check 'closewait --owners ' 'ebpf'
+check 'closewait sockets --st' '--state'
+check 'closewait help ca' 'causes'
+check 'closewait completion ' 'fish'
+zpty -d z
+`
+
 // TestCompletion loads the bash script and completes commands, flags, enum
 // values, topics and pids; zsh and fish scripts are syntax-checked when
 // those shells are installed.
@@ -579,7 +599,18 @@ func TestCompletion(t *testing.T) {
 		if out, err := exec.Command(path, sh.check, f).CombinedOutput(); err != nil {
 			t.Errorf("%s %s: %v\n%s", sh.shell, sh.check, err, out)
 		}
-		if sh.shell != "fish" {
+		if sh.shell == "zsh" {
+			// zsh completes only inside its line editor: type into an
+			// interactive zsh on a pseudo-terminal (zpty) and read its echo.
+			zdir := filepath.Join(dir, "zfunc")
+			os.MkdirAll(zdir, 0o755)
+			os.WriteFile(filepath.Join(zdir, "_closewait"), []byte(r.stdout), 0o644)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			out, err := exec.CommandContext(ctx, path, "-f", "-c", zptyScript, "zsh", zdir).CombinedOutput()
+			cancel()
+			if err != nil || strings.Count(string(out), "ok: ") != 5 {
+				t.Errorf("zsh completion through zpty: %v\n%s", err, out)
+			}
 			continue
 		}
 		// fish completes a command line on request: drive it.
