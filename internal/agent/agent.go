@@ -153,9 +153,10 @@ func (a *Agent) Scan() error {
 	defer a.scanMu.Unlock()
 	start := time.Now()
 	n := a.scans.Add(1)
-	// Between full checks, trust an owner while its process lives and do not
-	// search again for sockets nobody was found holding: the incremental scan
-	// is then one socket dump plus one check per owner process.
+	// Between full checks, trust an owner while its process lives, do not
+	// search again for sockets nobody was found holding, and carry tcp_info
+	// (ages) over from the previous snapshot: the incremental scan is then
+	// one socket dump without tcp_info plus one check per owner process.
 	trust := (n-1)%uint64(a.opt.FullCheckEvery) != 0
 	snap, err := snapshot.Take(snapshot.Options{
 		ProcRoot:       a.opt.ProcRoot,
@@ -165,6 +166,7 @@ func (a *Agent) Scan() error {
 		Previous:       a.previous,
 		ReuseByProcess: trust,
 		SkipUnowned:    trust,
+		CarryInfo:      trust,
 	})
 	st := &State{Time: time.Now()}
 	if old := a.state.Load(); old != nil {

@@ -44,6 +44,9 @@ func newAgent(t *testing.T, opt agent.Options) *agent.Agent {
 	if opt.Interval == 0 {
 		opt.Interval = time.Hour // the test drives Scan itself
 	}
+	if opt.TopN == 0 {
+		opt.TopN = 1000 // the host's own CLOSE_WAIT holders must not push the test's out of the top
+	}
 	a, err := agent.New(opt)
 	if err != nil {
 		t.Fatal(err)
@@ -194,6 +197,9 @@ func TestHostileRequests(t *testing.T) {
 		{"process", "GET", "/api/v1/processes/" + pid, nil, 200, `"pid": ` + pid},
 		{"host history", "GET", "/api/v1/history?since=5m", nil, 200, `"points"`},
 		{"static", "GET", "/static/uPlot.iife.min.js", nil, 200, "uPlot"},
+		{"dashboard focus", "GET", "/?pid=" + pid, nil, 200, `id="p` + pid + `" open`},
+		{"dashboard bad pid", "GET", "/?pid=0", nil, 400, "pid must be"},
+		{"dashboard unknown param", "GET", "/?refresh=1", nil, 400, "unknown query parameter"},
 		{"unknown path", "GET", "/admin", nil, 404, ""},
 		{"unknown api", "GET", "/api/v1/destroy", nil, 404, ""},
 		{"unknown static", "GET", "/static/evil.js", nil, 404, ""},
@@ -281,14 +287,22 @@ func TestDashboardListsHolder(t *testing.T) {
 	url := serve(t, a)
 	scan(t, a)
 	scan(t, a)
+	pid := strconv.Itoa(h.PID)
 	code, body := get(t, url+"/")
 	if code != 200 {
 		t.Fatalf("/: %d", code)
 	}
-	pid := strconv.Itoa(h.PID)
+	// The row links to its details, on this page or, beyond the first ten, on /?pid=.
+	if !strings.Contains(body, `<a href="#p`+pid+`">`+pid+`</a>`) && !strings.Contains(body, `<a href="/?pid=`+pid+`#p`+pid+`">`+pid+`</a>`) {
+		t.Errorf("no link from the holder's row to its details")
+	}
+	code, body = get(t, url+"/?pid="+pid)
+	if code != 200 {
+		t.Fatalf("/?pid=%s: %d", pid, code)
+	}
 	for _, want := range []string{
 		`<tr class="proc status-ok" data-pid="` + pid + `">`,
-		`<a href="#p` + pid + `">` + pid + `</a>`,
+		`<details class="detail" id="p` + pid + `" open>`,
 		`<svg class="spark"`,
 		`data-pid="` + pid + `" data-kind="cw"`,
 		`aria-label="CLOSE_WAIT for `,

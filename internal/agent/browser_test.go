@@ -88,7 +88,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	var drawn drawing
 	var png []byte
 	err := chromedp.Do(ctx,
-		chromedp.Navigate(url+"/#p"+pid), // a row's link: opens the holder's details
+		chromedp.Navigate(url+"/?pid="+pid+"#p"+pid), // a row's link: the holder's details, open
 		chromedp.WaitVisible(chromedp.CSS(row)),
 		chromedp.WaitReady(chromedp.CSS(chart+`[data-drawn] canvas`)),
 	)
@@ -133,7 +133,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("no status word in the status strip")
 	}
 	if !drawn.Open {
-		t.Errorf("the holder's details did not open from the #p%s link", pid)
+		t.Errorf("the holder's details are not open on /?pid=%s", pid)
 	}
 	if drawn.Pixels < 100 || drawn.Width < 100 {
 		t.Errorf("chart canvas: %d painted pixels, width %d: not drawn", drawn.Pixels, drawn.Width)

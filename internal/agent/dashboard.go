@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -73,10 +74,12 @@ type pageData struct {
 	Rows    []rowData
 	Hidden  int
 	Details []detailData
+	Focus   int // ?pid=: its details are open
 }
 
 type rowData struct {
 	PID                      int
+	Link                     string // to its details: #pPID, or /?pid=PID#pPID beyond the first maxDetails
 	Status, Word, Icon       string
 	Comm, Cmdline, CmdShort  string
 	Container                string
@@ -193,9 +196,17 @@ func trendSummary(what string, pts []Point, val func(Point) int) string {
 }
 
 func (a *Agent) dashboard(w http.ResponseWriter, r *http.Request) {
-	if _, err := checkQuery(r); err != nil {
+	q, err := checkQuery(r, "pid")
+	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
+	}
+	focus := 0 // ?pid=N: show that process's details even beyond the first maxDetails
+	if v, ok := q["pid"]; ok {
+		if focus, err = parsePID(v[0]); err != nil {
+			httpError(w, http.StatusBadRequest, err.Error())
+			return
+		}
 	}
 	now := time.Now()
 	d := pageData{
@@ -217,7 +228,7 @@ func (a *Agent) dashboard(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if st != nil && st.Report != nil {
-		a.fillReport(&d, st.Report, now)
+		a.fillReport(&d, st.Report, now, focus)
 		status = st.Report.Status
 	}
 	d.Status, d.StatusWord, d.StatusIcon = statusLook(status)
@@ -236,7 +247,7 @@ func (a *Agent) dashboard(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (a *Agent) fillReport(d *pageData, rep *diagnose.Report, now time.Time) {
+func (a *Agent) fillReport(d *pageData, rep *diagnose.Report, now time.Time, focus int) {
 	d.HasReport = true
 	if rep.Snapshot != nil && rep.Snapshot.Host != "" {
 		d.Host = rep.Snapshot.Host
@@ -307,11 +318,23 @@ func (a *Agent) fillReport(d *pageData, rep *diagnose.Report, now time.Time) {
 	}
 	for i, p := range procs {
 		row := a.row(p, from)
+		row.Link = fmt.Sprintf("#p%d", p.PID)
+		if i >= maxDetails && p.PID != focus {
+			row.Link = fmt.Sprintf("/?pid=%d#p%d", p.PID, p.PID)
+		}
 		d.Rows = append(d.Rows, row)
-		if i < maxDetails {
+		if i < maxDetails || p.PID == focus {
 			d.Details = append(d.Details, detail(row))
 		}
 	}
+	if focus != 0 && !slices.ContainsFunc(d.Details, func(dd detailData) bool { return dd.PID == focus }) {
+		for _, p := range rep.Processes {
+			if p.PID == focus { // beyond the table's rows
+				d.Details = append(d.Details, detail(a.row(p, from)))
+			}
+		}
+	}
+	d.Focus = focus
 }
 
 func (a *Agent) row(p *diagnose.ProcessReport, from time.Time) rowData {
