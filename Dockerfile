@@ -17,7 +17,7 @@
 # - --owners ebpf (faster on very large hosts) also needs CAP_BPF and
 #   CAP_PERFMON; without them the agent uses /proc (the default, auto).
 # - With --network=host the agent listens on 0.0.0.0:10717 of the host:
-#   firewall it, or pass --listen 127.0.0.1:10717 after the image name.
+#   firewall it, or run it on 127.0.0.1 as above.
 # deploy/kubernetes/ has a DaemonSet that runs this image.
 
 # The builder: the same static build as `make build` (cmd/closewait/package_test.go
@@ -35,4 +35,8 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/closewait/clo
 FROM gcr.io/distroless/static-debian12
 COPY --from=build /out/closewait /usr/bin/closewait
 EXPOSE 10717
-ENTRYPOINT ["/usr/bin/closewait", "agent", "--listen", "0.0.0.0:10717"]
+# `docker run IMAGE` runs closewait agent --listen 0.0.0.0:10717; arguments
+# replace the CMD (e.g. `docker run IMAGE --json` for one report, or the
+# DaemonSet's args in deploy/kubernetes).
+ENTRYPOINT ["/usr/bin/closewait"]
+CMD ["agent", "--listen", "0.0.0.0:10717"]

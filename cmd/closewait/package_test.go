@@ -51,7 +51,7 @@ func TestStaticBuildAsInDockerfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buildLine string
-	var entry []string
+	var entry, cmdArgs []string
 	var expose string
 	sc := bufio.NewScanner(strings.NewReader(string(df)))
 	for sc.Scan() {
@@ -63,12 +63,16 @@ func TestStaticBuildAsInDockerfile(t *testing.T) {
 			if err := json.Unmarshal([]byte(strings.TrimPrefix(l, "ENTRYPOINT ")), &entry); err != nil {
 				t.Fatalf("ENTRYPOINT is not an exec-form JSON array: %v", err)
 			}
+		case strings.HasPrefix(l, "CMD "):
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(l, "CMD ")), &cmdArgs); err != nil {
+				t.Fatalf("CMD is not an exec-form JSON array: %v", err)
+			}
 		case strings.HasPrefix(l, "EXPOSE "):
 			expose = strings.TrimSpace(strings.TrimPrefix(l, "EXPOSE "))
 		}
 	}
-	if buildLine == "" || len(entry) < 2 {
-		t.Fatalf("Dockerfile: build line %q, entrypoint %q", buildLine, entry)
+	if buildLine == "" || len(entry) != 1 || len(cmdArgs) == 0 {
+		t.Fatalf("Dockerfile: build line %q, entrypoint %q, cmd %q; want the binary as ENTRYPOINT and its arguments as CMD", buildLine, entry, cmdArgs)
 	}
 	if !strings.Contains(buildLine, "-trimpath") || !strings.Contains(buildLine, "internal/cli.Version=${VERSION}") || !strings.Contains(buildLine, "-o /out/closewait") {
 		t.Errorf("Dockerfile build line lacks -trimpath, the version stamp or -o /out/closewait: %s", buildLine)
@@ -88,16 +92,37 @@ func TestStaticBuildAsInDockerfile(t *testing.T) {
 		t.Errorf("--version printed %q (%v), want closewait v9.8.7-test", out, err)
 	}
 
-	// The entrypoint: the agent on the default port, on every interface.
+	// The default command: the agent on the default port, on every interface.
 	if entry[0] != "/usr/bin/closewait" || !strings.Contains(string(df), "COPY --from=build /out/closewait /usr/bin/closewait") {
 		t.Errorf("entrypoint %q does not run the copied binary", entry)
 	}
-	if err := cli.Parse(entry[1:]); err != nil {
-		t.Errorf("entrypoint %q does not parse: %v", entry, err)
+	if err := cli.Parse(cmdArgs); err != nil {
+		t.Errorf("CMD %q does not parse: %v", cmdArgs, err)
 	}
 	_, port, _ := strings.Cut(cli.DefaultAgentListen, ":")
-	if !strings.Contains(strings.Join(entry, " "), "--listen 0.0.0.0:"+port) || expose != port {
-		t.Errorf("entrypoint %q / EXPOSE %q: want --listen 0.0.0.0:%s and EXPOSE %s", entry, expose, port, port)
+	if strings.Join(cmdArgs, " ") != "agent --listen 0.0.0.0:"+port || expose != port {
+		t.Errorf("CMD %q / EXPOSE %q: want agent --listen 0.0.0.0:%s and EXPOSE %s", cmdArgs, expose, port, port)
+	}
+	// The DaemonSet's args replace CMD: they must parse too.
+	if ds, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "kubernetes", "daemonset.yaml")); err == nil {
+		var args []string
+		in := false
+		for _, l := range strings.Split(string(ds), "\n") {
+			tl := strings.TrimSpace(l)
+			switch {
+			case tl == "args:":
+				in = true
+			case in && strings.HasPrefix(tl, "- "):
+				args = append(args, strings.Trim(strings.TrimPrefix(tl, "- "), `"'`))
+			case in:
+				in = false
+			}
+		}
+		if len(args) == 0 {
+			t.Log("deploy/kubernetes/daemonset.yaml has no args: the image's CMD applies")
+		} else if err := cli.Parse(args); err != nil {
+			t.Errorf("the DaemonSet's args %q do not parse: %v", args, err)
+		}
 	}
 
 	// The Makefile builds the same way.
