@@ -23,7 +23,12 @@ type TextOptions struct {
 func WriteText(w io.Writer, r *diagnose.Report, opt TextOptions) error {
 	bw := bufio.NewWriter(w)
 	snap := r.Snapshot
-	fmt.Fprintf(bw, "closewait · %s · %s · %s\n", snap.Host, snap.Time.UTC().Format("2006-01-02 15:04:05 UTC"), statusWord(r.Status, opt.Color, true))
+	live := snap.Live()
+	from := ""
+	if !live {
+		from = " · from saved " + snap.Stats.Source + " output"
+	}
+	fmt.Fprintf(bw, "closewait · %s · %s%s · %s\n", snap.Host, snap.Time.UTC().Format("2006-01-02 15:04:05 UTC"), from, statusWord(r.Status, opt.Color, true))
 	total := 0
 	for _, n := range snap.States {
 		total += n
@@ -69,6 +74,9 @@ func WriteText(w io.Writer, r *diagnose.Report, opt TextOptions) error {
 				cmd = truncate(cmd, opt.Width-len(head))
 			}
 			fmt.Fprintf(bw, "%s  %*d  %-*s  %6d  %-19s  %7s  %s\n", statusPad(p.Status, opt.Color), pw, p.PID, uw, user, p.CloseWait, fds, age, cmd)
+			if where := placeText(p, snap.NetNS); where != "" {
+				fmt.Fprintf(bw, "    in %s\n", where)
+			}
 			for _, why := range p.Reasons {
 				fmt.Fprintf(bw, "    ! %s\n", why)
 			}
@@ -101,12 +109,41 @@ func WriteText(w io.Writer, r *diagnose.Report, opt TextOptions) error {
 		}
 		fmt.Fprintf(bw, "\n%s  %d CLOSE_WAIT sockets with no owner found%s\n", statusPad(u.Status, opt.Color), u.Count, age)
 	}
-	fmt.Fprintf(bw, "\n%d CLOSE_WAIT in %d processes. Ages (~) are estimates from tcp_info. Exit status %d (%s).\n",
-		r.CloseWait, len(r.Processes), r.Status.ExitCode(), r.Status)
-	if len(r.Processes) > 0 {
+	ages := "Ages (~) are estimates from tcp_info."
+	switch {
+	case snap.Stats.Source == "procnet":
+		ages = "No ages: /proc/net/tcp has no tcp_info."
+	case !live && !snap.HasAges():
+		ages = "No ages: the input has no tcp_info (ss -i)."
+	}
+	fmt.Fprintf(bw, "\n%d CLOSE_WAIT in %d processes. %s Exit status %d (%s).\n",
+		r.CloseWait, len(r.Processes), ages, r.Status.ExitCode(), r.Status)
+	if len(r.Processes) > 0 && live {
 		fmt.Fprintf(bw, "More: closewait explain %d · closewait sockets --pid %d · closewait watch\n", r.Processes[0].PID, r.Processes[0].PID)
 	}
 	return bw.Flush()
+}
+
+// placeText says where a process runs when that is not plainly this host:
+// its container (runtime, short id, pod) and the network namespaces of its
+// sockets other than closewait's own (current).
+func placeText(p *diagnose.ProcessReport, current uint64) string {
+	var parts []string
+	if pr := p.Process; pr != nil && pr.Container.ID != "" {
+		c := pr.Container.Runtime + " container " + shortID(pr.Container.ID)
+		if pr.Container.PodUID != "" {
+			c += " (pod " + pr.Container.PodUID + ")"
+		}
+		parts = append(parts, strings.TrimSpace(c))
+	}
+	seen := map[uint64]bool{}
+	for _, s := range p.Sockets {
+		if s.NetNS != 0 && s.NetNS != current && !seen[s.NetNS] {
+			seen[s.NetNS] = true
+			parts = append(parts, fmt.Sprintf("netns net:[%d]", s.NetNS))
+		}
+	}
+	return strings.Join(parts, " · ")
 }
 
 // FindingLine is a finding in one line: cause, where, how many, the first piece of evidence.
@@ -118,7 +155,10 @@ func FindingLine(f diagnose.Finding) string {
 	case f.LocalPort != 0:
 		where += " on port " + strconv.Itoa(int(f.LocalPort))
 	}
-	s := fmt.Sprintf("%s (%s): %d sockets, oldest %s", f.Cause, where, f.Count, diagnose.FormatAge(time.Duration(f.Oldest*float64(time.Second))))
+	s := fmt.Sprintf("%s (%s): %d sockets", f.Cause, where, f.Count)
+	if f.Oldest > 0 {
+		s += ", oldest " + diagnose.FormatAge(time.Duration(f.Oldest*float64(time.Second)))
+	}
 	if len(f.Evidence) > 0 {
 		s += ". " + f.Evidence[0]
 	}
@@ -126,10 +166,12 @@ func FindingLine(f diagnose.Finding) string {
 }
 
 func fdText(open int, soft uint64) string {
-	switch soft {
-	case 0:
+	switch {
+	case soft == 0 && open == 0:
+		return "?"
+	case soft == 0:
 		return fmt.Sprintf("%d/?", open)
-	case ^uint64(0):
+	case soft == ^uint64(0):
 		return fmt.Sprintf("%d/unlimited", open)
 	}
 	return fmt.Sprintf("%d/%d %d%%", open, soft, int(float64(open)*100/float64(soft)+0.5))

@@ -90,3 +90,19 @@ func (snap *Snapshot) Select(f Filter) []*Socket {
 	}
 	return out
 }
+
+// Live reports whether the snapshot was read from this host's kernel, as
+// opposed to parsed from saved tool output (closewait analyze).
+func (snap *Snapshot) Live() bool {
+	return snap.Stats.Source == "netlink" || snap.Stats.Source == "procnet"
+}
+
+// HasAges reports whether any socket carries an age estimate (tcp_info).
+func (snap *Snapshot) HasAges() bool {
+	for i := range snap.Sockets {
+		if _, ok := snap.Sockets[i].Age(); ok {
+			return true
+		}
+	}
+	return false
+}
