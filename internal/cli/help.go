@@ -46,6 +46,8 @@ func (c *HelpCmd) Run(g *Globals, ctx *kong.Context) error {
 				fmt.Fprint(g.stdout, docs.Wrap(firstSentence(n.Help), width, fmt.Sprintf("  %-12s ", n.Name), strings.Repeat(" ", 15)))
 			}
 		}
+		fmt.Fprintln(g.stdout)
+		fmt.Fprint(g.stdout, docs.Wrap("The same topics, with real example output for every cause: the field guide, /usr/share/doc/closewait/field-guide.md (docs/field-guide.md in the source), and man closewait.", width, "", ""))
 		return nil
 	}
 	if t, err := docs.Lookup(name); err == nil {
