@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -217,14 +217,22 @@ type sockKey struct {
 	tuple uint64
 }
 
-// tupleHash identifies a socket beyond its inode, which the kernel may reuse.
+// tupleHash identifies a socket beyond its inode, which the kernel may
+// reuse: FNV-1a of both addresses (16 bytes each) and ports, without
+// allocating.
 func tupleHash(s *sockdiag.Socket) uint64 {
-	h := fnv.New64a()
-	b, _ := s.Local.MarshalBinary()
-	h.Write(b)
-	b, _ = s.Remote.MarshalBinary()
-	h.Write(b)
-	return h.Sum64()
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	for _, ap := range [2]netip.AddrPort{s.Local, s.Remote} {
+		a := ap.Addr().As16()
+		for _, c := range a {
+			h = (h ^ uint64(c)) * prime
+		}
+		p := ap.Port()
+		h = (h ^ uint64(p>>8)) * prime
+		h = (h ^ uint64(p&0xff)) * prime
+	}
+	return h
 }
 
 // Record stores one report: the host totals, one point per process holding
