@@ -33,6 +33,7 @@ type AgentCmd struct {
 
 // Run serves until SIGTERM or SIGINT, then shuts the server down cleanly.
 func (c *AgentCmd) Run(g *Globals) error {
+	longRunningGC()
 	th, err := c.Thresholds()
 	if err != nil {
 		return err

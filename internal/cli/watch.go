@@ -39,6 +39,7 @@ type WatchCmd struct {
 
 // Run watches until the count is reached, q, Ctrl-C or SIGTERM.
 func (c *WatchCmd) Run(g *Globals) error {
+	longRunningGC()
 	th, err := c.Thresholds()
 	if err != nil {
 		return err

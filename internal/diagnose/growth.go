@@ -82,19 +82,14 @@ func closeWaitByPID(snap *snapshot.Snapshot) map[int]map[sockKey]bool {
 // computeGrowth compares a process's sockets now with those it held before.
 func computeGrowth(p *ProcessReport, before map[sockKey]bool, interval time.Duration) *Growth {
 	g := &Growth{Interval: interval, Before: len(before)}
-	now := make(map[sockKey]bool, len(p.Sockets))
 	for _, s := range p.Sockets {
-		k := keyOf(s)
-		now[k] = true
-		if !before[k] {
+		if !before[keyOf(s)] {
 			g.Entered++
 		}
 	}
-	for k := range before {
-		if !now[k] {
-			g.Left++
-		}
-	}
+	// A process lists each socket once, so the sockets still here are
+	// len(p.Sockets) - Entered, and the rest of before has left.
+	g.Left = max(len(before)-(len(p.Sockets)-g.Entered), 0)
 	if len(p.Sockets) <= NormalHalfCloseMax {
 		g.InFlight = true
 		for _, s := range p.Sockets {

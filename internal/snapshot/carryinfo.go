@@ -15,14 +15,7 @@ import (
 // without CarryInfo.
 func (d *dumper) carryInfo(c *sockdiag.Conn, socks []Socket) {
 	prev := d.opt.Previous
-	if d.prevInfo == nil {
-		d.prevInfo = make(map[uint64]*Socket, len(prev.Sockets))
-		for i := range prev.Sockets {
-			if s := &prev.Sockets[i]; s.HasInfo && s.Inode != 0 {
-				d.prevInfo[s.Inode] = s
-			}
-		}
-	}
+	d.prev.rewind()
 	dt := max(d.snap.Time.Sub(prev.Time).Milliseconds(), 0)
 	advance := func(v uint32) uint32 { return uint32(min(int64(v)+dt, math.MaxUint32)) }
 	for i := range socks {
@@ -30,7 +23,7 @@ func (d *dumper) carryInfo(c *sockdiag.Conn, socks []Socket) {
 		if s.HasInfo {
 			continue
 		}
-		if p, ok := d.prevInfo[s.Inode]; ok && s.Inode != 0 && p.Local == s.Local && p.Remote == s.Remote && p.State == s.State {
+		if p := d.prev.find(s.Inode); p != nil && p.HasInfo && p.Local == s.Local && p.Remote == s.Remote && p.State == s.State {
 			s.Info, s.HasInfo = p.Info, true
 			s.Info.LastDataSent = advance(p.Info.LastDataSent)
 			s.Info.LastAckRecv = advance(p.Info.LastAckRecv)

@@ -19,7 +19,7 @@ type dumper struct {
 	count, keep func(*sockdiag.Socket) bool
 	seen        map[uint64]bool
 	denied      int
-	prevInfo    map[uint64]*Socket // Options.CarryInfo: the previous snapshot's sockets by inode
+	prev        *prevIndex // Options.Previous, by inode
 }
 
 func (d *dumper) wanted(ino uint64) bool {

@@ -19,12 +19,17 @@ func newReuser(fs procscan.FS, opt Options) (still func(procscan.Owner, uint64) 
 	}
 	if opt.ReuseByProcess {
 		alive := map[int]bool{}
+		lastPID, lastAlive := -1, false
 		still = func(o procscan.Owner, _ uint64) bool {
+			if o.PID == lastPID {
+				return lastAlive
+			}
 			v, ok := alive[o.PID]
 			if !ok {
 				v = unix.Access(fs.Path(strconv.Itoa(o.PID)), unix.F_OK) == nil
 				alive[o.PID] = v
 			}
+			lastPID, lastAlive = o.PID, v
 			return v
 		}
 	}

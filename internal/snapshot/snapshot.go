@@ -149,7 +149,8 @@ func Take(opt Options) (*Snapshot, error) {
 	fs := procscan.NewFS(opt.ProcRoot)
 
 	var listeners []Socket
-	if err := snap.dump(fs, opt, &listeners); err != nil {
+	prev := newPrevIndex(opt.Previous)
+	if err := snap.dump(fs, opt, &listeners, prev); err != nil {
 		return nil, err
 	}
 	snap.Stats.DumpTime = time.Since(start)
@@ -157,7 +158,7 @@ func Take(opt Options) (*Snapshot, error) {
 
 	if opt.NoOwners {
 		snap.Stats.Owners = "none"
-	} else if err := snap.findOwners(fs, opt); err != nil {
+	} else if err := snap.findOwners(fs, opt, prev); err != nil {
 		return nil, err
 	}
 	snap.Stats.Duration = time.Since(start)
@@ -166,7 +167,7 @@ func Take(opt Options) (*Snapshot, error) {
 
 // dump fills States, Sockets and the candidate listeners, from netlink or
 // from /proc/net when netlink is unavailable.
-func (snap *Snapshot) dump(fs procscan.FS, opt Options, listeners *[]Socket) error {
+func (snap *Snapshot) dump(fs procscan.FS, opt Options, listeners *[]Socket, prev *prevIndex) error {
 	detail := snap.Detail
 	keep := func(s *sockdiag.Socket) bool {
 		snap.States[s.State]++
@@ -179,7 +180,7 @@ func (snap *Snapshot) dump(fs procscan.FS, opt Options, listeners *[]Socket) err
 		return true
 	}
 	count := func(s *sockdiag.Socket) bool { snap.States[s.State]++; return true }
-	d := &dumper{snap: snap, opt: opt, count: count, keep: keep, seen: map[uint64]bool{}}
+	d := &dumper{snap: snap, opt: opt, count: count, keep: keep, seen: map[uint64]bool{}, prev: prev}
 
 	if !opt.ForceProcNet {
 		c, err := sockdiag.Dial()
@@ -262,9 +263,9 @@ func (snap *Snapshot) linkListeners(listeners []Socket) {
 
 // findOwners attributes sockets and listeners to processes and reads the
 // facts of every owner.
-func (snap *Snapshot) findOwners(fs procscan.FS, opt Options) error {
+func (snap *Snapshot) findOwners(fs procscan.FS, opt Options, prev *prevIndex) error {
 	start := time.Now()
-	wanted := make(map[uint64]struct{}, len(snap.Sockets)+len(snap.Listeners))
+	wanted := map[uint64]struct{}{} // no size hint: in incremental snapshots few or none are new
 	uids := map[uint32]bool{}
 	all := make([]*Socket, 0, len(snap.Sockets)+len(snap.Listeners))
 	for i := range snap.Sockets {
@@ -275,28 +276,15 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt Options) error {
 	}
 
 	// Reuse the previous snapshot's owners where they still hold the socket.
-	var prev map[uint64][]procscan.Owner
-	if opt.Previous != nil {
-		prev = make(map[uint64][]procscan.Owner, len(opt.Previous.Sockets))
-		for _, s := range opt.Previous.Sockets {
-			if s.Inode != 0 && len(s.Owners) > 0 {
-				prev[s.Inode] = s.Owners
-			}
-		}
-		for _, s := range opt.Previous.Listeners {
-			if s.Inode != 0 && len(s.Owners) > 0 {
-				prev[s.Inode] = s.Owners
-			}
-		}
-	}
+	prev.rewind()
 	reused := 0
 	still, unowned := newReuser(fs, opt)
 	for _, s := range all {
 		if s.Inode == 0 {
 			continue
 		}
-		if owners, ok := prev[s.Inode]; ok && still(owners[0], s.Inode) {
-			s.Owners = owners
+		if p := prev.find(s.Inode); p != nil && len(p.Owners) > 0 && still(p.Owners[0], s.Inode) {
+			s.Owners = p.Owners
 			reused++
 			continue
 		}
@@ -317,9 +305,11 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt Options) error {
 	if reused > 0 {
 		snap.Stats.Owners += "+reused"
 	}
-	for _, s := range all {
-		if o, ok := res.Owners[s.Inode]; ok && s.Inode != 0 {
-			s.Owners = o
+	if len(res.Owners) > 0 {
+		for _, s := range all {
+			if o, ok := res.Owners[s.Inode]; ok && s.Inode != 0 {
+				s.Owners = o
+			}
 		}
 	}
 	// Sockets in an accept queue belong to the listener's owners.
@@ -342,9 +332,13 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt Options) error {
 	snap.Stats.ScanTime = time.Since(start)
 
 	pids := map[int]bool{}
+	last := -1
 	for _, s := range all {
 		for _, o := range s.Owners {
-			pids[o.PID] = true
+			if o.PID != last { // a process's sockets mostly come in a row
+				pids[o.PID] = true
+				last = o.PID
+			}
 		}
 	}
 	for _, pid := range slices.Sorted(maps.Keys(pids)) {

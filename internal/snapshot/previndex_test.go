@@ -1,0 +1,63 @@
+package snapshot
+
+import (
+	"testing"
+
+	"github.com/closewait/closewait/internal/sockdiag"
+)
+
+func TestPrevIndex(t *testing.T) {
+	sock := func(ino uint64) Socket { return Socket{Socket: sockdiag.Socket{Inode: ino}} }
+	prev := &Snapshot{Listeners: []Socket{sock(900)}}
+	for ino := uint64(1); ino <= 1000; ino++ {
+		if ino%100 != 0 { // inodes 100, 200, ... are listeners or absent
+			prev.Sockets = append(prev.Sockets, sock(ino))
+		}
+	}
+	x := newPrevIndex(prev)
+
+	// In dump order: every hit is found next to the cursor, with no map.
+	for _, s := range prev.Sockets {
+		if p := x.find(s.Inode); p == nil || p.Inode != s.Inode {
+			t.Fatalf("find(%d) = %v", s.Inode, p)
+		}
+	}
+	if x.byInode != nil {
+		t.Error("a lookup in dump order built the map")
+	}
+	// Sockets that left are skipped within the window; new ones whose bit is
+	// clear are answered without the map.
+	x.rewind()
+	for _, ino := range []uint64{1, 2, 5, 9, 14} {
+		if p := x.find(ino); p == nil || p.Inode != ino {
+			t.Fatalf("after departures, find(%d) = %v", ino, p)
+		}
+	}
+	if p := x.find(0); p != nil {
+		t.Error("inode 0 matched")
+	}
+	misses := 0
+	for ino := uint64(5000); ino < 5100; ino++ {
+		if x.find(ino) != nil {
+			t.Fatalf("new inode %d found", ino)
+		}
+		if x.byInode == nil {
+			misses++
+		}
+	}
+	if misses == 0 {
+		t.Error("every new inode built the map: the bitset filters nothing")
+	}
+	// Out of order: found through the map, and the cursor follows the hit.
+	x.rewind()
+	for _, ino := range []uint64{777, 3, 900, 778} {
+		if p := x.find(ino); p == nil || p.Inode != ino {
+			t.Fatalf("out of order, find(%d) = %v", ino, p)
+		}
+	}
+	var nilIndex *prevIndex
+	nilIndex.rewind()
+	if nilIndex.find(5) != nil {
+		t.Error("nil index found something")
+	}
+}
