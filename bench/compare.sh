@@ -354,7 +354,13 @@ agree() {
 }
 
 out "## closewait benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
-[[ -z $CW ]] && out "" && out "closewait was not built (see above): ss/lsof/netstat rows only."
+if [[ -z $CW ]]; then
+	out "" && out "closewait was not built (see above): ss/lsof/netstat rows only."
+elif [[ -z ${CLOSEWAIT_BIN:-} ]]; then
+	dirty=""
+	[[ -n $(git status --porcelain -- cmd internal go.mod 2>/dev/null) ]] && dirty=" plus uncommitted changes in cmd/ internal/"
+	out "" && out "closewait built from $(git rev-parse --short HEAD 2>/dev/null)$dirty."
+fi
 status=0
 for n in $SIZES; do
 	log "=== size $n"
