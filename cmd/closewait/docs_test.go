@@ -134,6 +134,13 @@ var exampleScenarios = map[string]func(t *testing.T) shown{
 		time.Sleep(1100 * time.Millisecond)
 		return captureExample(t, []int{h.PID}, "explain", strconv.Itoa(h.PID))
 	},
+	"check": func(t *testing.T) shown {
+		h := cwtest.Start(t, cwtest.Spec{ReadEOF: 6, KeepAlive: true})
+		time.Sleep(1100 * time.Millisecond)
+		s := captureExample(t, []int{h.PID}, "check", "--pid", strconv.Itoa(h.PID))
+		s.loose = true // host-wide settings and counts differ between hosts
+		return s
+	},
 	"growing": func(t *testing.T) shown {
 		h := cwtest.Start(t, cwtest.Spec{LeakEvery: 100 * time.Millisecond, LeakMax: 100})
 		for i := 0; i < 10; i++ {
