@@ -364,7 +364,7 @@ func commandLines(md string) []string {
 // placeholders stand for the values the guide leaves to the reader.
 var placeholders = map[string]string{
 	"PID": "1", "$PID": "1", "N": "1", "D": "5m", "S": "0.5", "FILE": "-", "TOPIC": "causes",
-	"SHELL": "bash", "ADDR": "127.0.0.1", "PORT": "8080", "DURATION": "10s",
+	"SHELL": "bash", "ADDR": "127.0.0.1", "PORT": "8080", "DURATION": "10s", "NAME": "web-03",
 }
 
 // shellWords splits a command line like sh would for simple quoting, drops
