@@ -213,3 +213,37 @@ func TestFindOwnersWithSource(t *testing.T) {
 		t.Errorf("fallback: method %s, fallback %v, owners (-want +got):\n%s", res.Method, res.Fallback, diff)
 	}
 }
+
+// lister replays triples as an unfiltered one-pass source.
+type lister struct {
+	triples []triple
+	err     error
+}
+
+func (l lister) Each(fn func(pid, fd int, inode uint64)) error {
+	for _, t := range l.triples {
+		fn(t.pid, t.fd, t.ino)
+	}
+	return l.err
+}
+
+func TestPrefetch(t *testing.T) {
+	fs := NewFS(fixture)
+	l := lister{triples: []triple{{200, 7, 41234}, {100, 3, 41234}, {300, 20, 55555}, {300, 21, 1}}}
+	res, err := fs.FindOwners(map[uint64]struct{}{41234: {}}, ScanOptions{Source: Prefetch(l)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint64][]Owner{41234: {{100, 3}, {200, 7}}}
+	if diff := cmp.Diff(want, res.Owners); diff != "" || res.Method != "ebpf" {
+		t.Errorf("method %s, owners (-want +got):\n%s", res.Method, diff)
+	}
+	// A pass that failed falls back to the walk.
+	res, err = fs.FindOwners(map[uint64]struct{}{41234: {}}, ScanOptions{Source: Prefetch(lister{err: errors.New("read: EINTR storm")})})
+	if err != nil || res.Method != "proc" || res.Fallback == nil {
+		t.Errorf("failed prefetch: %v, method %s, fallback %v", err, res.Method, res.Fallback)
+	}
+	if diff := cmp.Diff(want, res.Owners); diff != "" {
+		t.Errorf("fallback owners (-want +got):\n%s", diff)
+	}
+}

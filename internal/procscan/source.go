@@ -40,3 +40,51 @@ func (fs FS) findOwnersFrom(src SocketFDSource, wanted map[uint64]struct{}, opt 
 	res.Method = "ebpf"
 	return res, nil
 }
+
+// SocketFDLister lists every socket fd of every process in one pass,
+// unfiltered (the eBPF iterator's Each).
+type SocketFDLister interface {
+	Each(fn func(pid, fd int, inode uint64)) error
+}
+
+// Prefetch starts a pass of src in the background and returns a source that
+// answers from what that pass saw, waiting for it to end. It lets the owner
+// lookup run while the kernel's socket dump runs, on another core. Like any
+// two separate reads of the kernel, a socket whose fd appears after the pass
+// visited its process has no owner in that snapshot.
+func Prefetch(src SocketFDLister) SocketFDSource {
+	p := &prefetched{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.triples = make([]fdTriple, 0, 4096)
+		p.err = src.Each(func(pid, fd int, inode uint64) {
+			p.triples = append(p.triples, fdTriple{inode: inode, pid: int32(pid), fd: int32(fd)})
+		})
+	}()
+	return p
+}
+
+type fdTriple struct {
+	inode   uint64
+	pid, fd int32
+}
+
+type prefetched struct {
+	done    chan struct{}
+	triples []fdTriple
+	err     error
+}
+
+// EachWanted waits for the background pass and replays its wanted triples.
+func (p *prefetched) EachWanted(wanted map[uint64]struct{}, fn func(pid, fd int, inode uint64)) error {
+	<-p.done
+	if p.err != nil {
+		return p.err
+	}
+	for _, t := range p.triples {
+		if _, ok := wanted[t.inode]; ok {
+			fn(int(t.pid), int(t.fd), t.inode)
+		}
+	}
+	return nil
+}

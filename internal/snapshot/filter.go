@@ -3,8 +3,12 @@ package snapshot
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/closewait/closewait/internal/procscan"
 )
 
 // Filter selects sockets. The zero value matches every socket.
@@ -105,4 +109,25 @@ func (snap *Snapshot) HasAges() bool {
 		}
 	}
 	return false
+}
+
+// tcpInUse reads how many TCP sockets (TIME_WAIT aside) closewait's network
+// namespace holds, from /proc/net/sockstat and sockstat6, or 0. It bounds
+// how many sockets a dump of this namespace can list.
+func tcpInUse(fs procscan.FS) int {
+	total := 0
+	for _, name := range []string{"sockstat", "sockstat6"} {
+		b, err := os.ReadFile(fs.Path("net", name))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 3 && (f[0] == "TCP:" || f[0] == "TCP6:") && f[1] == "inuse" {
+				n, _ := strconv.Atoi(f[2])
+				total += n
+			}
+		}
+	}
+	return min(total, 1<<22)
 }

@@ -142,12 +142,21 @@ func Take(opt Options) (*Snapshot, error) {
 		Detail:    detail,
 		Processes: make(map[int]*procscan.Process),
 	}
+	fs := procscan.NewFS(opt.ProcRoot)
 	if opt.Previous != nil { // about as many sockets as last time: no regrowth of a large slice
 		snap.Sockets = make([]Socket, 0, len(opt.Previous.Sockets)+len(opt.Previous.Sockets)/8+16)
+	} else if n := tcpInUse(fs); n > 1024 {
+		// Regrowing a slice of 100k sockets copies and clears it several
+		// times over: reserve the upper bound instead. Pages never touched
+		// cost address space, not memory.
+		snap.Sockets = make([]Socket, 0, n+n/16)
 	}
 	snap.Host, _ = os.Hostname()
-	fs := procscan.NewFS(opt.ProcRoot)
 
+	if l, ok := opt.OwnerSource.(procscan.SocketFDLister); ok && !opt.NoOwners && opt.Previous == nil {
+		// One-shot: find owners while the kernel dumps sockets, on another core.
+		opt.OwnerSource = procscan.Prefetch(l)
+	}
 	var listeners []Socket
 	prev := newPrevIndex(opt.Previous)
 	if err := snap.dump(fs, opt, &listeners, prev); err != nil {
