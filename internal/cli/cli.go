@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -81,6 +82,13 @@ func (e exitCode) Error() string { return "exit " + strconv.Itoa(int(e)) }
 
 // Main runs closewait with args (without the program name) and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if path := os.Getenv("CLOSEWAIT_CPUPROFILE"); path != "" { // for developers: a CPU profile of one run
+		if f, err := os.Create(path); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
+	}
 	var cli CLI
 	cli.stdout, cli.stderr = stdout, stderr
 	exited := -1
