@@ -256,6 +256,11 @@ func (g *Globals) take(opt snapshot.Options) (*snapshot.Snapshot, error) {
 	for _, n := range snap.Notices {
 		fmt.Fprintf(g.stderr, "closewait: note: %s\n", n)
 	}
+	if fb := snap.Stats.Scan.Fallback; fb != nil && g.owners.lazy != nil {
+		g.noteOwnersFallback(oneLine(fb))
+	} else if g.owners.lazy != nil && g.Verbose && snap.Stats.Scan.Method == "ebpf" {
+		fmt.Fprintln(g.stderr, "closewait: owners: eBPF task_file iterator")
+	}
 	if g.Verbose {
 		st := snap.Stats
 		fmt.Fprintf(g.stderr, "closewait: %d sockets listed from %s in %v; owners by %s in %v (%d processes: %d read, %d skipped, %d vanished, %d denied; %d fds read; %d owners reused)\n",

@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/closewait/closewait/internal/ebpfowners"
 	"github.com/closewait/closewait/internal/procscan"
@@ -20,7 +21,8 @@ const autoEBPFMinFDs = 20000
 // ownerState caches the eBPF iterator for the life of the command.
 type ownerState struct {
 	tried bool
-	iter  *ebpfowners.Iterator
+	iter  *ebpfowners.Iterator // long-running commands: loaded up front
+	lazy  *lazyIterator        // one-shot commands: loaded during the first pass
 }
 
 // OwnerSource returns the one-pass owner source --owners asks for, or nil
@@ -33,10 +35,13 @@ func (g *Globals) OwnerSource(longRunning bool) procscan.SocketFDSource {
 		return nil
 	}
 	if g.owners.tried {
-		if g.owners.iter == nil {
-			return nil
+		switch {
+		case g.owners.lazy != nil:
+			return g.owners.lazy
+		case g.owners.iter != nil:
+			return g.owners.iter
 		}
-		return g.owners.iter
+		return nil
 	}
 	g.owners.tried = true
 	explicit := g.Owners == "ebpf"
@@ -52,6 +57,14 @@ func (g *Globals) OwnerSource(longRunning bool) procscan.SocketFDSource {
 		}
 		return nil
 	}
+	if why == "" && !longRunning {
+		// One-shot: load inside the owner pass, which runs beside the
+		// kernel's socket dump (snapshot prefetch), so the 40-100 ms of
+		// loading overlaps the dump instead of preceding it. A load error
+		// comes back as the scan's fallback reason; take() reports it.
+		g.owners.lazy = &lazyIterator{g: g}
+		return g.owners.lazy
+	}
 	if why == "" {
 		it, err := ebpfowners.Load()
 		if err == nil {
@@ -63,28 +76,58 @@ func (g *Globals) OwnerSource(longRunning bool) procscan.SocketFDSource {
 		}
 		why = oneLine(err)
 	}
-	if explicit {
+	g.noteOwnersFallback(why)
+	return nil
+}
+
+// noteOwnersFallback says why eBPF owners are not used: on stderr under
+// --owners ebpf, with -v under auto, silently otherwise.
+func (g *Globals) noteOwnersFallback(why string) {
+	if g.Owners == "ebpf" {
 		fmt.Fprintf(g.stderr, "closewait: note: --owners ebpf unavailable (%s): reading /proc instead\n", why)
 	} else if g.Verbose {
 		fmt.Fprintf(g.stderr, "closewait: owners: /proc walk (eBPF unavailable: %s)\n", why)
 	}
-	return nil
 }
 
-// longRunningGC trades memory for CPU in commands that snapshot on every
-// tick (watch, agent): at 100k sockets each tick allocates ~50 MB of short-lived
-// maps and slices, and collecting at twice the live heap instead of at
-// once saves about 8% of a tick's CPU. GOGC in the environment still wins.
-func longRunningGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(200)
+// lazyIterator loads the eBPF iterator on first use, from whichever
+// goroutine first needs it.
+type lazyIterator struct {
+	g    *Globals
+	once sync.Once
+	it   *ebpfowners.Iterator
+	err  error
+}
+
+func (l *lazyIterator) load() error {
+	l.once.Do(func() { l.it, l.err = ebpfowners.Load() })
+	return l.err
+}
+
+// Each lists every socket fd of every process (procscan.SocketFDLister).
+func (l *lazyIterator) Each(fn func(pid, fd int, inode uint64)) error {
+	if err := l.load(); err != nil {
+		return err
 	}
+	return l.it.Each(fn)
+}
+
+// EachWanted lists the socket fds of the wanted inodes (procscan.SocketFDSource).
+func (l *lazyIterator) EachWanted(wanted map[uint64]struct{}, fn func(pid, fd int, inode uint64)) error {
+	if err := l.load(); err != nil {
+		return err
+	}
+	return l.it.EachWanted(wanted, fn)
 }
 
 func (g *Globals) closeOwners() {
 	if g.owners.iter != nil {
 		g.owners.iter.Close()
 		g.owners.iter = nil
+	}
+	if l := g.owners.lazy; l != nil && l.it != nil {
+		l.it.Close()
+		l.it = nil
 	}
 }
 
@@ -101,4 +144,14 @@ func hostOpenFiles() int {
 	}
 	n, _ := strconv.Atoi(f[0])
 	return n
+}
+
+// longRunningGC trades memory for CPU in commands that snapshot on every
+// tick (watch, agent): at 100k sockets each tick allocates ~50 MB of short-lived
+// maps and slices, and collecting at twice the live heap instead of at
+// once saves about 8% of a tick's CPU. GOGC in the environment still wins.
+func longRunningGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(200)
+	}
 }
