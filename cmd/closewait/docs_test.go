@@ -173,6 +173,7 @@ func mask(s string, pids []int) []string {
 	// whatever else runs: keep only what they are.
 	s = regexp.MustCompile(`(?m)^(\s*(TCP sockets|Threads:|threads:|FDs:)).*$`).ReplaceAllString(s, "$1 ...")
 	s = regexp.MustCompile(`(?m)^\d+ CLOSE_WAIT in`).ReplaceAllString(s, "N CLOSE_WAIT in")
+	s = regexp.MustCompile(`\(\d+ on the host\)`).ReplaceAllString(s, "(N on the host)")
 	for _, r := range []struct{ re, with string }{
 		{`\S*/closewait\.test\S*( -test\.\S+)*`, "TESTBINARY"},
 		{`go1\.\d+(\.\d+)?`, "goVERSION"},

@@ -59,3 +59,14 @@ func TestTextReportOfflineInput(t *testing.T) {
 		}
 	}
 }
+
+// TestTextReportSelectedFooter checks that --pid counts the selected
+// processes' sockets in the closing line, and names the host's apart.
+func TestTextReportSelectedFooter(t *testing.T) {
+	h := cwtest.Start(t, cwtest.Spec{Unread: 3})
+	cwtest.Start(t, cwtest.Spec{Unread: 2}) // another process: on the host, not selected
+	r := run(t, nil, "--pid", strconv.Itoa(h.PID))
+	if !strings.Contains(r.stdout, "3 CLOSE_WAIT in the 1 selected processes (") {
+		t.Errorf("footer does not count the selection:\n%s", r.stdout)
+	}
+}

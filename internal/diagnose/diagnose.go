@@ -131,6 +131,8 @@ type Report struct {
 	Unattributed UnattributedReport
 	// Sample is the time between Options.Previous and Snapshot; 0 for a single snapshot.
 	Sample time.Duration
+	// Selected is true when Options.PIDs narrowed the report to some processes.
+	Selected bool
 }
 
 // UnattributedReport judges the CLOSE_WAIT sockets with no owner found.
@@ -165,7 +167,7 @@ const maxThreads = 10000
 
 // Analyze judges a snapshot against thresholds.
 func Analyze(snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
-	r := &Report{Snapshot: snap, Thresholds: th}
+	r := &Report{Snapshot: snap, Thresholds: th, Selected: opt.PIDs != nil}
 	byPID := map[int]*ProcessReport{}
 	hints := map[string]procscan.RuntimeHints{}
 	for i := range snap.Sockets {

@@ -116,8 +116,17 @@ func WriteText(w io.Writer, r *diagnose.Report, opt TextOptions) error {
 	case !live && !snap.HasAges():
 		ages = "No ages: the input has no tcp_info (ss -i)."
 	}
-	fmt.Fprintf(bw, "\n%d CLOSE_WAIT in %d processes. %s Exit status %d (%s).\n",
-		r.CloseWait, len(r.Processes), ages, r.Status.ExitCode(), r.Status)
+	if r.Selected {
+		held := 0
+		for _, p := range r.Processes {
+			held += p.CloseWait
+		}
+		fmt.Fprintf(bw, "\n%d CLOSE_WAIT in the %d selected processes (%d on the host). %s Exit status %d (%s).\n",
+			held, len(r.Processes), r.CloseWait, ages, r.Status.ExitCode(), r.Status)
+	} else {
+		fmt.Fprintf(bw, "\n%d CLOSE_WAIT in %d processes. %s Exit status %d (%s).\n",
+			r.CloseWait, len(r.Processes), ages, r.Status.ExitCode(), r.Status)
+	}
 	if len(r.Processes) > 0 && live {
 		fmt.Fprintf(bw, "More: closewait explain %d · closewait sockets --pid %d · closewait watch\n", r.Processes[0].PID, r.Processes[0].PID)
 	}

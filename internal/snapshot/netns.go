@@ -48,14 +48,44 @@ func (d *dumper) conn(c *sockdiag.Conn) error {
 		d.carryInfo(c, d.snap.Sockets[start:])
 		return nil
 	}
-	if err := c.Dump(sockdiag.Request{States: rest}, d.count); err != nil {
-		return fmt.Errorf("count sockets: %w", err)
+	// Count the other states on a second socket, on another core, while
+	// this one lists the detail states with tcp_info.
+	counted := make(chan error, 1)
+	var counts [32]int
+	go func() {
+		c2, err := sockdiag.Dial()
+		if err == nil && c2.NetNS() != c.NetNS() {
+			err = errOtherNetNS // opened in closewait's namespace, not c's
+		}
+		if err != nil {
+			if c2 != nil {
+				c2.Close()
+			}
+			counted <- err
+			return
+		}
+		defer c2.Close()
+		counted <- c2.Dump(sockdiag.Request{States: rest}, func(s *sockdiag.Socket) bool { counts[s.State&31]++; return true })
+	}()
+	listErr := c.Dump(sockdiag.Request{States: detail | sockdiag.NewStateSet(sockdiag.Listen), Info: true}, d.keep)
+	if err := <-counted; err != nil {
+		if err := c.Dump(sockdiag.Request{States: rest}, d.count); err != nil {
+			return fmt.Errorf("count sockets: %w", err)
+		}
+	} else {
+		for st, n := range counts {
+			if n > 0 {
+				d.snap.States[sockdiag.State(st)] += n
+			}
+		}
 	}
-	if err := c.Dump(sockdiag.Request{States: detail | sockdiag.NewStateSet(sockdiag.Listen), Info: true}, d.keep); err != nil {
-		return fmt.Errorf("list sockets: %w", err)
+	if listErr != nil {
+		return fmt.Errorf("list sockets: %w", listErr)
 	}
 	return nil
 }
+
+var errOtherNetNS = errors.New("second netlink socket is in another network namespace")
 
 // others dumps every network namespace other than the current one (already
 // dumped on c), each through a netlink socket opened inside it. A namespace
