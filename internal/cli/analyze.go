@@ -8,7 +8,6 @@ import (
 
 	"github.com/closewait/closewait/internal/analyze"
 	"github.com/closewait/closewait/internal/diagnose"
-	"github.com/closewait/closewait/internal/report"
 	"github.com/closewait/closewait/internal/snapshot"
 )
 
@@ -80,13 +79,5 @@ func (c *AnalyzeCmd) Run(g *Globals) error {
 	for _, n := range res.Snapshot.Notices {
 		fmt.Fprintf(g.stderr, "closewait: note: %s\n", n)
 	}
-	if c.JSON {
-		err = report.WriteJSON(g.stdout, r)
-	} else {
-		err = report.WriteText(g.stdout, r, report.TextOptions{Width: terminalWidth(g.stdout), Color: useColor(g.stdout, c.Color)})
-	}
-	if err != nil {
-		return err
-	}
-	return exitCode(r.Status.ExitCode())
+	return g.writeReport(r, c.JSON, c.Color)
 }

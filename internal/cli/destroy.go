@@ -356,12 +356,7 @@ func openIn(snap *snapshot.Snapshot, ino uint64) (*sockdiag.Conn, error) {
 		}
 		return c, err
 	}
-	var c *sockdiag.Conn
-	err := netns.Do(ns.Path, func() error {
-		var err error
-		c, err = sockdiag.Dial()
-		return err
-	})
+	c, err := snapshot.DialNetNS(ns.Path)
 	if err != nil {
 		return nil, err
 	}

@@ -52,10 +52,17 @@ func (c *ReportCmd) Run(g *Globals) error {
 		}
 		return exitCode(r.Status.ExitCode())
 	}
-	if c.JSON {
+	return g.writeReport(r, c.JSON, c.Color)
+}
+
+// writeReport prints a report as JSON or text and ends with its status as
+// the exit code: the last step of every command that judges (report, analyze).
+func (g *Globals) writeReport(r *diagnose.Report, asJSON bool, color string) error {
+	var err error
+	if asJSON {
 		err = report.WriteJSON(g.stdout, r)
 	} else {
-		err = report.WriteText(g.stdout, r, report.TextOptions{Width: terminalWidth(g.stdout), Color: useColor(g.stdout, c.Color)})
+		err = report.WriteText(g.stdout, r, report.TextOptions{Width: terminalWidth(g.stdout), Color: useColor(g.stdout, color)})
 	}
 	if err != nil {
 		return err

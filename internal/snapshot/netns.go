@@ -120,12 +120,7 @@ func (d *dumper) others(fs procscan.FS, procNet bool) {
 			d.snap.Namespaces = append(d.snap.Namespaces, ns)
 			continue
 		}
-		var c *sockdiag.Conn
-		err := netns.Do(ns.Path, func() error {
-			var err error
-			c, err = sockdiag.Dial()
-			return err
-		})
+		c, err := DialNetNS(ns.Path)
 		if err != nil {
 			if errors.Is(err, netns.ErrPermission) {
 				// Count namespaces that hold processes the user can see;
@@ -168,4 +163,17 @@ func (snap *Snapshot) NamespaceOf(ino uint64) (netns.Namespace, bool) {
 		}
 	}
 	return netns.Namespace{}, false
+}
+
+// DialNetNS opens a sock_diag socket inside the network namespace at path
+// (/proc/PID/ns/net or /run/netns/NAME); the socket keeps that namespace.
+// Entering it needs CAP_SYS_ADMIN (netns.ErrPermission without).
+func DialNetNS(path string) (*sockdiag.Conn, error) {
+	var c *sockdiag.Conn
+	err := netns.Do(path, func() error {
+		var err error
+		c, err = sockdiag.Dial()
+		return err
+	})
+	return c, err
 }
