@@ -150,6 +150,7 @@ func Take(opt Options) (*Snapshot, error) {
 		// times over: reserve the upper bound instead. Pages never touched
 		// cost address space, not memory.
 		snap.Sockets = make([]Socket, 0, n+n/16)
+		adviseHugePages(snap.Sockets)
 	}
 	snap.Host, _ = os.Hostname()
 
