@@ -85,7 +85,7 @@ func TestDestroyRequestLayout(t *testing.T) {
 		Local:  netip.MustParseAddrPort("127.0.0.1:8080"), // a dual-stack socket's IPv4 peer, normalised
 		Remote: netip.MustParseAddrPort("127.0.0.2:40000"),
 	}
-	r := destroyRequest(s)
+	r := exactRequest(s)
 	if r.Family != unix.AF_INET6 || r.Protocol != unix.IPPROTO_TCP || r.If != 3 || r.States != 1<<CloseWait {
 		t.Errorf("request header %+v", r)
 	}
@@ -99,7 +99,7 @@ func TestDestroyRequestLayout(t *testing.T) {
 		t.Errorf("cookie %x", r.Cookie)
 	}
 	s.Family = unix.AF_INET
-	r = destroyRequest(s)
+	r = exactRequest(s)
 	if [4]byte(r.Src[:4]) != [4]byte{127, 0, 0, 1} || r.Src[4] != 0 || [4]byte(r.Dst[:4]) != [4]byte{127, 0, 0, 2} {
 		t.Errorf("AF_INET addresses %v %v", r.Src, r.Dst)
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,26 +44,15 @@ func (c *Conn) Destroy(s *Socket) error {
 	if s.Family != unix.AF_INET && s.Family != unix.AF_INET6 {
 		return fmt.Errorf("sockdiag destroy %v -> %v: unknown address family %d", s.Local, s.Remote, s.Family)
 	}
-	c.seq++
-	r := nlRequest{
-		Type:  unix.SOCK_DESTROY,
-		Flags: unix.NLM_F_REQUEST | unix.NLM_F_ACK,
-		Seq:   c.seq,
-		Req:   destroyRequest(s),
-	}
-	r.Len = uint32(unsafe.Sizeof(r))
-	if err := unix.Sendto(c.fd, r.bytes(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	if err := c.send(unix.SOCK_DESTROY, unix.NLM_F_ACK, exactRequest(s)); err != nil {
 		return fmt.Errorf("sockdiag destroy %v -> %v: send: %w", s.Local, s.Remote, err)
 	}
 	for {
-		n, err := unix.Read(c.fd, c.buf)
+		b, err := c.recv()
 		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
 			return fmt.Errorf("sockdiag destroy %v -> %v: receive: %w", s.Local, s.Remote, err)
 		}
-		errno, found, err := parseAck(c.buf[:n], c.seq)
+		errno, found, err := parseAck(b, c.seq)
 		if err != nil {
 			return fmt.Errorf("sockdiag destroy %v -> %v: %w", s.Local, s.Remote, err)
 		}
@@ -95,10 +83,11 @@ func destroyError(s *Socket, errno syscall.Errno) error {
 	return fmt.Errorf("sockdiag destroy %v -> %v: %w: %w", s.Local, s.Remote, sentinel, errno)
 }
 
-// destroyRequest builds the inet_diag_req_v2 that names s exactly, with the
+// exactRequest builds the inet_diag_req_v2 that names s exactly (for
+// SOCK_DESTROY and for one-socket lookups), with the
 // addresses in the socket's own family (an IPv4 peer of an AF_INET6 socket is
 // sent IPv4-mapped, as the kernel keeps it).
-func destroyRequest(s *Socket) inetDiagReqV2 {
+func exactRequest(s *Socket) inetDiagReqV2 {
 	req := inetDiagReqV2{
 		Family:   s.Family,
 		Protocol: unix.IPPROTO_TCP,

@@ -99,38 +99,28 @@ func (c *Conn) dumpFamily(fam uint8, req Request, fn func(*Socket) bool) error {
 	if states == 0 {
 		states = AllStates
 	}
-	c.seq++
-	r := nlRequest{
-		Type:  unix.SOCK_DIAG_BY_FAMILY,
-		Flags: unix.NLM_F_REQUEST | unix.NLM_F_DUMP,
-		Seq:   c.seq,
-		Req:   inetDiagReqV2{Family: fam, Protocol: unix.IPPROTO_TCP, States: uint32(states)},
-	}
-	r.Len = uint32(unsafe.Sizeof(r))
+	r := inetDiagReqV2{Family: fam, Protocol: unix.IPPROTO_TCP, States: uint32(states)}
 	if req.Info {
-		r.Req.Ext = 1 << (inetDiagInfo - 1)
+		r.Ext = 1 << (inetDiagInfo - 1)
 	}
-	if err := unix.Sendto(c.fd, r.bytes(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	if err := c.send(unix.SOCK_DIAG_BY_FAMILY, unix.NLM_F_DUMP, r); err != nil {
 		return fmt.Errorf("sockdiag dump %s: send: %w", familyName(fam), err)
 	}
 	s := Socket{NetNS: c.netns}
 	stopped := false
 	for {
-		n, err := unix.Read(c.fd, c.buf)
+		b, err := c.recv()
 		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
 			return fmt.Errorf("sockdiag dump %s: receive: %w", familyName(fam), err)
 		}
 		if c.onDatagram != nil {
-			c.onDatagram(c.buf[:n])
+			c.onDatagram(b)
 		}
 		cb := fn
 		if stopped {
 			cb = discard // drain the rest of the dump so the next request starts clean
 		}
-		done, err := parseDatagram(c.buf[:n], c.seq, &s, cb)
+		done, err := parseDatagram(b, c.seq, &s, cb)
 		if err != nil {
 			if errors.Is(err, unix.ENOENT) && fam == unix.AF_INET6 {
 				return nil // IPv6 disabled: no sockets of that family
@@ -143,6 +133,29 @@ func (c *Conn) dumpFamily(fam uint8, req Request, fn func(*Socket) bool) error {
 		case doneStopped:
 			stopped = true
 		}
+	}
+}
+
+// send sends one request of type typ (flags besides NLM_F_REQUEST) on the
+// Conn's next sequence number.
+func (c *Conn) send(typ, flags uint16, req inetDiagReqV2) error {
+	c.seq++
+	r := nlRequest{Type: typ, Flags: unix.NLM_F_REQUEST | flags, Seq: c.seq, Req: req}
+	r.Len = uint32(unsafe.Sizeof(r))
+	return unix.Sendto(c.fd, r.bytes(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+}
+
+// recv reads one reply datagram into the Conn's buffer, retrying on EINTR.
+func (c *Conn) recv() ([]byte, error) {
+	for {
+		n, err := unix.Read(c.fd, c.buf)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return c.buf[:n], nil
 	}
 }
 

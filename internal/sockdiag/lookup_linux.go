@@ -5,7 +5,6 @@ package sockdiag
 import (
 	"errors"
 	"fmt"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,29 +20,19 @@ func (c *Conn) Lookup(s *Socket) error {
 	if s.Family != unix.AF_INET && s.Family != unix.AF_INET6 {
 		return fmt.Errorf("sockdiag lookup %v -> %v: unknown address family %d", s.Local, s.Remote, s.Family)
 	}
-	c.seq++
-	r := nlRequest{
-		Type:  unix.SOCK_DIAG_BY_FAMILY,
-		Flags: unix.NLM_F_REQUEST,
-		Seq:   c.seq,
-		Req:   destroyRequest(s),
-	}
-	r.Req.Ext = 1 << (inetDiagInfo - 1)
-	r.Len = uint32(unsafe.Sizeof(r))
-	if err := unix.Sendto(c.fd, r.bytes(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	r := exactRequest(s)
+	r.Ext = 1 << (inetDiagInfo - 1)
+	if err := c.send(unix.SOCK_DIAG_BY_FAMILY, 0, r); err != nil {
 		return fmt.Errorf("sockdiag lookup %v -> %v: send: %w", s.Local, s.Remote, err)
 	}
 	got := Socket{NetNS: c.netns}
 	for {
-		n, err := unix.Read(c.fd, c.buf)
+		b, err := c.recv()
 		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
 			return fmt.Errorf("sockdiag lookup %v -> %v: receive: %w", s.Local, s.Remote, err)
 		}
 		found := false
-		_, err = parseDatagram(c.buf[:n], c.seq, &got, func(*Socket) bool { found = true; return false })
+		_, err = parseDatagram(b, c.seq, &got, func(*Socket) bool { found = true; return false })
 		if errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("sockdiag lookup %v -> %v: %w", s.Local, s.Remote, ErrGone)
 		}
