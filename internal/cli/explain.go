@@ -137,18 +137,20 @@ func writeJSON(g *Globals, v any) error {
 }
 
 // sample takes one snapshot, or with d > 0 two snapshots d apart, the second
-// reusing the first's owners; prev is nil for one snapshot.
-func (g *Globals) sample(opt snapshot.Options, d time.Duration) (prev, cur *snapshot.Snapshot, err error) {
+// reusing the first's owners; base is nil for one snapshot.
+func (g *Globals) sample(opt snapshot.Options, d time.Duration) (base *diagnose.Baseline, cur *snapshot.Snapshot, err error) {
 	if d < 0 {
 		return nil, nil, errors.New("--sample must not be negative")
 	}
 	if d > 0 {
-		if prev, err = g.take(opt); err != nil {
+		prev, err := g.take(opt)
+		if err != nil {
 			return nil, nil, err
 		}
 		time.Sleep(d)
 		opt.Previous = prev
+		base = diagnose.NewBaseline(prev)
 	}
 	cur, err = g.take(opt)
-	return prev, cur, err
+	return base, cur, err
 }

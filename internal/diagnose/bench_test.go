@@ -21,10 +21,11 @@ func BenchmarkAnalyze(b *testing.B) {
 	snap := snapOf("/usr/bin/java", socks...)
 	prev := snapOf("/usr/bin/java", socks[0][:50000])
 	prev.Time = snap.Time.Add(-10 * time.Second)
+	base := NewBaseline(prev) // built once, as watch does for a whole window
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		r := Analyze(snap, DefaultThresholds, Options{Previous: prev})
+		r := Analyze(snap, DefaultThresholds, Options{Previous: base})
 		if len(r.Processes[0].Findings) != 1+MaxGroups+1 { // growing, missing-close, and MaxGroups pool-idle (the last one merges 45 remotes)
 			b.Fatalf("%d findings", len(r.Processes[0].Findings))
 		}

@@ -156,10 +156,11 @@ type Options struct {
 	// AllThreads reads the threads of every process (with FS), not only of
 	// those with unread or never-accepted sockets.
 	AllThreads bool
-	// Previous, when set, is an earlier snapshot: each process gets Growth
-	// (sockets entering and leaving CLOSE_WAIT, the ETA to its fd limit) and a
-	// "growing" finding when it leaves more sockets open than it closes.
-	Previous *snapshot.Snapshot
+	// Previous, when set, is an earlier snapshot (NewBaseline): each process
+	// gets Growth (sockets entering and leaving CLOSE_WAIT, the ETA to its fd
+	// limit) and a "growing" finding when it leaves more sockets open than it
+	// closes.
+	Previous *Baseline
 }
 
 // maxThreads bounds the threads read per process.
@@ -211,16 +212,14 @@ func Analyze(snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
 			p.Sockets = append(p.Sockets, s)
 		}
 	}
-	var before map[int]map[sockKey]bool
 	if opt.Previous != nil {
-		before = closeWaitByPID(opt.Previous)
 		r.Sample = snap.Time.Sub(opt.Previous.Time)
 	}
 	for _, p := range byPID {
 		share := p.FDShare()
 		p.Status, p.Reasons = th.judge(p.CloseWait, share, p.Oldest, p.HasAge)
 		if opt.Previous != nil && r.Sample > 0 {
-			p.Growth = computeGrowth(p, before[p.PID], r.Sample)
+			p.Growth = computeGrowth(p, opt.Previous.byPID[p.PID], r.Sample)
 			judgeGrowth(p)
 		}
 		if opt.FS != nil && p.Process != nil && (opt.AllThreads || holdsUnread(p)) {

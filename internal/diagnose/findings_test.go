@@ -251,7 +251,7 @@ func TestGrowthAndETA(t *testing.T) {
 	added := many(70, sockSpec{inbound: true, age: time.Second})
 	after := snapOf("/usr/bin/java", kept, added)
 	after.Time = before.Time.Add(10 * time.Second)
-	p := analyzeOne(t, after, Options{Previous: before})
+	p := analyzeOne(t, after, Options{Previous: NewBaseline(before)})
 	g := p.Growth
 	want := Growth{Interval: 10 * time.Second, Before: 100, Entered: 70, Left: 10, EnteredPerMin: 420, LeftPerMin: 60, NetPerMin: 360,
 		HasETA: true}
@@ -270,7 +270,7 @@ func TestGrowthAndETA(t *testing.T) {
 	// Churn: as many closed as opened is not growth, and young ones stay normal.
 	steady := snapOf("/usr/bin/java", before.Sockets[3:], many(3, sockSpec{inbound: true, age: time.Second}))
 	steady.Time = before.Time.Add(10 * time.Second)
-	p = analyzeOne(t, steady, Options{Previous: before})
+	p = analyzeOne(t, steady, Options{Previous: NewBaseline(before)})
 	if p.Growth.Growing() || p.Growth.HasETA || p.Status != OK {
 		t.Errorf("steady churn: %+v status %s", p.Growth, p.Status)
 	}
@@ -284,7 +284,7 @@ func TestGrowthAndETA(t *testing.T) {
 	quiet := snapOf("/usr/bin/java", many(1, sockSpec{inbound: true, age: time.Second}))
 	busier := snapOf("/usr/bin/java", many(3, sockSpec{inbound: true, age: time.Second}))
 	busier.Time = quiet.Time.Add(10 * time.Second)
-	p = analyzeOne(t, busier, Options{Previous: quiet})
+	p = analyzeOne(t, busier, Options{Previous: NewBaseline(quiet)})
 	if p.Growth.Entered != 3 || p.Growth.Left != 1 || p.Growth.Growing() || p.Status != OK || p.Findings[0].Cause != "normal-half-close" {
 		t.Errorf("in-flight closes: growth %+v status %s findings %+v", p.Growth, p.Status, briefs(p.Findings))
 	}

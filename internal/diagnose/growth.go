@@ -58,6 +58,25 @@ func keyOf(s *snapshot.Socket) sockKey {
 	}{s.NetNS, s.Local, s.Remote}))
 }
 
+// Baseline is an earlier snapshot as growth needs it: when it was taken,
+// its CLOSE_WAIT count, and its CLOSE_WAIT sockets indexed by holder. Build
+// it once with NewBaseline and reuse it for every Analyze it serves (watch
+// compares each tick with the same baseline for a whole window); the
+// snapshot itself need not be kept.
+type Baseline struct {
+	Time      time.Time
+	CloseWait int // CLOSE_WAIT sockets on the host then
+	byPID     map[int]map[sockKey]bool
+}
+
+// NewBaseline indexes snap for growth; nil for a nil snapshot.
+func NewBaseline(snap *snapshot.Snapshot) *Baseline {
+	if snap == nil {
+		return nil
+	}
+	return &Baseline{Time: snap.Time, CloseWait: snap.States[sockdiag.CloseWait], byPID: closeWaitByPID(snap)}
+}
+
 // closeWaitByPID indexes a snapshot's CLOSE_WAIT sockets by holder.
 func closeWaitByPID(snap *snapshot.Snapshot) map[int]map[sockKey]bool {
 	out := map[int]map[sockKey]bool{}

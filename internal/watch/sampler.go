@@ -74,10 +74,11 @@ type procKey struct {
 type Sampler struct {
 	opt Options
 	n   int
-	// prev is the last snapshot (owner reuse); baselines are earlier ones
-	// kept about window/2 apart, the oldest being the growth baseline.
+	// prev is the last snapshot (owner reuse); baselines are earlier ones,
+	// indexed once, kept about window/2 apart, the oldest being the growth
+	// baseline.
 	prev      *snapshot.Snapshot
-	baselines []*snapshot.Snapshot
+	baselines []*diagnose.Baseline
 	trends    map[procKey][]int
 	total     []int
 }
@@ -98,7 +99,7 @@ func (s *Sampler) Next() (*Tick, error) {
 	if err != nil {
 		return nil, err
 	}
-	var base *snapshot.Snapshot
+	var base *diagnose.Baseline
 	if len(s.baselines) > 0 {
 		base = s.baselines[0]
 	}
@@ -108,7 +109,7 @@ func (s *Sampler) Next() (*Tick, error) {
 	if base != nil {
 		t.Span = snap.Time.Sub(base.Time)
 		if t.Span > 0 {
-			t.GrowthPerMin = float64(snap.States[sockdiag.CloseWait]-base.States[sockdiag.CloseWait]) / t.Span.Minutes()
+			t.GrowthPerMin = float64(snap.States[sockdiag.CloseWait]-base.CloseWait) / t.Span.Minutes()
 		}
 	}
 
@@ -138,13 +139,13 @@ func (s *Sampler) Next() (*Tick, error) {
 	}
 	t.Total = s.total
 
-	// Baselines: keep one snapshot per half window, drop those older than
-	// needed for a full window: growth spans one to one and a half windows,
-	// with at most three snapshots kept besides the current one (each is
-	// about 0.5 KB per socket).
+	// Baselines: keep one per half window, drop those older than needed for
+	// a full window: growth spans one to one and a half windows, with at
+	// most three baselines kept (an index of their CLOSE_WAIT sockets, not
+	// the snapshots).
 	s.prev = snap
 	if n := len(s.baselines); n == 0 || snap.Time.Sub(s.baselines[n-1].Time) >= s.opt.Window/2 {
-		s.baselines = append(s.baselines, snap)
+		s.baselines = append(s.baselines, diagnose.NewBaseline(snap))
 	}
 	for len(s.baselines) > 1 && snap.Time.Sub(s.baselines[1].Time) >= s.opt.Window {
 		s.baselines[0] = nil
