@@ -1,0 +1,46 @@
+package snapshot
+
+import (
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/closewait/closewait/internal/procscan"
+)
+
+// Live reports whether the snapshot was read from this host's kernel, as
+// opposed to parsed from saved tool output (closewait analyze).
+func (snap *Snapshot) Live() bool {
+	return snap.Stats.Source == "netlink" || snap.Stats.Source == "procnet"
+}
+
+// HasAges reports whether any socket carries an age estimate (tcp_info).
+func (snap *Snapshot) HasAges() bool {
+	for i := range snap.Sockets {
+		if _, ok := snap.Sockets[i].Age(); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// tcpInUse reads how many TCP sockets (TIME_WAIT aside) closewait's network
+// namespace holds, from /proc/net/sockstat and sockstat6, or 0. It bounds
+// how many sockets a dump of this namespace can list.
+func tcpInUse(fs procscan.FS) int {
+	total := 0
+	for _, name := range []string{"sockstat", "sockstat6"} {
+		b, err := os.ReadFile(fs.Path("net", name))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 3 && (f[0] == "TCP:" || f[0] == "TCP6:") && f[1] == "inuse" {
+				n, _ := strconv.Atoi(f[2])
+				total += n
+			}
+		}
+	}
+	return min(total, 1<<22)
+}
