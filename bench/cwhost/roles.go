@@ -23,18 +23,11 @@ func runHolder(args []string) int {
 	n := fs.Int("n", 0, "connections to accept")
 	drainEvery := fs.Int("drain-every", 2, "read to EOF every k-th socket on DRAIN (0: none)")
 	fs.Parse(args)
-	ap, err := netip.ParseAddrPort(*listen)
+	lfd, ap, err := listenAt(*listen)
 	if err != nil {
 		return childErr(err)
 	}
 	lines := stdinLines()
-	lfd, err := listenOn(ap, 4096)
-	if err != nil {
-		return childErr(err)
-	}
-	if ap, err = boundAddr(lfd); err != nil {
-		return childErr(err)
-	}
 	fmt.Println("LISTEN", ap)
 	fds := make([]int, 0, *n)
 	for len(fds) < *n {
@@ -142,18 +135,11 @@ func runEstab(args []string) int {
 	n := fs.Int("n", 1000, "pairs")
 	octet := fs.Int("octet", 20, "second octet of the source addresses")
 	fs.Parse(args)
-	ap, err := netip.ParseAddrPort(*listen)
+	lfd, ap, err := listenAt(*listen)
 	if err != nil {
 		return childErr(err)
 	}
 	lines := stdinLines()
-	lfd, err := listenOn(ap, 4096)
-	if err != nil {
-		return childErr(err)
-	}
-	if ap, err = boundAddr(lfd); err != nil {
-		return childErr(err)
-	}
 	var fds []int
 	for done := 0; done < *n; {
 		batch := min(*n-done, 1000)
@@ -203,4 +189,21 @@ func childErr(err error) int {
 	fmt.Println("ERROR", err)
 	fmt.Fprintln(os.Stderr, "cwhost child:", err)
 	return 2
+}
+
+// listenAt listens on the address given as -listen (port 0: the kernel
+// picks) and returns the socket and the address it is bound to.
+func listenAt(addr string) (int, netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return -1, ap, err
+	}
+	lfd, err := listenOn(ap, 4096)
+	if err != nil {
+		return -1, ap, err
+	}
+	if ap, err = boundAddr(lfd); err != nil {
+		return -1, ap, err
+	}
+	return lfd, ap, nil
 }
