@@ -1,10 +1,6 @@
 package snapshot
 
-import (
-	"math"
-
-	"github.com/closewait/closewait/internal/sockdiag"
-)
+import "github.com/closewait/closewait/internal/sockdiag"
 
 // carryInfo gives the sockets just dumped without tcp_info (Options.CarryInfo)
 // the tcp_info of the same socket in the previous snapshot, with its
@@ -16,8 +12,7 @@ import (
 func (d *dumper) carryInfo(c *sockdiag.Conn, socks []Socket) {
 	prev := d.opt.Previous
 	d.prev.rewind()
-	dt := max(d.snap.Time.Sub(prev.Time).Milliseconds(), 0)
-	advance := func(v uint32) uint32 { return uint32(min(int64(v)+dt, math.MaxUint32)) }
+	dt := max(d.snap.Time.Sub(prev.Time), 0)
 	for i := range socks {
 		s := &socks[i]
 		if s.HasInfo {
@@ -25,9 +20,7 @@ func (d *dumper) carryInfo(c *sockdiag.Conn, socks []Socket) {
 		}
 		if p := d.prev.find(s.Inode); p != nil && p.HasInfo && p.Local == s.Local && p.Remote == s.Remote && p.State == s.State {
 			s.Info, s.HasInfo = p.Info, true
-			s.Info.LastDataSent = advance(p.Info.LastDataSent)
-			s.Info.LastAckRecv = advance(p.Info.LastAckRecv)
-			s.Info.LastDataRecv = advance(p.Info.LastDataRecv)
+			advanceInfo(&s.Info, dt)
 			continue
 		}
 		netns := s.NetNS

@@ -20,6 +20,7 @@ type dumper struct {
 	seen        map[uint64]bool
 	denied      int
 	prev        *prevIndex // Options.Previous, by inode
+	changes     *changeSet // what the change feed said; nil without one
 }
 
 func (d *dumper) wanted(ino uint64) bool {
@@ -32,6 +33,9 @@ func (d *dumper) wanted(ino uint64) bool {
 func (d *dumper) conn(c *sockdiag.Conn) error {
 	detail := d.snap.Detail
 	d.seen[c.NetNS()] = true
+	if d.changes != nil && d.changes.apply {
+		return d.applyChanges(c)
+	}
 	rest := sockdiag.AllStates &^ detail &^ sockdiag.NewStateSet(sockdiag.Listen)
 	if d.opt.CarryInfo && d.opt.Previous != nil {
 		// No tcp_info asked: one walk of the kernel's tables lists and counts.

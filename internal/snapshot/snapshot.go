@@ -45,6 +45,11 @@ type Stats struct {
 	ScanTime time.Duration // time spent finding owners
 	Scan     procscan.ScanResult
 	Reused   int // owners reused from the previous snapshot without a scan
+	// Changes says how the change feed (Options.Changes) was used:
+	// ChangesApplied, ChangesFull, or "" without a feed.
+	Changes string
+	// ChangeEvents is how many changes the feed gave this snapshot.
+	ChangeEvents int
 }
 
 // Snapshot is one moment of the host's TCP sockets.
@@ -74,6 +79,11 @@ type Snapshot struct {
 	// Partial is true when some owners could not be searched for lack of privilege.
 	Partial bool
 	Stats   Stats
+
+	// changesSynced: Options.Changes was drained right before this snapshot
+	// read the kernel, as its changeSeq-th drain.
+	changesSynced bool
+	changeSeq     uint64
 }
 
 // Options control Take. The zero value takes a CLOSE_WAIT snapshot of /proc.
@@ -123,6 +133,16 @@ type Options struct {
 	// about 60% of the dump; periodic callers take a snapshot without it now
 	// and then (an acknowledged keepalive probe resets the real value).
 	CarryInfo bool
+	// Changes, when set, is a feed of sockets entering and leaving
+	// CLOSE_WAIT (sockevents.Feed), drained by every Take. With CarryInfo and
+	// a Previous taken right before on the same feed, a CLOSE_WAIT snapshot
+	// does not dump its CLOSE_WAIT sockets: they are Previous's, less those
+	// that left, plus those that entered (one exact lookup each), so the
+	// kernel walks only the other states. Queues, timers and owners of the
+	// carried sockets are then as of the last full dump; periodic callers
+	// take a snapshot without CarryInfo now and then. A feed that lost
+	// changes gives a full dump.
+	Changes Changes
 }
 
 // Take reads the kernel's sockets and their owners.
@@ -159,8 +179,9 @@ func Take(opt Options) (*Snapshot, error) {
 		opt.OwnerSource = procscan.Prefetch(l)
 	}
 	var listeners []Socket
+	changes := snap.drainChanges(opt)
 	prev := newPrevIndex(opt.Previous)
-	if err := snap.dump(fs, opt, &listeners, prev); err != nil {
+	if err := snap.dump(fs, opt, &listeners, prev, changes); err != nil {
 		return nil, err
 	}
 	snap.Stats.DumpTime = time.Since(start)
@@ -177,7 +198,7 @@ func Take(opt Options) (*Snapshot, error) {
 
 // dump fills States, Sockets and the candidate listeners, from netlink or
 // from /proc/net when netlink is unavailable.
-func (snap *Snapshot) dump(fs procscan.FS, opt Options, listeners *[]Socket, prev *prevIndex) error {
+func (snap *Snapshot) dump(fs procscan.FS, opt Options, listeners *[]Socket, prev *prevIndex, changes *changeSet) error {
 	detail := snap.Detail
 	keep := func(s *sockdiag.Socket) bool {
 		snap.States[s.State]++
@@ -190,7 +211,7 @@ func (snap *Snapshot) dump(fs procscan.FS, opt Options, listeners *[]Socket, pre
 		return true
 	}
 	count := func(s *sockdiag.Socket) bool { snap.States[s.State]++; return true }
-	d := &dumper{snap: snap, opt: opt, count: count, keep: keep, seen: map[uint64]bool{}, prev: prev}
+	d := &dumper{snap: snap, opt: opt, count: count, keep: keep, seen: map[uint64]bool{}, prev: prev, changes: changes}
 
 	if !opt.ForceProcNet {
 		c, err := sockdiag.Dial()

@@ -32,6 +32,7 @@ type Feed struct {
 	l    layout
 
 	lostSeen uint64
+	drains   uint64
 	rec      ringbuf.Record
 }
 
@@ -154,8 +155,13 @@ func (f *Feed) Drain(fn func(*Event)) (complete bool, err error) {
 	}
 	complete = lost == f.lostSeen
 	f.lostSeen = lost
+	f.drains++
 	return complete, nil
 }
+
+// Drains counts the Drain calls that returned without error, so that a
+// caller can tell whether a drain happened since it last looked.
+func (f *Feed) Drains() uint64 { return f.drains }
 
 // monotonicNow is CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
 func monotonicNow() time.Duration {

@@ -19,3 +19,6 @@ func (f *Feed) Drain(fn func(*Event)) (bool, error) {
 
 // Close does nothing on this OS.
 func (f *Feed) Close() error { return nil }
+
+// Drains returns 0 on this OS.
+func (f *Feed) Drains() uint64 { return 0 }

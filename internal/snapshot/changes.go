@@ -1,0 +1,157 @@
+package snapshot
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/closewait/closewait/internal/sockdiag"
+	"github.com/closewait/closewait/internal/sockevents"
+)
+
+// Changes is a kernel feed of TCP sockets entering and leaving CLOSE_WAIT:
+// a [sockevents.Feed].
+type Changes interface {
+	// Drain calls fn for every change since the last Drain, oldest first;
+	// complete is false when some changes were lost.
+	Drain(fn func(*sockevents.Event)) (complete bool, err error)
+	// Drains counts the Drain calls that returned without error.
+	Drains() uint64
+}
+
+// Values of Stats.Changes.
+const (
+	// ChangesFull: the feed was drained, then every CLOSE_WAIT socket dumped.
+	ChangesFull = "full"
+	// ChangesApplied: the CLOSE_WAIT sockets are the previous snapshot's with
+	// the feed's changes applied; only the other states were dumped.
+	ChangesApplied = "applied"
+)
+
+// maxRelook bounds the carried sockets without an inode (waiting in an
+// accept queue) looked up again on each applied snapshot, to see whether
+// the server accepted them since.
+const maxRelook = 1000
+
+// changeSet is what one drain of the feed says about the CLOSE_WAIT set.
+type changeSet struct {
+	apply   bool                                  // build the set from Previous and the changes
+	left    map[uint64]bool                       // cookies that left CLOSE_WAIT
+	entered map[uint64]map[uint64]sockdiag.Socket // netns -> cookie -> socket that entered
+	runs    map[uint64][][2]int                   // netns -> runs of Previous.Sockets in it
+	relook  int                                   // accept-queue sockets looked up again so far
+}
+
+// drainChanges drains opt.Changes and decides whether this snapshot can be
+// built from Previous and the changes: only when Previous was taken right
+// before on the same feed (no drain in between, none failed), nothing was
+// lost, and the caller accepts carried details (CarryInfo) for a
+// CLOSE_WAIT-only snapshot. It returns nil without a feed.
+func (snap *Snapshot) drainChanges(opt Options) *changeSet {
+	feed := opt.Changes
+	if feed == nil {
+		return nil
+	}
+	prev := opt.Previous
+	usable := prev != nil && prev.changesSynced && prev.changeSeq == feed.Drains() &&
+		opt.CarryInfo && !opt.ForceProcNet && prev.Stats.Source == "netlink" &&
+		snap.Detail == sockdiag.NewStateSet(sockdiag.CloseWait) && prev.Detail == snap.Detail
+	cs := &changeSet{left: map[uint64]bool{}, entered: map[uint64]map[uint64]sockdiag.Socket{}}
+	n := 0
+	complete, err := feed.Drain(func(e *sockevents.Event) {
+		n++
+		s := e.Socket
+		if e.Entered() {
+			if cs.entered[s.NetNS] == nil {
+				cs.entered[s.NetNS] = map[uint64]sockdiag.Socket{}
+			}
+			cs.entered[s.NetNS][s.Cookie] = s
+			return
+		}
+		delete(cs.entered[s.NetNS], s.Cookie)
+		cs.left[s.Cookie] = true
+	})
+	if err != nil {
+		// The feed cannot be trusted until a snapshot drains it fine.
+		snap.Notices = append(snap.Notices, "socket change feed not read ("+err.Error()+"): every CLOSE_WAIT socket dumped")
+		return nil
+	}
+	snap.changesSynced, snap.changeSeq = true, feed.Drains()
+	snap.Stats.ChangeEvents = n
+	snap.Stats.Changes = ChangesFull
+	if !usable || !complete {
+		return nil
+	}
+	snap.Stats.Changes = ChangesApplied
+	cs.apply = true
+	cs.runs = map[uint64][][2]int{}
+	for i := 0; i < len(prev.Sockets); {
+		j, ns := i+1, prev.Sockets[i].NetNS
+		for j < len(prev.Sockets) && prev.Sockets[j].NetNS == ns {
+			j++
+		}
+		cs.runs[ns] = append(cs.runs[ns], [2]int{i, j})
+		i = j
+	}
+	return cs
+}
+
+// applyChanges dumps every state but CLOSE_WAIT of c's namespace, then
+// lists its CLOSE_WAIT sockets: the previous snapshot's that did not leave,
+// with their tcp_info advanced as in carryInfo, and those that entered since,
+// looked up exactly (which gives their inode, queues and tcp_info).
+func (d *dumper) applyChanges(c *sockdiag.Conn) error {
+	rest := sockdiag.AllStates &^ sockdiag.NewStateSet(sockdiag.CloseWait)
+	if err := c.Dump(sockdiag.Request{States: rest}, d.keep); err != nil {
+		return fmt.Errorf("list sockets: %w", err)
+	}
+	cs, prev, ns := d.changes, d.opt.Previous, c.NetNS()
+	entered := cs.entered[ns]
+	dt := max(d.snap.Time.Sub(prev.Time), 0)
+	start := len(d.snap.Sockets)
+	for _, run := range cs.runs[ns] {
+		for i := run[0]; i < run[1]; i++ {
+			p := &prev.Sockets[i].Socket
+			if cs.left[p.Cookie] {
+				continue
+			}
+			if len(entered) > 0 {
+				delete(entered, p.Cookie) // already known: an event from before Previous's dump
+			}
+			s := *p
+			if s.HasInfo {
+				advanceInfo(&s.Info, dt)
+			}
+			if s.Inode == 0 && cs.relook < maxRelook {
+				// Waiting in an accept queue last time: accepted since?
+				cs.relook++
+				if err := c.Lookup(&s); err != nil || s.State != sockdiag.CloseWait {
+					continue
+				}
+				s.NetNS = ns
+			}
+			d.snap.Sockets = append(d.snap.Sockets, Socket{Socket: s})
+		}
+	}
+	for _, cookie := range slices.Sorted(maps.Keys(entered)) {
+		s := entered[cookie]
+		if err := c.Lookup(&s); err != nil || s.State != sockdiag.CloseWait {
+			continue // gone again, or moved on
+		}
+		s.NetNS = ns
+		d.snap.Sockets = append(d.snap.Sockets, Socket{Socket: s})
+	}
+	d.snap.States[sockdiag.CloseWait] += len(d.snap.Sockets) - start
+	return nil
+}
+
+// advanceInfo moves tcp_info's "milliseconds since" fields forward by dt.
+func advanceInfo(ti *sockdiag.TCPInfo, dt time.Duration) {
+	ms := dt.Milliseconds()
+	advance := func(v uint32) uint32 { return uint32(min(int64(v)+ms, math.MaxUint32)) }
+	ti.LastDataSent = advance(ti.LastDataSent)
+	ti.LastAckRecv = advance(ti.LastAckRecv)
+	ti.LastDataRecv = advance(ti.LastDataRecv)
+}
