@@ -69,6 +69,10 @@ type Options struct {
 	// OwnerSource, when set, finds owners in one pass (the eBPF iterator)
 	// instead of the /proc walk.
 	OwnerSource procscan.SocketFDSource
+	// Changes, when set, is the kernel's feed of sockets entering and
+	// leaving CLOSE_WAIT: between full checks, a scan then dumps only the
+	// other states (snapshot.Options.Changes).
+	Changes snapshot.Changes
 	// FullCheckEvery is how often (in scans) previous owners are re-verified
 	// socket by socket and unattributed sockets searched again; the scans in
 	// between trust an owner while its process lives. Zero means
@@ -167,6 +171,7 @@ func (a *Agent) Scan() error {
 		ReuseByProcess: trust,
 		SkipUnowned:    trust,
 		CarryInfo:      trust,
+		Changes:        a.opt.Changes,
 	})
 	st := &State{Time: time.Now()}
 	if old := a.state.Load(); old != nil {

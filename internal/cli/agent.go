@@ -24,6 +24,7 @@ const DefaultAgentListen = "127.0.0.1:10717"
 type AgentCmd struct {
 	ThresholdFlags
 	ScanFlags
+	FeedFlag
 	Listen    string        `default:"127.0.0.1:10717" placeholder:"ADDR" help:"Address to serve on, host:port (default 127.0.0.1:10717: above the fully allocated Prometheus exporter range 9100-9999; port 0 picks a free one and the first line printed names it). Binds localhost unless told otherwise."`
 	Interval  time.Duration `default:"15s" help:"Time between scans (at least 1s)."`
 	Top       int           `default:"20" help:"Processes with the most CLOSE_WAIT sockets that get their own metric series; the rest are summed under comm=\"other\" (1..1000)."`
@@ -52,7 +53,7 @@ func (c *AgentCmd) Run(g *Globals) error {
 	opt := agent.Options{
 		ProcRoot: g.ProcRoot, Interval: c.Interval, Thresholds: th, TopN: c.Top,
 		Retention: c.Retention, CompleteScan: c.FullScan, ForceProcNet: c.ProcNet,
-		Version: Version, OwnerSource: g.OwnerSource(true),
+		Version: Version, OwnerSource: g.OwnerSource(true), Changes: g.changeFeed(c.Feed),
 	}
 	defer g.closeOwners()
 	if c.History != "" {

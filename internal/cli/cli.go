@@ -18,6 +18,7 @@ import (
 	"github.com/closewait/closewait/internal/netns"
 	"github.com/closewait/closewait/internal/snapshot"
 	"github.com/closewait/closewait/internal/sockdiag"
+	"github.com/closewait/closewait/internal/sockevents"
 )
 
 // Exit codes of every command.
@@ -59,6 +60,7 @@ type Globals struct {
 
 	stdout, stderr io.Writer
 	owners         ownerState
+	feed           *sockevents.Feed // the change feed of watch and agent, once opened
 }
 
 // Env is what a command runs with: its output streams.
@@ -116,6 +118,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	err = ctx.Run(&cli.Globals)
 	cli.Globals.closeOwners()
+	cli.Globals.closeFeed()
 	if err == nil {
 		return ExitOK
 	}

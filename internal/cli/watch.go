@@ -26,6 +26,7 @@ import (
 type WatchCmd struct {
 	ThresholdFlags
 	ScanFlags
+	FeedFlag
 	PID      []int         `name:"pid" sep:"," placeholder:"PID" help:"Only these processes."`
 	Interval time.Duration `default:"2s" placeholder:"DURATION" help:"Time between snapshots (default 2s, at least 100ms)."`
 	Count    int           `placeholder:"N" help:"Stop after N intervals (0: run until q or Ctrl-C). The exit code is then the last interval's status."`
@@ -66,6 +67,7 @@ func (c *WatchCmd) Run(g *Globals) error {
 			pids[p] = true
 		}
 	}
+	feed := g.changeFeed(c.Feed)
 	opt := watch.Options{
 		Thresholds: th, PIDs: pids, Window: c.Window,
 		// Between full checks (about once a minute), a reused owner is trusted
@@ -74,7 +76,7 @@ func (c *WatchCmd) Run(g *Globals) error {
 		VerifyEvery: max(1, int(time.Minute/c.Interval)),
 		Take: func(prev *snapshot.Snapshot, verify bool) (*snapshot.Snapshot, error) {
 			return g.take(snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet, Previous: prev, OwnerSource: g.OwnerSource(true),
-				ReuseByProcess: !verify, SkipUnowned: !verify, CarryInfo: !verify})
+				ReuseByProcess: !verify, SkipUnowned: !verify, CarryInfo: !verify, Changes: feed})
 		},
 	}
 	if c.History.Set {

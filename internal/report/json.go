@@ -141,6 +141,8 @@ type JSONScan struct {
 	FDsRead           int     `json:"fds_read"`
 	OwnersReused      int     `json:"owners_reused"`
 	OwnersFallback    string  `json:"owners_fallback,omitempty"`
+	Changes           string  `json:"changes,omitempty"`       // watch and agent: "applied" when the CLOSE_WAIT set came from the eBPF change feed, "full" when dumped with the feed running
+	ChangeEvents      int     `json:"change_events,omitempty"` // changes the feed gave this snapshot
 	Partial           bool    `json:"partial"`
 }
 
@@ -190,6 +192,7 @@ func BuildJSON(r *diagnose.Report) *JSONReport {
 		Processes: st.Scan.Processes, ProcessesRead: st.Scan.Visited, ProcessesSkipped: st.Scan.Skipped,
 		ProcessesVanished: st.Scan.Vanished, ProcessesDenied: st.Scan.Denied, FDsRead: st.Scan.FDs,
 		OwnersReused: st.Reused, Partial: snap.Partial,
+		Changes: st.Changes, ChangeEvents: st.ChangeEvents,
 	}
 	if st.Scan.Fallback != nil {
 		out.Scan.OwnersFallback = st.Scan.Fallback.Error()
