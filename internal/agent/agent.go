@@ -39,6 +39,11 @@ const (
 	DefaultRetention = time.Hour
 	// DefaultFullCheckEvery: at a 15 s interval, a full owner check every 2 minutes.
 	DefaultFullCheckEvery = 8
+	// DefaultFullCheckEveryWithChanges is the default with a change feed
+	// (Options.Changes), which keeps the CLOSE_WAIT set exact between full
+	// checks: these then only refresh queues, timers, tcp_info and owners
+	// passed between processes. At 15 s, every 5 minutes.
+	DefaultFullCheckEveryWithChanges = 20
 )
 
 // Options configure an Agent. The zero value scans /proc every 15 s with the
@@ -76,7 +81,8 @@ type Options struct {
 	// FullCheckEvery is how often (in scans) previous owners are re-verified
 	// socket by socket and unattributed sockets searched again; the scans in
 	// between trust an owner while its process lives. Zero means
-	// DefaultFullCheckEvery; 1 verifies on every scan.
+	// DefaultFullCheckEvery, or DefaultFullCheckEveryWithChanges with
+	// Changes; 1 verifies on every scan.
 	FullCheckEvery int
 	// Logger receives scan errors; nil discards them.
 	Logger *slog.Logger
@@ -129,6 +135,9 @@ func New(opt Options) (*Agent, error) {
 	}
 	if opt.FullCheckEvery <= 0 {
 		opt.FullCheckEvery = DefaultFullCheckEvery
+		if opt.Changes != nil {
+			opt.FullCheckEvery = DefaultFullCheckEveryWithChanges
+		}
 	}
 	if opt.Retention < 0 {
 		return nil, fmt.Errorf("agent: retention must be positive, got %v", opt.Retention)
