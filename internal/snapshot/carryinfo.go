@@ -11,7 +11,7 @@ import "github.com/closewait/closewait/internal/sockdiag"
 // without CarryInfo.
 func (d *dumper) carryInfo(c *sockdiag.Conn, socks []Socket) {
 	prev := d.opt.Previous
-	d.prev.rewind()
+	d.prev.rewind(0)
 	dt := max(d.snap.Time.Sub(prev.Time), 0)
 	for i := range socks {
 		s := &socks[i]

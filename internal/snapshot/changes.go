@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/sockdiag"
 	"github.com/closewait/closewait/internal/sockevents"
 )
@@ -121,6 +122,10 @@ func (d *dumper) applyChanges(c *sockdiag.Conn) error {
 				delete(entered, p.Cookie) // already known: an event from before Previous's dump
 			}
 			s := *p
+			var owners []procscan.Owner
+			if s.Inode != 0 {
+				owners = prev.Sockets[i].Owners // checked again by findOwners
+			}
 			if s.HasInfo {
 				advanceInfo(&s.Info, dt)
 			}
@@ -131,8 +136,9 @@ func (d *dumper) applyChanges(c *sockdiag.Conn) error {
 					continue
 				}
 				s.NetNS = ns
+				owners = nil
 			}
-			d.snap.Sockets = append(d.snap.Sockets, Socket{Socket: s})
+			d.snap.Sockets = append(d.snap.Sockets, Socket{Socket: s, Owners: owners})
 		}
 	}
 	for _, cookie := range slices.Sorted(maps.Keys(entered)) {

@@ -41,10 +41,11 @@ func (x *prevIndex) bit(ino uint64) uint64 {
 	return (ino * 0x9E3779B97F4A7C15 >> 7) % uint64(len(x.bits)*64)
 }
 
-// rewind starts a new pass in dump order.
-func (x *prevIndex) rewind() {
+// rewind starts a new pass in dump order over the previous sockets (list
+// 0) or listeners (list 1).
+func (x *prevIndex) rewind(list int) {
 	if x != nil {
-		x.cur = [2]int{}
+		x.cur = [2]int{list, 0}
 	}
 }
 

@@ -27,7 +27,7 @@ func TestPrevIndex(t *testing.T) {
 	}
 	// Sockets that left are skipped within the window; new ones whose bit is
 	// clear are answered without the map.
-	x.rewind()
+	x.rewind(0)
 	for _, ino := range []uint64{1, 2, 5, 9, 14} {
 		if p := x.find(ino); p == nil || p.Inode != ino {
 			t.Fatalf("after departures, find(%d) = %v", ino, p)
@@ -49,14 +49,14 @@ func TestPrevIndex(t *testing.T) {
 		t.Error("every new inode built the map: the bitset filters nothing")
 	}
 	// Out of order: found through the map, and the cursor follows the hit.
-	x.rewind()
+	x.rewind(0)
 	for _, ino := range []uint64{777, 3, 900, 778} {
 		if p := x.find(ino); p == nil || p.Inode != ino {
 			t.Fatalf("out of order, find(%d) = %v", ino, p)
 		}
 	}
 	var nilIndex *prevIndex
-	nilIndex.rewind()
+	nilIndex.rewind(0)
 	if nilIndex.find(5) != nil {
 		t.Error("nil index found something")
 	}

@@ -17,16 +17,14 @@ const verifyByPassMin = 4096
 // newReuser returns how findOwners checks a previous owner
 // (Options.ReuseByProcess: the owner process is alive, checked once per pid;
 // otherwise one readlink per socket, or, with many sockets and a one-pass
-// owner source, never: they are all searched again in that pass), and the
-// inodes not to search for again (Options.SkipUnowned: sockets the previous
-// snapshot could not attribute).
-func newReuser(fs procscan.FS, opt Options) (still func(procscan.Owner, uint64) bool, unowned map[uint64]bool) {
+// owner source, never: they are all searched again in that pass).
+func newReuser(fs procscan.FS, opt Options) (still func(procscan.Owner, uint64) bool) {
 	still = fs.StillOwns
 	if opt.Previous == nil {
-		return still, nil
+		return still
 	}
 	if !opt.ReuseByProcess && opt.OwnerSource != nil && len(opt.Previous.Sockets) >= verifyByPassMin {
-		still = func(procscan.Owner, uint64) bool { return false }
+		return func(procscan.Owner, uint64) bool { return false }
 	}
 	if opt.ReuseByProcess {
 		alive := map[int]bool{}
@@ -44,13 +42,5 @@ func newReuser(fs procscan.FS, opt Options) (still func(procscan.Owner, uint64) 
 			return v
 		}
 	}
-	if opt.SkipUnowned {
-		unowned = map[uint64]bool{}
-		for _, s := range opt.Previous.Sockets {
-			if s.Inode != 0 && len(s.Owners) == 0 {
-				unowned[s.Inode] = true
-			}
-		}
-	}
-	return still, unowned
+	return still
 }

@@ -298,32 +298,58 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt Options, prev *prevIndex) e
 	start := time.Now()
 	wanted := map[uint64]struct{}{} // no size hint: in incremental snapshots few or none are new
 	uids := map[uint32]bool{}
-	all := make([]*Socket, 0, len(snap.Sockets)+len(snap.Listeners))
-	for i := range snap.Sockets {
-		all = append(all, &snap.Sockets[i])
+	// Reuse the previous snapshot's owners where they still hold the socket:
+	// carried with the socket (a snapshot built from the change feed) or
+	// found by inode. Options.SkipUnowned: do not search again for sockets
+	// the previous snapshot could not attribute either. Owner pids are
+	// collected on the way: reading each socket's owners is a cache miss,
+	// so it is done once.
+	pids := map[int]bool{}
+	last := -1
+	addPIDs := func(os []procscan.Owner) {
+		for _, o := range os {
+			if o.PID != last { // a process's sockets mostly come in a row
+				pids[o.PID] = true
+				last = o.PID
+			}
+		}
 	}
-	for i := range snap.Listeners {
-		all = append(all, &snap.Listeners[i])
-	}
-
-	// Reuse the previous snapshot's owners where they still hold the socket.
-	prev.rewind()
 	reused := 0
-	still, unowned := newReuser(fs, opt)
-	for _, s := range all {
+	still := newReuser(fs, opt)
+	reuse := func(s *Socket) {
 		if s.Inode == 0 {
-			continue
+			return
 		}
-		if p := prev.find(s.Inode); p != nil && len(p.Owners) > 0 && still(p.Owners[0], s.Inode) {
-			s.Owners = p.Owners
-			reused++
-			continue
-		}
-		if unowned[s.Inode] {
-			continue
+		if len(s.Owners) > 0 {
+			if still(s.Owners[0], s.Inode) {
+				addPIDs(s.Owners)
+				reused++
+				return
+			}
+			s.Owners = nil
+		} else if p := prev.find(s.Inode); p != nil {
+			if len(p.Owners) > 0 && still(p.Owners[0], s.Inode) {
+				s.Owners = p.Owners
+				addPIDs(s.Owners)
+				reused++
+				return
+			}
+			if len(p.Owners) == 0 && opt.SkipUnowned {
+				return
+			}
 		}
 		wanted[s.Inode] = struct{}{}
 		uids[s.UID] = true
+	}
+	prev.rewind(0)
+	notAccepted := false
+	for i := range snap.Sockets {
+		reuse(&snap.Sockets[i])
+		notAccepted = notAccepted || snap.Sockets[i].NotAccepted
+	}
+	prev.rewind(1)
+	for i := range snap.Listeners {
+		reuse(&snap.Listeners[i])
 	}
 	snap.Stats.Reused = reused
 
@@ -336,42 +362,42 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt Options, prev *prevIndex) e
 	if reused > 0 {
 		snap.Stats.Owners += "+reused"
 	}
-	if len(res.Owners) > 0 {
-		for _, s := range all {
-			if o, ok := res.Owners[s.Inode]; ok && s.Inode != 0 {
-				s.Owners = o
-			}
+	for _, os := range res.Owners {
+		addPIDs(os)
+	}
+	found := func(s *Socket) {
+		if o, ok := res.Owners[s.Inode]; ok && s.Inode != 0 {
+			s.Owners = o
 		}
 	}
-	// Sockets in an accept queue belong to the listener's owners.
-	type listenerKey struct {
-		netns uint64
-		addr  netip.AddrPort
+	if len(res.Owners) > 0 {
+		for i := range snap.Listeners {
+			found(&snap.Listeners[i])
+		}
 	}
-	lown := make(map[listenerKey][]procscan.Owner, len(snap.Listeners))
-	for _, l := range snap.Listeners {
-		lown[listenerKey{l.NetNS, l.Local}] = l.Owners
-	}
-	for i := range snap.Sockets {
-		s := &snap.Sockets[i]
-		if s.NotAccepted {
-			for _, o := range lown[listenerKey{s.NetNS, s.Listener}] {
-				s.Owners = append(s.Owners, procscan.Owner{PID: o.PID, FD: -1})
+	if len(res.Owners) > 0 || notAccepted {
+		// The owners just found; sockets in an accept queue belong to the
+		// listener's owners (already in pids).
+		type listenerKey struct {
+			netns uint64
+			addr  netip.AddrPort
+		}
+		lown := make(map[listenerKey][]procscan.Owner, len(snap.Listeners))
+		for _, l := range snap.Listeners {
+			lown[listenerKey{l.NetNS, l.Local}] = l.Owners
+		}
+		for i := range snap.Sockets {
+			s := &snap.Sockets[i]
+			found(s)
+			if s.NotAccepted {
+				for _, o := range lown[listenerKey{s.NetNS, s.Listener}] {
+					s.Owners = append(s.Owners, procscan.Owner{PID: o.PID, FD: -1})
+				}
 			}
 		}
 	}
 	snap.Stats.ScanTime = time.Since(start)
 
-	pids := map[int]bool{}
-	last := -1
-	for _, s := range all {
-		for _, o := range s.Owners {
-			if o.PID != last { // a process's sockets mostly come in a row
-				pids[o.PID] = true
-				last = o.PID
-			}
-		}
-	}
 	for _, pid := range slices.Sorted(maps.Keys(pids)) {
 		p, err := fs.Process(pid)
 		if err != nil {
