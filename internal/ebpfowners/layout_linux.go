@@ -1,10 +1,11 @@
 package ebpfowners
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/closewait/closewait/internal/btflayout"
 )
 
 // field is where a struct member sits: byte offset from the start of the
@@ -71,62 +72,19 @@ func kernelLayout(spec *btf.Spec) (layout, error) {
 	return l, nil
 }
 
-var errNoMember = errors.New("no such member")
-
 // memberField finds the named member of t (a struct or union), descending
 // into anonymous structs and unions (the context struct wraps its pointers
 // in __bpf_md_ptr unions), and returns its byte offset from the start of t
-// and its size.
+// and its size, which must be a loadable width.
 func memberField(t btf.Type, name string) (field, error) {
-	off, typ, err := findMember(t, name, 0)
+	f, err := btflayout.Member(t, name)
 	if err != nil {
 		return field{}, err
 	}
-	if off%8 != 0 {
-		return field{}, fmt.Errorf("bit offset %d is not byte aligned", off)
-	}
-	size, err := btf.Sizeof(typ)
-	if err != nil {
-		return field{}, fmt.Errorf("size: %w", err)
-	}
-	switch size {
+	switch f.Size {
 	case 1, 2, 4, 8:
 	default:
-		return field{}, fmt.Errorf("%d bytes: not a loadable width", size)
+		return field{}, fmt.Errorf("%d bytes: not a loadable width", f.Size)
 	}
-	return field{off: uint32(off / 8), size: uint32(size)}, nil
-}
-
-// findMember returns the bit offset (plus base) and type of the named member.
-func findMember(t btf.Type, name string, base btf.Bits) (btf.Bits, btf.Type, error) {
-	var members []btf.Member
-	switch c := btf.UnderlyingType(t).(type) {
-	case *btf.Struct:
-		members = c.Members
-	case *btf.Union:
-		members = c.Members
-	default:
-		return 0, nil, fmt.Errorf("%s is not a struct or union: %w", t, errNoMember)
-	}
-	for _, m := range members {
-		if m.Name == name {
-			if m.BitfieldSize != 0 {
-				return 0, nil, fmt.Errorf("member is a bitfield")
-			}
-			return base + m.Offset, m.Type, nil
-		}
-	}
-	for _, m := range members {
-		if m.Name != "" {
-			continue
-		}
-		off, typ, err := findMember(m.Type, name, base+m.Offset)
-		if err == nil {
-			return off, typ, nil
-		}
-		if !errors.Is(err, errNoMember) {
-			return 0, nil, err
-		}
-	}
-	return 0, nil, errNoMember
+	return field{off: f.Off, size: f.Size}, nil
 }

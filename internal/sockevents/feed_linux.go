@@ -179,22 +179,22 @@ func (l layout) decode(b []byte, now time.Time, mono time.Duration, ev *Event) e
 	ne := binary.NativeEndian
 	head := b[recHead:]
 	s := sockdiag.Socket{
-		Family:  uint8(ne.Uint16(head[l.family.off:])),
+		Family:  uint8(ne.Uint16(head[l.family.Off:])),
 		Cookie:  ne.Uint64(b[recCookie:]),
 		NetNS:   uint64(ne.Uint32(b[recNetNS:])),
-		IfIndex: ne.Uint32(head[l.boundDevIf.off:]),
+		IfIndex: ne.Uint32(head[l.boundDevIf.Off:]),
 		State:   sockdiag.State(ne.Uint32(b[recNew:])),
 	}
-	lport := ne.Uint16(head[l.num.off:])
-	rport := binary.BigEndian.Uint16(head[l.dport.off:])
+	lport := ne.Uint16(head[l.num.Off:])
+	rport := binary.BigEndian.Uint16(head[l.dport.Off:])
 	var la, ra netip.Addr
 	switch {
 	case s.Family == unix.AF_INET:
-		la = netip.AddrFrom4([4]byte(head[l.rcvSaddr.off:][:4]))
-		ra = netip.AddrFrom4([4]byte(head[l.daddr.off:][:4]))
-	case s.Family == unix.AF_INET6 && l.v6Daddr.size == 16 && l.v6RcvSaddr.size == 16:
-		la = netip.AddrFrom16([16]byte(head[l.v6RcvSaddr.off:][:16]))
-		ra = netip.AddrFrom16([16]byte(head[l.v6Daddr.off:][:16]))
+		la = netip.AddrFrom4([4]byte(head[l.rcvSaddr.Off:][:4]))
+		ra = netip.AddrFrom4([4]byte(head[l.daddr.Off:][:4]))
+	case s.Family == unix.AF_INET6 && l.v6Daddr.Size == 16 && l.v6RcvSaddr.Size == 16:
+		la = netip.AddrFrom16([16]byte(head[l.v6RcvSaddr.Off:][:16]))
+		ra = netip.AddrFrom16([16]byte(head[l.v6Daddr.Off:][:16]))
 	default:
 		return fmt.Errorf("record with address family %d", s.Family)
 	}

@@ -5,15 +5,12 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/closewait/closewait/internal/btflayout"
 )
 
-// span is where a struct member sits: byte offset from the start of the
-// outer struct and size in bytes, both from BTF.
-type span struct {
-	off, size uint32
-}
-
-func (s span) end() uint32 { return s.off + s.size }
+// span is where a struct member sits, from BTF.
+type span = btflayout.Field
 
 // layout holds every kernel struct member the program reads or the decoder
 // takes from the copied head of struct sock.
@@ -65,8 +62,8 @@ func kernelLayout(spec *btf.Spec) (layout, error) {
 		{net, []string{"ns", "inum"}, &l.nsInum, false},
 	}
 	for _, w := range want {
-		s, err := memberPath(w.t, w.path...)
-		if errors.Is(err, errNoMember) && w.optional {
+		s, err := btflayout.Member(w.t, w.path...)
+		if errors.Is(err, btflayout.ErrNoMember) && w.optional {
 			continue
 		}
 		if err != nil {
@@ -83,79 +80,21 @@ func kernelLayout(spec *btf.Spec) (layout, error) {
 		{"skc_dport", l.dport, 2}, {"skc_num", l.num, 2}, {"skc_family", l.family, 2},
 		{"skc_bound_dev_if", l.boundDevIf, 4}, {"skc_net", l.net, 8}, {"net.ns.inum", l.nsInum, 4},
 	} {
-		if c.s.size != c.size {
-			return layout{}, fmt.Errorf("btf %s: %d bytes, want %d", c.name, c.s.size, c.size)
+		if c.s.Size != c.size {
+			return layout{}, fmt.Errorf("btf %s: %d bytes, want %d", c.name, c.s.Size, c.size)
 		}
 	}
 	for _, s := range []span{l.v6Daddr, l.v6RcvSaddr} {
-		if s.size != 0 && s.size != 16 {
-			return layout{}, fmt.Errorf("btf sock_common IPv6 address: %d bytes, want 16", s.size)
+		if s.Size != 0 && s.Size != 16 {
+			return layout{}, fmt.Errorf("btf sock_common IPv6 address: %d bytes, want 16", s.Size)
 		}
 	}
 	for _, s := range []span{l.daddr, l.rcvSaddr, l.dport, l.num, l.family, l.boundDevIf, l.v6Daddr, l.v6RcvSaddr} {
-		l.head = max(l.head, s.end())
+		l.head = max(l.head, s.End())
 	}
 	l.head = (l.head + 7) &^ 7
 	if l.head > maxHead {
 		return layout{}, fmt.Errorf("btf sock_common: addresses end at byte %d, beyond %d", l.head, maxHead)
 	}
 	return l, nil
-}
-
-var errNoMember = errors.New("no such member")
-
-// memberPath finds t.path[0].path[1]... (descending into anonymous structs
-// and unions at each step) and returns its offset from the start of t and
-// its size.
-func memberPath(t btf.Type, path ...string) (span, error) {
-	var off btf.Bits
-	for _, name := range path {
-		o, typ, err := findMember(t, name, off)
-		if err != nil {
-			return span{}, fmt.Errorf("%s: %w", name, err)
-		}
-		off, t = o, typ
-	}
-	if off%8 != 0 {
-		return span{}, fmt.Errorf("bit offset %d is not byte aligned", off)
-	}
-	size, err := btf.Sizeof(t)
-	if err != nil {
-		return span{}, fmt.Errorf("size: %w", err)
-	}
-	return span{off: uint32(off / 8), size: uint32(size)}, nil
-}
-
-// findMember returns the bit offset (plus base) and type of the named member.
-func findMember(t btf.Type, name string, base btf.Bits) (btf.Bits, btf.Type, error) {
-	var members []btf.Member
-	switch c := btf.UnderlyingType(t).(type) {
-	case *btf.Struct:
-		members = c.Members
-	case *btf.Union:
-		members = c.Members
-	default:
-		return 0, nil, fmt.Errorf("%s is not a struct or union: %w", t, errNoMember)
-	}
-	for _, m := range members {
-		if m.Name == name {
-			if m.BitfieldSize != 0 {
-				return 0, nil, errors.New("member is a bitfield")
-			}
-			return base + m.Offset, m.Type, nil
-		}
-	}
-	for _, m := range members {
-		if m.Name != "" {
-			continue
-		}
-		off, typ, err := findMember(m.Type, name, base+m.Offset)
-		if err == nil {
-			return off, typ, nil
-		}
-		if !errors.Is(err, errNoMember) {
-			return 0, nil, err
-		}
-	}
-	return 0, nil, errNoMember
 }

@@ -46,8 +46,8 @@ func recordSize(l layout) int { return recHead + int(l.head) }
 func buildProgram(l layout) (asm.Instructions, error) {
 	size := recordSize(l)
 	for _, s := range []span{l.protocol, l.net, l.nsInum} {
-		if s.off > math.MaxInt16 {
-			return nil, fmt.Errorf("offset %d beyond int16", s.off)
+		if s.Off > math.MaxInt16 {
+			return nil, fmt.Errorf("offset %d beyond int16", s.Off)
 		}
 	}
 	const (
@@ -66,7 +66,7 @@ func buildProgram(l layout) (asm.Instructions, error) {
 		asm.StoreMem(asm.RFP, rec(recNew), asm.R3, asm.Word),
 		asm.LoadMem(sk, ctx, 0, asm.DWord),
 		asm.JEq.Imm(sk, 0, exit),
-		asm.LoadMem(asm.R2, sk, int16(l.protocol.off), asm.Half),
+		asm.LoadMem(asm.R2, sk, int16(l.protocol.Off), asm.Half),
 		asm.JNE.Imm(asm.R2, unix.IPPROTO_TCP, exit),
 		asm.Mov.Imm(asm.R2, 0),
 		asm.StoreMem(asm.RFP, rec(recPad), asm.R2, asm.Word),
@@ -77,10 +77,10 @@ func buildProgram(l layout) (asm.Instructions, error) {
 		asm.FnKtimeGetNs.Call(),
 		asm.StoreMem(asm.RFP, rec(recTime), asm.R0, asm.DWord),
 
-		asm.LoadMem(asm.R1, sk, int16(l.net.off), asm.DWord), // struct net *
+		asm.LoadMem(asm.R1, sk, int16(l.net.Off), asm.DWord), // struct net *
 		asm.Mov.Imm(asm.R2, 0),
 		asm.JEq.Imm(asm.R1, 0, "netns"),
-		asm.LoadMem(asm.R2, asm.R1, int16(l.nsInum.off), asm.Word),
+		asm.LoadMem(asm.R2, asm.R1, int16(l.nsInum.Off), asm.Word),
 		asm.StoreMem(asm.RFP, rec(recNetNS), asm.R2, asm.Word).WithSymbol("netns"),
 
 		asm.Mov.Reg(asm.R1, asm.RFP),
