@@ -3,6 +3,7 @@ package watch
 import (
 	"encoding/json"
 	"io"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/closewait/closewait/internal/ebpfowners"
 	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/snapshot"
+	"github.com/closewait/closewait/internal/sockevents"
 )
 
 func TestMain(m *testing.M) { cwtest.Main(m) }
@@ -24,17 +26,18 @@ func cpuTime() time.Duration {
 }
 
 func newLiveSampler(verifyEvery int) *Sampler {
-	return newLiveSamplerFrom(verifyEvery, nil)
+	return newLiveSamplerFrom(verifyEvery, nil, nil)
 }
 
 // newLiveSamplerFrom takes snapshots as closewait watch does, finding the
-// owners of new sockets through src (nil: the /proc walk).
-func newLiveSamplerFrom(verifyEvery int, src procscan.SocketFDSource) *Sampler {
+// owners of new sockets through src (nil: the /proc walk) and following
+// CLOSE_WAIT sockets through feed (nil: a full dump each tick).
+func newLiveSamplerFrom(verifyEvery int, src procscan.SocketFDSource, feed snapshot.Changes) *Sampler {
 	return NewSampler(Options{
 		Thresholds:  diagnose.DefaultThresholds,
 		VerifyEvery: verifyEvery,
 		Take: func(prev *snapshot.Snapshot, verify bool) (*snapshot.Snapshot, error) {
-			return snapshot.Take(snapshot.Options{Previous: prev, OwnerSource: src,
+			return snapshot.Take(snapshot.Options{Previous: prev, OwnerSource: src, Changes: feed,
 				ReuseByProcess: !verify, SkipUnowned: !verify, CarryInfo: !verify})
 		},
 	})
@@ -52,17 +55,28 @@ func BenchmarkTick(b *testing.B) {
 		defer it.Close()
 		ebpf = it
 	}
+	var feed snapshot.Changes
+	if f, err := sockevents.Open(); err == nil {
+		defer f.Close()
+		feed = f
+	}
 	for _, bc := range []struct {
 		name        string
 		verifyEvery int
 		src         procscan.SocketFDSource
-	}{{"incremental", 60, nil}, {"incremental-ebpf", 60, ebpf}, {"verify-each-tick", 1, nil}} {
+		feed        snapshot.Changes
+	}{
+		{"incremental", 60, nil, nil},
+		{"incremental-ebpf", 60, ebpf, nil},
+		{"incremental-ebpf-feed", 60, ebpf, feed}, // what closewait watch does where eBPF loads
+		{"verify-each-tick", 1, nil, nil},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
-			if bc.name == "incremental-ebpf" && ebpf == nil {
-				b.Skip("the eBPF owner iterator does not load here (needs root, Linux ≥ 5.8 with BTF)")
+			if strings.Contains(bc.name, "ebpf") && (ebpf == nil || strings.HasSuffix(bc.name, "feed") && feed == nil) {
+				b.Skip("the eBPF owner iterator or change feed does not load here (needs root, Linux ≥ 5.8 with BTF)")
 			}
 			cwtest.Start(b, cwtest.Spec{ReadEOF: 20, Unread: 20})
-			s := newLiveSamplerFrom(bc.verifyEvery, bc.src)
+			s := newLiveSamplerFrom(bc.verifyEvery, bc.src, bc.feed)
 			t, err := s.Next() // the first tick scans /proc
 			if err != nil {
 				b.Fatal(err)
