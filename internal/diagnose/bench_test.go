@@ -31,3 +31,53 @@ func BenchmarkAnalyze(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAnalyzer judges the snapshot of BenchmarkAnalyze again and
+// again with one Analyzer, as watch does: "unchanged" alternates it with a
+// copy taken a second later (every age one second older), "changed-100"
+// with a copy in which 100 sockets, spread over the groups, closed and 100
+// others took their places. Run with -benchtime 20x.
+func BenchmarkAnalyzer(b *testing.B) {
+	var socks [][]snapshot.Socket
+	socks = append(socks, many(60000, sockSpec{inbound: true, age: time.Hour}))
+	for i := 0; i < 50; i++ {
+		r := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 3, byte(i)}), 5432)
+		socks = append(socks, many(800, sockSpec{remote: r, recvQ: 1, age: time.Hour, idle: 600 * time.Second}))
+	}
+	snap := snapOf("/usr/bin/java", socks...)
+	prev := snapOf("/usr/bin/java", socks[0][:50000])
+	prev.Time = snap.Time.Add(-10 * time.Second)
+	base := NewBaseline(prev)
+
+	later := cloneSnap(snap)
+	advance(later, time.Second)
+	changed := cloneSnap(snap)
+	for i := 0; i < 100; i++ {
+		at := i * len(changed.Sockets) / 100
+		old := &changed.Sockets[at]
+		sp := sockSpec{inbound: old.Inbound(), remote: old.Remote, recvQ: old.RecvQ, age: time.Second, idle: 600 * time.Second}
+		changed.Sockets[at] = mk(sp)
+	}
+	for _, bc := range []struct {
+		name string
+		alt  *snapshot.Snapshot
+	}{{"unchanged", later}, {"changed-100", changed}} {
+		b.Run(bc.name, func(b *testing.B) {
+			a := NewAnalyzer()
+			a.Analyze(snap, DefaultThresholds, Options{Previous: base})
+			b.ReportAllocs()
+			b.ResetTimer()
+			i := 0
+			for b.Loop() {
+				s := snap
+				if i++; i%2 == 1 {
+					s = bc.alt
+				}
+				r := a.Analyze(s, DefaultThresholds, Options{Previous: base})
+				if len(r.Processes[0].Findings) != 1+MaxGroups+1 {
+					b.Fatalf("%d findings", len(r.Processes[0].Findings))
+				}
+			}
+		})
+	}
+}

@@ -30,6 +30,7 @@ package diagnose
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -166,11 +167,31 @@ type Options struct {
 // maxThreads bounds the threads read per process.
 const maxThreads = 10000
 
-// Analyze judges a snapshot against thresholds.
+// Analyze judges a snapshot against thresholds. Callers that judge one
+// snapshot after another should keep an [Analyzer], which gives the same
+// report for less work when little changed.
 func Analyze(snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
+	return analyze(nil, snap, th, opt)
+}
+
+// analyze is Analyze, remembering in a when it is not nil.
+func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
 	r := &Report{Snapshot: snap, Thresholds: th, Selected: opt.PIDs != nil}
-	byPID := map[int]*ProcessReport{}
+	if opt.Previous != nil {
+		r.Sample = snap.Time.Sub(opt.Previous.Time)
+	}
+	var base *Baseline // growth is computed against it
+	if opt.Previous != nil && r.Sample > 0 {
+		base = opt.Previous
+	}
+	if a != nil {
+		a.gen++
+		a.stats.sockets, a.stats.matched, a.stats.recounted = 0, 0, 0
+	}
+	var procs []*procWork
+	byPID := map[int]*procWork{}
 	hints := map[string]procscan.RuntimeHints{}
+	var last *procWork // the holder of the previous socket: usually this one's too
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
 		if s.State != sockdiag.CloseWait {
@@ -189,18 +210,32 @@ func Analyze(snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
 			}
 			continue
 		}
-		seen := map[int]bool{}
-		for _, o := range s.Owners {
-			if seen[o.PID] || (opt.PIDs != nil && !opt.PIDs[o.PID]) {
-				continue
+	owners:
+		for j, o := range s.Owners {
+			for _, e := range s.Owners[:j] {
+				if e.PID == o.PID { // the same process through another fd
+					continue owners
+				}
 			}
-			seen[o.PID] = true
-			p := byPID[o.PID]
-			if p == nil {
-				p = &ProcessReport{PID: o.PID, Process: snap.Processes[o.PID]}
-				p.Runtime, p.RuntimeEvidence = detectRuntime(p.Process, opt.FS, hints)
-				byPID[o.PID] = p
+			w := last
+			if w == nil || w.p.PID != o.PID {
+				if opt.PIDs != nil && !opt.PIDs[o.PID] {
+					continue
+				}
+				w = byPID[o.PID]
+				if w == nil {
+					p := &ProcessReport{PID: o.PID, Process: snap.Processes[o.PID]}
+					p.Runtime, p.RuntimeEvidence = detectRuntime(p.Process, opt.FS, hints)
+					w = a.newWork(p, base)
+					if n := w.socketsHint(); n > 0 {
+						p.Sockets = make([]*snapshot.Socket, 0, n+n/16+4)
+					}
+					byPID[o.PID] = w
+					procs = append(procs, w)
+				}
+				last = w
 			}
+			p := w.p
 			p.CloseWait++
 			if s.NotAccepted {
 				p.NotAccepted++
@@ -210,16 +245,16 @@ func Analyze(snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
 				p.Oldest = max(p.Oldest, age)
 			}
 			p.Sockets = append(p.Sockets, s)
+			w.add(s, age, hasAge)
 		}
 	}
-	if opt.Previous != nil {
-		r.Sample = snap.Time.Sub(opt.Previous.Time)
-	}
-	for _, p := range byPID {
+	for _, w := range procs {
+		w.resolve()
+		p := w.p
 		share := p.FDShare()
 		p.Status, p.Reasons = th.judge(p.CloseWait, share, p.Oldest, p.HasAge)
-		if opt.Previous != nil && r.Sample > 0 {
-			p.Growth = computeGrowth(p, opt.Previous.byPID[p.PID], r.Sample)
+		if base != nil {
+			p.Growth = computeGrowth(p, len(w.before), w.entered, r.Sample)
 			judgeGrowth(p)
 		}
 		if opt.FS != nil && p.Process != nil && (opt.AllThreads || holdsUnread(p)) {
@@ -227,9 +262,26 @@ func Analyze(snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
 				p.Threads = SummarizeThreads(ts)
 			}
 		}
-		p.Findings = Findings(p, snap)
+		w.growthDir = "outbound"
+		if w.inbound*2 >= len(p.Sockets) {
+			w.growthDir = "inbound"
+		}
+		w.growthOldest = math.Round(p.Oldest.Seconds()*1000) / 1000
+		p.Findings = w.findings(snap, p.Sockets)
+		if a != nil {
+			a.stats.sockets += w.n
+			a.stats.matched += w.matched
+			a.stats.recounted += w.recounted
+		}
 		r.Processes = append(r.Processes, p)
 		r.Status = max(r.Status, p.Status)
+	}
+	if a != nil {
+		for id, c := range a.procs {
+			if c.gen != a.gen {
+				delete(a.procs, id)
+			}
+		}
 	}
 	u := &r.Unattributed
 	u.Status, u.Reasons = th.judge(u.Count, 0, u.Oldest, u.HasAge)

@@ -1,7 +1,6 @@
 package diagnose
 
 import (
-	"cmp"
 	"fmt"
 	"math"
 	"net/netip"
@@ -72,96 +71,27 @@ type groupKey struct {
 // per direction, so a crawler with 1,000 remotes gets a few findings, not 1,000.
 const MaxGroups = 6
 
-// mergeSmallGroups keeps the MaxGroups largest groups of each direction and
-// merges the rest.
-func mergeSmallGroups(groups map[groupKey][]*snapshot.Socket) map[groupKey][]*snapshot.Socket {
-	for _, inbound := range []bool{true, false} {
-		var keys []groupKey
-		for k := range groups {
-			if k.inbound == inbound {
-				keys = append(keys, k)
-			}
-		}
-		if len(keys) <= MaxGroups {
-			continue
-		}
-		slices.SortFunc(keys, func(a, b groupKey) int {
-			return cmp.Or(cmp.Compare(len(groups[b]), len(groups[a])), cmp.Compare(a.port, b.port), a.remote.Compare(b.remote))
-		})
-		rest := keys[MaxGroups-1:]
-		merged := groupKey{inbound: inbound, others: len(rest)}
-		var socks []*snapshot.Socket
-		for _, k := range rest {
-			socks = append(socks, groups[k]...)
-			delete(groups, k)
-		}
-		groups[merged] = socks
-	}
-	return groups
-}
-
-// classify names the cause of one CLOSE_WAIT socket from its own facts.
-func classify(s *snapshot.Socket) string {
-	switch {
-	case s.NotAccepted:
-		return CauseNotAccepted
-	case s.RecvQ == 0:
-		return CauseMissingClose
-	case !s.Inbound() && s.RecvQ == 1:
-		return CausePoolIdle
-	}
-	return CauseAbandonedUnread
-}
-
 // Findings explains a process's CLOSE_WAIT sockets: it groups them by
 // direction and concentration (listening port, or remote address), splits
-// each group by cause (see [classify]), and describes each part with
+// each group by cause (see the package doc), and describes each part with
 // evidence, an ss check, next steps for the process's runtime and the fix.
 // It reads p.Growth and p.Threads when they are set, and snap for the
 // process's listeners. It does no I/O.
 func Findings(p *ProcessReport, snap *snapshot.Snapshot) []Finding {
-	groups := map[groupKey][]*snapshot.Socket{}
-	for _, s := range p.Sockets {
-		if s.State != sockdiag.CloseWait {
-			continue
-		}
-		k := groupKey{inbound: s.Inbound()}
-		if k.inbound {
-			k.port = s.Listener.Port()
-		} else {
-			k.remote = s.Remote
-		}
-		groups[k] = append(groups[k], s)
+	notCW := func(s *snapshot.Socket) bool { return s.State != sockdiag.CloseWait }
+	socks := p.Sockets
+	if slices.ContainsFunc(socks, notCW) {
+		socks = slices.DeleteFunc(slices.Clone(socks), notCW)
 	}
-	groups = mergeSmallGroups(groups)
-	ctx := newAdviceContext(p, snap)
-	var out []Finding
-	for k, all := range groups {
-		parts := map[string][]*snapshot.Socket{}
-		for _, s := range all {
-			c := classify(s)
-			parts[c] = append(parts[c], s)
-		}
-		for cause, socks := range parts {
-			out = append(out, ctx.finding(k, cause, socks, len(all)))
-		}
+	w := (*Analyzer)(nil).newWork(p, nil)
+	for _, s := range socks {
+		age, ok := s.Age()
+		w.add(s, age, ok)
 	}
-	if f, ok := growthFinding(p); ok {
-		f.Check = ctx.checkAll()
-		f.NextSteps = ctx.steps(CauseGrowing)
-		f.Fix = advice(fixes[CauseGrowing], p.Runtime, ctx.repl)
-		out = append(out, f)
+	if p.Growth.Growing() {
+		w.growthDir, w.growthOldest = directionOf(p.Sockets), oldestSeconds(p.Sockets)
 	}
-	slices.SortFunc(out, func(a, b Finding) int {
-		return cmp.Or(
-			cmp.Compare(rank(a.Cause), rank(b.Cause)),
-			cmp.Compare(b.Count, a.Count),
-			cmp.Compare(a.Cause, b.Cause),
-			cmp.Compare(a.LocalPort, b.LocalPort),
-			cmp.Compare(a.Remote, b.Remote),
-		)
-	})
-	return out
+	return w.findings(snap, socks)
 }
 
 // rank orders findings: growth first (it is the urgent one), normal last.
@@ -222,9 +152,10 @@ func joinPorts(ps []uint16) string {
 	return strings.Join(s, ", ")
 }
 
-// finding describes the sockets of one group that share a cause.
-func (c *adviceContext) finding(k groupKey, cause string, socks []*snapshot.Socket, groupSize int) Finding {
-	f := Finding{Cause: cause, Count: len(socks), Direction: "outbound"}
+// finding describes the sockets of one group that share a cause, from
+// what they add up to (st); groupSize is the number of the group's sockets.
+func (c *adviceContext) finding(k groupKey, cause string, st *partStats, groupSize int) Finding {
+	f := Finding{Cause: cause, Count: st.n, Direction: "outbound"}
 	where := ""
 	switch {
 	case k.others > 0 && k.inbound:
@@ -243,30 +174,18 @@ func (c *adviceContext) finding(k groupKey, cause string, socks []*snapshot.Sock
 		where = "to " + f.Remote
 		f.Check = "ss -tnp state close-wait dst " + f.Remote
 	}
-	f.Oldest = oldestSeconds(socks)
-	var ages []time.Duration
-	maxQ, withData := uint32(0), 0
-	for _, s := range socks {
-		if s.KeepaliveSet() {
-			f.Keepalive++
-		}
-		if a, ok := s.Age(); ok {
-			ages = append(ages, a)
-		}
-		maxQ = max(maxQ, s.RecvQ)
-		if s.RecvQ > 1 {
-			withData++
-		}
-	}
-	of := fmt.Sprintf("%d of %d sockets %s", len(socks), groupSize, where)
-	if len(socks) == groupSize {
-		of = fmt.Sprintf("all %d sockets %s", len(socks), where)
-		if len(socks) == 1 {
+	f.Oldest = math.Round(st.maxAge.Seconds()*1000) / 1000
+	f.Keepalive = st.keepalive
+	n, maxQ, withData := st.n, st.maxQ, st.withData
+	of := fmt.Sprintf("%d of %d sockets %s", n, groupSize, where)
+	if n == groupSize {
+		of = fmt.Sprintf("all %d sockets %s", n, where)
+		if n == 1 {
 			of = "the socket " + where
 		}
 	}
 	have, wait := "have", "wait"
-	if len(socks) == 1 {
+	if n == 1 {
 		have, wait = "has", "waits"
 	}
 	repl := c.repl
@@ -286,13 +205,13 @@ func (c *adviceContext) finding(k groupKey, cause string, socks []*snapshot.Sock
 		}
 	case CausePoolIdle:
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%s %s Recv-Q 1 (only the FIN unread): idle pooled connections that the server closed and the pool never noticed", of, have))
-		if med, lo, n := idleTimeout(socks); n > 0 {
+		if med, lo, m := st.idleMed, st.idleMin, st.idleN; m > 0 {
 			f.RemoteIdleTimeout = math.Round(med*1000) / 1000
 			ev := evictText(lo)
 			repl = c.withEvict(ev)
 			f.Evidence = append(f.Evidence, fmt.Sprintf(
 				"the server closed them after about %s idle (tcp_info: last data received minus the FIN's arrival; median of %d, shortest %s): evict idle connections after less than %s",
-				secondsText(med), n, secondsText(lo), secondsText(lo)))
+				secondsText(med), m, secondsText(lo), secondsText(lo)))
 		}
 	case CauseNotAccepted:
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%s %s in the accept queue: the peers gave up before the app called accept(), so they have no fd", of, wait))
@@ -304,38 +223,33 @@ func (c *adviceContext) finding(k groupKey, cause string, socks []*snapshot.Sock
 		}
 	}
 	if k.inbound && cause != CauseNotAccepted {
-		peers := map[netip.Addr]bool{}
-		for _, s := range socks {
-			peers[s.Remote.Addr()] = true
-		}
-		switch a := socks[0].Remote.Addr(); {
-		case len(peers) == 1 && len(socks) > 1 && a.IsLoopback():
+		switch a := st.peer; {
+		case st.peers == 1 && n > 1 && a.IsLoopback():
 			f.Evidence = append(f.Evidence, fmt.Sprintf("all from this host (%s): a local proxy, sidecar or client", a))
-		case len(peers) == 1 && len(socks) > 1:
-			f.Evidence = append(f.Evidence, fmt.Sprintf("all from one peer address, %s (a proxy, load balancer or health checker?)", socks[0].Remote.Addr()))
-		case len(peers) > 1:
-			f.Evidence = append(f.Evidence, fmt.Sprintf("from %d peer addresses", len(peers)))
+		case st.peers == 1 && n > 1:
+			f.Evidence = append(f.Evidence, fmt.Sprintf("all from one peer address, %s (a proxy, load balancer or health checker?)", a))
+		case st.peers > 1:
+			f.Evidence = append(f.Evidence, fmt.Sprintf("from %d peer addresses", st.peers))
 		}
 	}
-	if len(ages) > 0 {
-		slices.Sort(ages)
-		e := fmt.Sprintf("oldest ~%s, newest ~%s", FormatAge(ages[len(ages)-1]), FormatAge(ages[0]))
+	if st.nAges > 0 {
+		e := fmt.Sprintf("oldest ~%s, newest ~%s", FormatAge(st.maxAge), FormatAge(st.minAge))
 		if c.snap != nil && !c.snap.Time.IsZero() {
-			e += fmt.Sprintf(" (the first FIN arrived about %s)", c.snap.Time.Add(-ages[len(ages)-1]).UTC().Format("15:04:05 UTC"))
+			e += fmt.Sprintf(" (the first FIN arrived about %s)", c.snap.Time.Add(-st.maxAge).UTC().Format("15:04:05 UTC"))
 		}
 		f.Evidence = append(f.Evidence, e)
 	}
 	if cause != CauseNotAccepted {
-		f.Evidence = append(f.Evidence, keepaliveText(f.Keepalive, len(socks)))
+		f.Evidence = append(f.Evidence, keepaliveText(f.Keepalive, n))
 	}
 	if (cause == CauseAbandonedUnread || cause == CauseNotAccepted) && c.p.Threads != nil {
 		f.Evidence = append(f.Evidence, "threads: "+c.p.Threads.String())
 	}
 
-	young := len(ages) == len(socks) && len(ages) > 0 && ages[len(ages)-1] < NormalHalfCloseAge
-	if young && len(socks) <= NormalHalfCloseMax && !c.p.Growth.Growing() && cause != CauseNotAccepted {
+	young := st.nAges == n && n > 0 && st.maxAge < NormalHalfCloseAge
+	if young && n <= NormalHalfCloseMax && !c.p.Growth.Growing() && cause != CauseNotAccepted {
 		f.Evidence = append([]string{fmt.Sprintf("%s, all younger than %s and not growing: most likely a normal half-close in progress (%s)",
-			countText(len(socks)), FormatAge(NormalHalfCloseAge), cause)}, f.Evidence...)
+			countText(n), FormatAge(NormalHalfCloseAge), cause)}, f.Evidence...)
 		f.Cause = CauseNormalHalfClose
 		f.NextSteps = []string{"nothing to do now; look again in a minute (or closewait --sample 10s): investigate only if they age or grow"}
 		return f
@@ -415,29 +329,6 @@ func directionOf(socks []*snapshot.Socket) string {
 		return "inbound"
 	}
 	return "outbound"
-}
-
-// idleTimeout estimates the server's idle timeout from pooled sockets'
-// tcp_info: last_data_recv − last_ack_recv is how long each sat idle before
-// the FIN. It returns the median and the minimum in seconds and how many
-// sockets gave an estimate.
-func idleTimeout(socks []*snapshot.Socket) (median, minimum float64, n int) {
-	var v []float64
-	for _, s := range socks {
-		if !s.HasInfo || s.Info.LastDataRecv < s.Info.LastAckRecv {
-			continue
-		}
-		v = append(v, float64(s.Info.LastDataRecv-s.Info.LastAckRecv)/1000)
-	}
-	if len(v) == 0 {
-		return 0, 0, 0
-	}
-	slices.Sort(v)
-	median = v[len(v)/2]
-	if len(v)%2 == 0 {
-		median = (v[len(v)/2-1] + v[len(v)/2]) / 2
-	}
-	return median, v[0], len(v)
 }
 
 // evictText is an idle eviction comfortably below an idle timeout, in seconds.

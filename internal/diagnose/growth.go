@@ -98,17 +98,13 @@ func closeWaitByPID(snap *snapshot.Snapshot) map[int]map[sockKey]bool {
 	return out
 }
 
-// computeGrowth compares a process's sockets now with those it held before.
-func computeGrowth(p *ProcessReport, before map[sockKey]bool, interval time.Duration) *Growth {
-	g := &Growth{Interval: interval, Before: len(before)}
-	for _, s := range p.Sockets {
-		if !before[keyOf(s)] {
-			g.Entered++
-		}
-	}
+// computeGrowth is the growth of a process's sockets now, of which entered
+// were not among the before it held in the baseline.
+func computeGrowth(p *ProcessReport, before, entered int, interval time.Duration) *Growth {
+	g := &Growth{Interval: interval, Before: before, Entered: entered}
 	// A process lists each socket once, so the sockets still here are
 	// len(p.Sockets) - Entered, and the rest of before has left.
-	g.Left = max(len(before)-(len(p.Sockets)-g.Entered), 0)
+	g.Left = max(before-(len(p.Sockets)-g.Entered), 0)
 	if len(p.Sockets) <= NormalHalfCloseMax {
 		g.InFlight = true
 		for _, s := range p.Sockets {
@@ -132,14 +128,15 @@ func computeGrowth(p *ProcessReport, before map[sockKey]bool, interval time.Dura
 	return g
 }
 
-// growthFinding is the finding for a process whose CLOSE_WAIT count grows.
-func growthFinding(p *ProcessReport) (Finding, bool) {
+// growthFinding is the finding for a process whose CLOSE_WAIT count grows;
+// direction and oldest (seconds) are those of its sockets.
+func growthFinding(p *ProcessReport, direction string, oldest float64) (Finding, bool) {
 	g := p.Growth
 	if !g.Growing() {
 		return Finding{}, false
 	}
-	f := Finding{Cause: "growing", Direction: directionOf(p.Sockets), Count: p.CloseWait}
-	f.Oldest = oldestSeconds(p.Sockets)
+	f := Finding{Cause: "growing", Direction: direction, Count: p.CloseWait}
+	f.Oldest = oldest
 	f.Evidence = append(f.Evidence, fmt.Sprintf(
 		"%d sockets entered CLOSE_WAIT and %d left in %s (%s/min in, %s/min out): it leaves more sockets open than it closes",
 		g.Entered, g.Left, FormatAge(g.Interval), rate(g.EnteredPerMin), rate(g.LeftPerMin)))
