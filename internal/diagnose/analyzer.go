@@ -2,7 +2,6 @@ package diagnose
 
 import (
 	"cmp"
-	"encoding/binary"
 	"net/netip"
 	"slices"
 	"time"
@@ -97,15 +96,14 @@ func causeOf(s *snapshot.Socket) int {
 // sockEntry is what an Analyzer remembers of one socket: its key and the
 // facts that place it in a part of a finding and that the part's derived
 // results are made of (two sockets with equal facts land in the same part
-// and count alike there), and that part. It holds no pointers, so a large
-// cache of them costs the GC nothing.
+// and count alike there), and that part.
 type sockEntry struct {
-	key          sockKey
-	hi, lo       uint64 // remote address, As16
-	rport, lport uint16 // remote port; listening port (inbound)
-	idle         uint32 // ms, last_data_recv − last_ack_recv, with factIdle
-	part         int32  // group*numCauses + cause
-	flags        uint8
+	key    sockKey
+	remote netip.AddrPort
+	idle   uint32 // ms, last_data_recv − last_ack_recv, with factIdle
+	part   int32  // group*numCauses + cause
+	lport  uint16 // listening port, inbound
+	flags  uint8
 }
 
 const (
@@ -114,52 +112,39 @@ const (
 	factRecvQ0                  // Recv-Q 0
 	factRecvQ1                  // Recv-Q 1 (else more)
 	factIdle                    // pool-idle with an idle estimate (idle)
-	factRemote4                 // the remote address is IPv4 (As16 does not tell)
-	factRemoteValid             // the remote address is valid
-	factZoned                   // the remote address has a zone (not kept): never matched
 )
 
-// entryOf is the entry of a socket with key k, without its part.
-func entryOf(s *snapshot.Socket, k sockKey) sockEntry {
-	var fl uint8
-	var lport uint16
-	var idle uint32
+// factsOf are the facts of a socket besides its key and remote address.
+// (Scalars, not an entry: they stay in registers for the comparison.)
+func factsOf(s *snapshot.Socket) (flags uint8, lport uint16, idle uint32) {
 	if s.Listener.IsValid() {
-		fl |= factInbound
+		flags |= factInbound
 		lport = s.Listener.Port()
 	}
 	if s.NotAccepted {
-		fl |= factNotAccepted
+		flags |= factNotAccepted
 	}
 	switch s.RecvQ {
 	case 0:
-		fl |= factRecvQ0
+		flags |= factRecvQ0
 	case 1:
-		fl |= factRecvQ1
+		flags |= factRecvQ1
 		if causeOf(s) == causePoolIdle && s.HasInfo && s.Info.LastDataRecv >= s.Info.LastAckRecv {
-			fl |= factIdle
+			flags |= factIdle
 			idle = s.Info.LastDataRecv - s.Info.LastAckRecv
 		}
 	}
-	a := s.Remote.Addr()
-	switch {
-	case a.Is4():
-		fl |= factRemote4 | factRemoteValid
-	case !a.IsValid():
-	case a.Zone() != "":
-		fl |= factZoned | factRemoteValid
-	default:
-		fl |= factRemoteValid
-	}
-	b := a.As16()
-	return sockEntry{key: k, hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:]),
-		rport: s.Remote.Port(), lport: lport, idle: idle, flags: fl}
+	return flags, lport, idle
 }
 
 // same reports whether e and o are the same socket with the same facts.
 func (e *sockEntry) same(o *sockEntry) bool {
-	return e.key == o.key && e.hi == o.hi && e.lo == o.lo && e.rport == o.rport && e.lport == o.lport &&
-		e.idle == o.idle && e.flags == o.flags && e.flags&factZoned == 0
+	return e.key == o.key && e.remote == o.remote && e.flags == o.flags && e.lport == o.lport && e.idle == o.idle
+}
+
+// is reports whether e is the socket s with key k and the facts given.
+func (e *sockEntry) is(s *snapshot.Socket, k sockKey, flags uint8, lport uint16, idle uint32) bool {
+	return e.key == k && e.remote == s.Remote && e.flags == flags && e.lport == lport && e.idle == idle
 }
 
 // procCache is what an Analyzer remembers of one process.
@@ -326,7 +311,7 @@ const notNear = -2
 // unmatched), else -1.
 func (w *procWork) match(e *sockEntry) int {
 	c := w.c
-	if e.flags&factZoned != 0 || len(c.ents) == 0 {
+	if len(c.ents) == 0 {
 		return -1
 	}
 	i := -1
@@ -443,14 +428,17 @@ func (w *procWork) add(s *snapshot.Socket, age time.Duration, hasAge bool) {
 		w.inBase = append(w.inBase, 0)
 	}
 	if !w.store {
+		if len(w.part) == cap(w.part) {
+			w.part = slices.Grow(w.part, len(w.part)+16)
+		}
 		w.part = append(w.part, 0)
 		w.place(i, s, k, -1, age, hasAge)
 		return
 	}
 	c := w.c
-	e := entryOf(s, k)
+	flags, lport, idle := factsOf(s)
 	if w.same {
-		if i < len(c.ents) && c.ents[i].same(&e) {
+		if i < len(c.ents) && c.ents[i].is(s, k, flags, lport, idle) {
 			// The cached socket in the same place (the usual case): nothing
 			// to copy, and no bit to mark, while all are.
 			w.cur = i + 1
@@ -459,8 +447,8 @@ func (w *procWork) add(s *snapshot.Socket, age time.Duration, hasAge bool) {
 		}
 		w.diverge(i)
 	}
-	pos := w.match(&e)
-	w.ents = append(w.ents, e)
+	w.ents = append(w.ents, sockEntry{key: k, remote: s.Remote, idle: idle, lport: lport, flags: flags})
+	pos := w.match(&w.ents[i])
 	if pos == notNear {
 		w.pending = append(w.pending, pendingSock{i, s, age, hasAge})
 		return
@@ -474,7 +462,7 @@ func (w *procWork) add(s *snapshot.Socket, age time.Duration, hasAge bool) {
 func (w *procWork) diverge(i int) {
 	c := w.c
 	w.same = false
-	w.ents = append(c.spareEnts[:0], c.ents[:i]...)
+	w.ents = append(slices.Grow(c.spareEnts[:0], len(c.ents)+len(c.ents)/16+16), c.ents[:i]...)
 	for j := range i / 64 {
 		c.matched[j] = ^uint64(0)
 	}
@@ -718,19 +706,12 @@ func (w *procWork) recount(parts []finalPart, target []int32, socks []*snapshot.
 		idle  []uint32
 	}
 	cs := make([]counting, len(parts))
-	for i := range w.n {
-		t := target[w.partOf(i)]
-		if t == 0 {
-			continue
+	for i := range parts {
+		if parts[i].recount && parts[i].cause == causePoolIdle {
+			cs[i].idle = make([]uint32, 0, parts[i].st.n)
 		}
-		s, ct := socks[i], &cs[t-1]
-		if parts[t-1].cause == causePoolIdle {
-			if s.HasInfo && s.Info.LastDataRecv >= s.Info.LastAckRecv {
-				ct.idle = append(ct.idle, s.Info.LastDataRecv-s.Info.LastAckRecv)
-			}
-			continue
-		}
-		a := s.Remote.Addr()
+	}
+	count := func(ct *counting, a netip.Addr) {
 		switch {
 		case ct.n == 0:
 			ct.first, ct.n = a, 1
@@ -739,6 +720,39 @@ func (w *procWork) recount(parts []finalPart, target []int32, socks []*snapshot.
 			ct.peers = map[netip.Addr]struct{}{ct.first: {}, a: {}}
 		default:
 			ct.peers[a] = struct{}{}
+		}
+	}
+	if w.store {
+		// From the entries, which hold what is needed, in a row.
+		ents := w.ents
+		if w.same {
+			ents = w.c.ents[:w.n]
+		}
+		for i := range ents {
+			e := &ents[i]
+			t := target[e.part]
+			if t == 0 {
+				continue
+			}
+			ct := &cs[t-1]
+			if parts[t-1].cause != causePoolIdle {
+				count(ct, e.remote.Addr())
+			} else if e.flags&factIdle != 0 {
+				ct.idle = append(ct.idle, e.idle)
+			}
+		}
+	} else {
+		for i, rp := range w.part {
+			t := target[rp]
+			if t == 0 {
+				continue
+			}
+			s, ct := socks[i], &cs[t-1]
+			if parts[t-1].cause != causePoolIdle {
+				count(ct, s.Remote.Addr())
+			} else if s.HasInfo && s.Info.LastDataRecv >= s.Info.LastAckRecv {
+				ct.idle = append(ct.idle, s.Info.LastDataRecv-s.Info.LastAckRecv)
+			}
 		}
 	}
 	for i := range parts {

@@ -244,6 +244,9 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 				p.HasAge = true
 				p.Oldest = max(p.Oldest, age)
 			}
+			if len(p.Sockets) == cap(p.Sockets) { // double: append grows large slices by 1.25
+				p.Sockets = slices.Grow(p.Sockets, len(p.Sockets)+16)
+			}
 			p.Sockets = append(p.Sockets, s)
 			w.add(s, age, hasAge)
 		}
