@@ -17,6 +17,10 @@ const (
 // tcpCloseWait is TCP_CLOSE_WAIT of include/net/tcp_states.h.
 const tcpCloseWait = 8
 
+// bpfRBNoWakeup is BPF_RB_NO_WAKEUP: Drain polls the ring without waiting,
+// so the program need not wake a reader (an irq_work per record).
+const bpfRBNoWakeup = 1
+
 // Record layout, native byte order; the head of struct sock follows.
 const (
 	recCookie = 0  // u64 socket cookie
@@ -39,7 +43,7 @@ func recordSize(l layout) int { return recHead + int(l.head) }
 //	rec = {bpf_get_socket_cookie(sk), bpf_ktime_get_ns(),
 //	       sk->skc_net.net ? sk->skc_net.net->ns.inum : 0, old, new, 0};
 //	bpf_probe_read_kernel(rec.head, l.head, sk);
-//	if (bpf_ringbuf_output(&events, &rec, size, 0)) lost[0]++;
+//	if (bpf_ringbuf_output(&events, &rec, size, BPF_RB_NO_WAKEUP)) lost[0]++;
 //	return 0;
 //
 // The record lives at fp-size; the lost map's key at fp-size-8.
@@ -93,7 +97,7 @@ func buildProgram(l layout) (asm.Instructions, error) {
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, int32(rec(0))),
 		asm.Mov.Imm(asm.R3, int32(size)),
-		asm.Mov.Imm(asm.R4, 0),
+		asm.Mov.Imm(asm.R4, bpfRBNoWakeup),
 		asm.FnRingbufOutput.Call(),
 		asm.JEq.Imm(asm.R0, 0, exit),
 
