@@ -102,6 +102,7 @@ type Agent struct {
 	scans    atomic.Uint64 // all scans
 	scanMu   sync.Mutex    // serialises Scan
 	previous *snapshot.Snapshot
+	analyzer *diagnose.Analyzer // remembers each process's sockets between scans
 }
 
 // State is what one scan published. It is never modified after publication.
@@ -142,7 +143,7 @@ func New(opt Options) (*Agent, error) {
 	if opt.Retention < 0 {
 		return nil, fmt.Errorf("agent: retention must be positive, got %v", opt.Retention)
 	}
-	a := &Agent{opt: opt, hist: opt.History, log: opt.Logger, started: time.Now()}
+	a := &Agent{opt: opt, hist: opt.History, log: opt.Logger, started: time.Now(), analyzer: diagnose.NewAnalyzer()}
 	if a.hist == nil {
 		a.hist = NewRing(opt.Retention, opt.Interval)
 	}
@@ -194,7 +195,7 @@ func (a *Agent) Scan() error {
 		a.log.Error("scan failed", "err", err)
 		return err
 	}
-	r := diagnose.Analyze(snap, a.opt.Thresholds, diagnose.Options{})
+	r := a.analyzer.Analyze(snap, a.opt.Thresholds, diagnose.Options{})
 	if herr := a.hist.Record(r); herr != nil {
 		// The scan itself worked: count the error, keep serving the report.
 		a.errors.Add(1)

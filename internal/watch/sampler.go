@@ -78,6 +78,7 @@ type Sampler struct {
 	// indexed once, kept about window/2 apart, the oldest being the growth
 	// baseline.
 	prev      *snapshot.Snapshot
+	analyzer  *diagnose.Analyzer // remembers each process's sockets between ticks
 	baselines []*diagnose.Baseline
 	trends    map[procKey][]int
 	total     []int
@@ -88,7 +89,7 @@ func NewSampler(opt Options) *Sampler {
 	if opt.Window <= 0 {
 		opt.Window = DefaultWindow
 	}
-	return &Sampler{opt: opt, trends: map[procKey][]int{}}
+	return &Sampler{opt: opt, trends: map[procKey][]int{}, analyzer: diagnose.NewAnalyzer()}
 }
 
 // Next takes a snapshot and judges it.
@@ -103,7 +104,7 @@ func (s *Sampler) Next() (*Tick, error) {
 	if len(s.baselines) > 0 {
 		base = s.baselines[0]
 	}
-	r := diagnose.Analyze(snap, s.opt.Thresholds, diagnose.Options{PIDs: s.opt.PIDs, Previous: base})
+	r := s.analyzer.Analyze(snap, s.opt.Thresholds, diagnose.Options{PIDs: s.opt.PIDs, Previous: base})
 	s.n++
 	t := &Tick{N: s.n, Report: r, Took: time.Since(start), Trends: map[int][]int{}}
 	if base != nil {
