@@ -173,8 +173,15 @@ type procCache struct {
 	merged [2][numCauses]mergedCache
 	acc    []partAcc // spare for procWork.acc
 	gen    uint64    // the Analyze call that last kept it
+	// texts are the findings' texts of the last call, by what they say.
+	texts map[textKey]*textEntry
 
 	pos map[sockKey]int32 // position of each key, built when the cursor gets lost
+}
+
+type textEntry struct {
+	t   *findingText
+	gen uint64 // the last call that used it
 }
 
 type partCache struct {
@@ -282,17 +289,6 @@ func (a *Analyzer) newWork(p *ProcessReport, base *Baseline) *procWork {
 
 // socketsHint is how many sockets the process held last time.
 func (w *procWork) socketsHint() int { return len(w.c.ents) }
-
-// partOf is the part of the i-th socket added.
-func (w *procWork) partOf(i int) int32 {
-	switch {
-	case !w.store:
-		return w.part[i]
-	case w.same:
-		return w.c.ents[i].part
-	}
-	return w.ents[i].part
-}
 
 // matchWindow is how far ahead of the cursor a socket is looked for, and
 // how many sockets in a row may miss before a map of the keys is built.
@@ -546,8 +542,9 @@ type finalPart struct {
 }
 
 // findings explains the process's sockets added (socks, in the order
-// added): see [Findings].
-func (w *procWork) findings(snap *snapshot.Snapshot, socks []*snapshot.Socket) []Finding {
+// added): see [Findings]. ports are those it listens on, or nil to find
+// them in snap.
+func (w *procWork) findings(snap *snapshot.Snapshot, socks []*snapshot.Socket, ports []uint16) []Finding {
 	c := w.c
 	ng := len(c.groups)
 	size := make([]int, ng)
@@ -651,21 +648,48 @@ func (w *procWork) findings(snap *snapshot.Snapshot, socks []*snapshot.Socket) [
 		w.remember(fgs, parts)
 	}
 
-	ctx := newAdviceContext(w.p, snap)
+	ctx := newAdviceContext(w.p, snap, ports)
 	type ranked struct {
 		f     Finding
 		cause int // the cause before normal-half-close: orders two normal parts of one group
 	}
 	out := make([]ranked, 0, len(parts)+1)
+	growing := w.p.Growth.Growing()
 	for i := range parts {
 		fp := &parts[i]
 		fg := &fgs[fp.group]
-		out = append(out, ranked{ctx.finding(fg.key, causeNames[fp.cause], &fp.st, fg.size), fp.cause})
+		var lines []string
+		if fp.cause == causeNotAccepted {
+			lines = ctx.listenerLines(fg.key.port)
+		}
+		var t *findingText
+		if w.store {
+			key := ctx.textKey(fg.key, fp.cause, &fp.st, fg.size, lines)
+			if e := c.texts[key]; e != nil {
+				t, e.gen = e.t, w.gen
+			} else {
+				t = ctx.text(fg.key, fp.cause, &fp.st, fg.size, lines)
+				if c.texts == nil {
+					c.texts = map[textKey]*textEntry{}
+				}
+				c.texts[key] = &textEntry{t, w.gen}
+			}
+		} else {
+			t = ctx.text(fg.key, fp.cause, &fp.st, fg.size, lines)
+		}
+		out = append(out, ranked{t.finding(&fp.st, growing, snap), fp.cause})
+	}
+	if w.store {
+		for k, e := range c.texts {
+			if e.gen != w.gen {
+				delete(c.texts, k)
+			}
+		}
 	}
 	if f, ok := growthFinding(w.p, w.growthDir, w.growthOldest); ok {
 		f.Check = ctx.checkAll()
-		f.NextSteps = ctx.steps(CauseGrowing)
-		f.Fix = advice(fixes[CauseGrowing], w.p.Runtime, ctx.repl)
+		f.NextSteps = slices.Clone(ctx.stackSteps())
+		f.Fix = advice(fixes[CauseGrowing], w.p.Runtime, ctx.fill)
 		out = append(out, ranked{f, -1})
 	}
 	slices.SortFunc(out, func(a, b ranked) int {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -246,7 +247,6 @@ func TestAnalyzerRandom(t *testing.T) {
 type randWorld struct {
 	rng    *rand.Rand
 	cookie uint64
-	snap   *snapshot.Snapshot
 	pids   []int
 }
 
@@ -326,9 +326,12 @@ func (w *randWorld) process(pid int) *procscan.Process {
 	exes := []string{"/usr/bin/java", "/usr/bin/node", "/usr/bin/python3", "/opt/app/server"}
 	p := &procscan.Process{PID: pid, Comm: "app", Exe: exes[w.rng.IntN(len(exes))], User: []string{"root", "svc"}[w.rng.IntN(2)],
 		OpenFDs: 100 + w.rng.IntN(2000), FDSoft: 4096, StartTime: time.Unix(int64(1e9+w.rng.IntN(1e6)), 0)}
-	p.Cmdline = p.Exe + " app"
-	if w.rng.IntN(3) == 0 {
+	p.Cmdline = p.Exe + []string{" app", " --report-on-signal app"}[w.rng.IntN(2)]
+	switch w.rng.IntN(4) {
+	case 0:
 		p.Container = procscan.Container{Runtime: "docker", ID: "0123456789abcdef0123"}
+	case 1:
+		p.Container = procscan.Container{ID: "abc"}
 	}
 	return p
 }
@@ -469,6 +472,24 @@ func randomChange(w *randWorld, s *snapshot.Snapshot, r *rand.Rand) {
 	case 11: // many new sockets in a run
 		for range 30 + r.IntN(60) {
 			s.Sockets = append(s.Sockets, w.sock())
+		}
+	}
+}
+
+// TestFillerIsReplacer checks the advice filler against strings.Replacer
+// over every line of the advice tables.
+func TestFillerIsReplacer(t *testing.T) {
+	f := filler{pid: "4121", user: "sudo -u svc ", ports: " (it listens on 80, 8080)", evict: "{pid}"}
+	r := strings.NewReplacer("{pid}", f.pid, "{user}", f.user, "{ports}", f.ports, "{evict}", f.evict)
+	lines := []string{"", "{", "}", "{{pid}}", "{pid", "x{evict}y{unknown}{ports}{user}", "ls -l /proc/{pid}/fd | grep -c socket:"}
+	for _, table := range []map[string][]string{stackSteps, fixCloseOnEOF, fixPoolIdle, fixNotAccepted} {
+		for _, ls := range table {
+			lines = append(lines, ls...)
+		}
+	}
+	for _, l := range lines {
+		if got, want := f.fill(l), r.Replace(l); got != want {
+			t.Errorf("fill(%q) = %q, want %q", l, got, want)
 		}
 	}
 }

@@ -251,6 +251,10 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 			w.add(s, age, hasAge)
 		}
 	}
+	var ports map[int][]uint16
+	if len(procs) > 0 {
+		ports = listenerPorts(snap)
+	}
 	for _, w := range procs {
 		w.resolve()
 		p := w.p
@@ -270,7 +274,11 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 			w.growthDir = "inbound"
 		}
 		w.growthOldest = math.Round(p.Oldest.Seconds()*1000) / 1000
-		p.Findings = w.findings(snap, p.Sockets)
+		ps := ports[p.PID]
+		if ps == nil {
+			ps = noPorts
+		}
+		p.Findings = w.findings(snap, p.Sockets, ps)
 		if a != nil {
 			a.stats.sockets += w.n
 			a.stats.matched += w.matched
@@ -300,6 +308,9 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 	})
 	return r
 }
+
+// noPorts are the ports of a process that listens on none.
+var noPorts = []uint16{}
 
 // holdsUnread reports whether a process holds sockets it never read or
 // never accepted, for which its threads' states are evidence.

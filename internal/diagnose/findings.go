@@ -91,7 +91,7 @@ func Findings(p *ProcessReport, snap *snapshot.Snapshot) []Finding {
 	if p.Growth.Growing() {
 		w.growthDir, w.growthOldest = directionOf(p.Sockets), oldestSeconds(p.Sockets)
 	}
-	return w.findings(snap, socks)
+	return w.findings(snap, socks, nil)
 }
 
 // rank orders findings: growth first (it is the urgent one), normal last.
@@ -109,39 +109,115 @@ func rank(cause string) int {
 type adviceContext struct {
 	p     *ProcessReport
 	snap  *snapshot.Snapshot
-	repl  *strings.Replacer
-	vars  []string
-	ports []uint16
+	fill  filler // with {evict} N
+	key   ctxKey
+	steps []string // see stackSteps
 }
 
-func newAdviceContext(p *ProcessReport, snap *snapshot.Snapshot) *adviceContext {
+// ctxKey is what a process's advice depends on, besides the cause and the
+// sockets: findings of two processes with equal keys read alike.
+type ctxKey struct {
+	pid                    int
+	runtime                string // of the fix tables
+	stepsRuntime           string // of stackSteps: node-noreport for node without --report-on-signal
+	user, ports            string // {user}, {ports}
+	container, containerID string // the container runtime and the id's first 12 characters, or ""
+	threads                string // the process's threads in words, or ""
+}
+
+// newAdviceContext gathers the advice of process p. ports are the ports it
+// listens on (sorted, distinct), or nil to find them in snap.
+func newAdviceContext(p *ProcessReport, snap *snapshot.Snapshot, ports []uint16) *adviceContext {
 	c := &adviceContext{p: p, snap: snap}
-	if snap != nil {
-		for _, l := range snap.Listeners {
-			for _, o := range l.Owners {
-				if o.PID == p.PID && !slices.Contains(c.ports, l.Local.Port()) {
-					c.ports = append(c.ports, l.Local.Port())
-				}
-			}
-		}
+	if ports == nil {
+		ports = listenerPorts(snap)[p.PID]
 	}
-	slices.Sort(c.ports)
-	user := ""
+	c.key = ctxKey{pid: p.PID, runtime: p.Runtime, stepsRuntime: p.Runtime}
+	if p.Runtime == "node" && (p.Process == nil || !strings.Contains(p.Process.Cmdline, "--report-on-signal")) {
+		c.key.stepsRuntime = "node-noreport"
+	}
 	if p.Process != nil && p.Process.User != "" && p.Process.User != "root" {
-		user = "sudo -u " + p.Process.User + " "
+		c.key.user = "sudo -u " + p.Process.User + " "
 	}
-	ports := ""
-	if len(c.ports) > 0 {
-		ports = " (it listens on " + joinPorts(c.ports) + ")"
+	if len(ports) > 0 {
+		c.key.ports = " (it listens on " + joinPorts(ports) + ")"
 	}
-	c.vars = []string{"{pid}", strconv.Itoa(p.PID), "{user}", user, "{ports}", ports}
-	c.repl = c.withEvict("N")
+	if pr := p.Process; pr != nil && pr.Container.ID != "" {
+		id := pr.Container.ID
+		if len(id) > 12 {
+			id = id[:12]
+		}
+		c.key.container, c.key.containerID = pr.Container.Runtime, id
+	}
+	if p.Threads != nil {
+		c.key.threads = p.Threads.String()
+	}
+	c.fill = filler{pid: strconv.Itoa(p.PID), user: c.key.user, ports: c.key.ports, evict: "N"}
 	return c
 }
 
-// withEvict is the replacer with {evict} set.
-func (c *adviceContext) withEvict(ev string) *strings.Replacer {
-	return strings.NewReplacer(append(slices.Clone(c.vars), "{evict}", ev)...)
+// listenerPorts are the ports each process listens on, sorted.
+func listenerPorts(snap *snapshot.Snapshot) map[int][]uint16 {
+	out := map[int][]uint16{}
+	if snap == nil {
+		return out
+	}
+	for _, l := range snap.Listeners {
+		for _, o := range l.Owners {
+			if ps := out[o.PID]; !slices.Contains(ps, l.Local.Port()) {
+				out[o.PID] = append(ps, l.Local.Port())
+			}
+		}
+	}
+	for _, ps := range out {
+		slices.Sort(ps)
+	}
+	return out
+}
+
+// withEvict is the filler with {evict} set.
+func (c *adviceContext) withEvict(ev string) filler {
+	f := c.fill
+	f.evict = ev
+	return f
+}
+
+// filler fills the placeholders of the advice tables: {pid}, {user},
+// {ports} and {evict}. (A strings.Replacer does the same, at a cost that
+// showed when many processes are judged.)
+type filler struct{ pid, user, ports, evict string }
+
+// fill replaces the placeholders in s, left to right.
+func (f filler) fill(s string) string {
+	i := strings.IndexByte(s, '{')
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 64)
+	for ; i >= 0; i = strings.IndexByte(s, '{') {
+		b.WriteString(s[:i])
+		s = s[i:]
+		var v string
+		switch {
+		case strings.HasPrefix(s, "{pid}"):
+			v = f.pid
+		case strings.HasPrefix(s, "{user}"):
+			v = f.user
+		case strings.HasPrefix(s, "{ports}"):
+			v = f.ports
+		case strings.HasPrefix(s, "{evict}"):
+			v = f.evict
+		default:
+			b.WriteByte('{')
+			s = s[1:]
+			continue
+		}
+		b.WriteString(v)
+		s = s[strings.IndexByte(s, '}')+1:]
+	}
+	b.WriteString(s)
+	return b.String()
 }
 
 func joinPorts(ps []uint16) string {
@@ -152,10 +228,51 @@ func joinPorts(ps []uint16) string {
 	return strings.Join(s, ", ")
 }
 
-// finding describes the sockets of one group that share a cause, from
-// what they add up to (st); groupSize is the number of the group's sockets.
-func (c *adviceContext) finding(k groupKey, cause string, st *partStats, groupSize int) Finding {
-	f := Finding{Cause: cause, Count: st.n, Direction: "outbound"}
+// findingText is a finding without what moves with the sockets' ages: the
+// oldest age, the line of ages and whether it is a normal half-close. It
+// is a function of its textKey, so an Analyzer keeps it while that is the same.
+type findingText struct {
+	f              Finding  // without Oldest, Evidence, NextSteps and Fix
+	before, after  []string // evidence before and after the ages
+	normal         string   // the first line of evidence if it is a normal half-close
+	nextSteps, fix []string
+}
+
+// textKey is what a findingText is made of.
+type textKey struct {
+	ctx                    ctxKey
+	group                  groupKey
+	cause, groupSize       int
+	n, keepalive, withData int
+	maxQ                   uint32
+	d                      derived
+	listeners              string // not-accepted: the listeners' lines
+}
+
+// textKey is the key of the text of a part.
+func (c *adviceContext) textKey(k groupKey, cause int, st *partStats, groupSize int, listeners []string) textKey {
+	t := textKey{ctx: c.key, group: k, cause: cause, groupSize: groupSize,
+		n: st.n, keepalive: st.keepalive, withData: st.withData, maxQ: st.maxQ, d: st.derived}
+	t.listeners = strings.Join(listeners, "\n")
+	return t
+}
+
+// listenerLines are the evidence lines of a not-accepted part on port.
+func (c *adviceContext) listenerLines(port uint16) []string {
+	var out []string
+	for _, l := range listenersOn(c.snap, port, c.p.PID) {
+		out = append(out, fmt.Sprintf("listener %s has %d connections queued (backlog %d): the process is not accepting", l.Local, l.RecvQ, l.SendQ))
+	}
+	return out
+}
+
+// text writes what a part's finding says besides its ages; listeners are
+// the listener lines of a not-accepted part.
+func (c *adviceContext) text(k groupKey, causeIndex int, st *partStats, groupSize int, listeners []string) *findingText {
+	cause := causeNames[causeIndex]
+	t := &findingText{}
+	f := &t.f
+	f.Cause, f.Count, f.Direction = cause, st.n, "outbound"
 	where := ""
 	switch {
 	case k.others > 0 && k.inbound:
@@ -174,7 +291,6 @@ func (c *adviceContext) finding(k groupKey, cause string, st *partStats, groupSi
 		where = "to " + f.Remote
 		f.Check = "ss -tnp state close-wait dst " + f.Remote
 	}
-	f.Oldest = math.Round(st.maxAge.Seconds()*1000) / 1000
 	f.Keepalive = st.keepalive
 	n, maxQ, withData := st.n, st.maxQ, st.withData
 	of := fmt.Sprintf("%d of %d sockets %s", n, groupSize, where)
@@ -188,36 +304,33 @@ func (c *adviceContext) finding(k groupKey, cause string, st *partStats, groupSi
 	if n == 1 {
 		have, wait = "has", "waits"
 	}
-	repl := c.repl
+	fill := c.fill
 	switch cause {
 	case CauseMissingClose:
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s %s Recv-Q 0: the app read up to EOF (the peer's FIN) and did not close", of, have))
+		t.before = append(t.before, fmt.Sprintf("%s %s Recv-Q 0: the app read up to EOF (the peer's FIN) and did not close", of, have))
 	case CauseAbandonedUnread:
 		e := fmt.Sprintf("%s %s Recv-Q ≥ 1: the app never read them after the peer closed (the FIN is still queued)", of, have)
 		if withData > 0 {
 			e += fmt.Sprintf("; %d still hold unread data (up to %s)", withData, bytesText(maxQ-1))
 		}
-		f.Evidence = append(f.Evidence, e)
+		t.before = append(t.before, e)
 		if k.inbound {
-			f.Evidence = append(f.Evidence, "the connections were accepted and then forgotten, or the workers holding them are blocked elsewhere")
+			t.before = append(t.before, "the connections were accepted and then forgotten, or the workers holding them are blocked elsewhere")
 		} else {
-			f.Evidence = append(f.Evidence, "the app stopped reading the responses: a stuck caller, or a pooled connection with an unread body")
+			t.before = append(t.before, "the app stopped reading the responses: a stuck caller, or a pooled connection with an unread body")
 		}
 	case CausePoolIdle:
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s %s Recv-Q 1 (only the FIN unread): idle pooled connections that the server closed and the pool never noticed", of, have))
+		t.before = append(t.before, fmt.Sprintf("%s %s Recv-Q 1 (only the FIN unread): idle pooled connections that the server closed and the pool never noticed", of, have))
 		if med, lo, m := st.idleMed, st.idleMin, st.idleN; m > 0 {
 			f.RemoteIdleTimeout = math.Round(med*1000) / 1000
-			ev := evictText(lo)
-			repl = c.withEvict(ev)
-			f.Evidence = append(f.Evidence, fmt.Sprintf(
+			fill = c.withEvict(evictText(lo))
+			t.before = append(t.before, fmt.Sprintf(
 				"the server closed them after about %s idle (tcp_info: last data received minus the FIN's arrival; median of %d, shortest %s): evict idle connections after less than %s",
 				secondsText(med), m, secondsText(lo), secondsText(lo)))
 		}
 	case CauseNotAccepted:
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s %s in the accept queue: the peers gave up before the app called accept(), so they have no fd", of, wait))
-		for _, l := range listenersOn(c.snap, k.port, c.p.PID) {
-			f.Evidence = append(f.Evidence, fmt.Sprintf("listener %s has %d connections queued (backlog %d): the process is not accepting", l.Local, l.RecvQ, l.SendQ))
-		}
+		t.before = append(t.before, fmt.Sprintf("%s %s in the accept queue: the peers gave up before the app called accept(), so they have no fd", of, wait))
+		t.before = append(t.before, listeners...)
 		if k.others == 0 {
 			f.Check = fmt.Sprintf("ss -ltn '( sport = :%d )'   # Recv-Q of the listener = connections waiting for accept()", k.port)
 		}
@@ -225,59 +338,74 @@ func (c *adviceContext) finding(k groupKey, cause string, st *partStats, groupSi
 	if k.inbound && cause != CauseNotAccepted {
 		switch a := st.peer; {
 		case st.peers == 1 && n > 1 && a.IsLoopback():
-			f.Evidence = append(f.Evidence, fmt.Sprintf("all from this host (%s): a local proxy, sidecar or client", a))
+			t.before = append(t.before, fmt.Sprintf("all from this host (%s): a local proxy, sidecar or client", a))
 		case st.peers == 1 && n > 1:
-			f.Evidence = append(f.Evidence, fmt.Sprintf("all from one peer address, %s (a proxy, load balancer or health checker?)", a))
+			t.before = append(t.before, fmt.Sprintf("all from one peer address, %s (a proxy, load balancer or health checker?)", a))
 		case st.peers > 1:
-			f.Evidence = append(f.Evidence, fmt.Sprintf("from %d peer addresses", st.peers))
+			t.before = append(t.before, fmt.Sprintf("from %d peer addresses", st.peers))
 		}
-	}
-	if st.nAges > 0 {
-		e := fmt.Sprintf("oldest ~%s, newest ~%s", FormatAge(st.maxAge), FormatAge(st.minAge))
-		if c.snap != nil && !c.snap.Time.IsZero() {
-			e += fmt.Sprintf(" (the first FIN arrived about %s)", c.snap.Time.Add(-st.maxAge).UTC().Format("15:04:05 UTC"))
-		}
-		f.Evidence = append(f.Evidence, e)
 	}
 	if cause != CauseNotAccepted {
-		f.Evidence = append(f.Evidence, keepaliveText(f.Keepalive, n))
+		t.after = append(t.after, keepaliveText(f.Keepalive, n))
 	}
 	if (cause == CauseAbandonedUnread || cause == CauseNotAccepted) && c.p.Threads != nil {
-		f.Evidence = append(f.Evidence, "threads: "+c.p.Threads.String())
+		t.after = append(t.after, "threads: "+c.key.threads)
 	}
+	if n <= NormalHalfCloseMax && cause != CauseNotAccepted {
+		t.normal = fmt.Sprintf("%s, all younger than %s and not growing: most likely a normal half-close in progress (%s)",
+			countText(n), FormatAge(NormalHalfCloseAge), cause)
+	}
+	t.nextSteps = slices.Clone(c.stackSteps())
+	if cause == CausePoolIdle {
+		t.nextSteps = append([]string{fmt.Sprintf("find the client or pool that talks %s (its idle/keepalive settings)", where)}, t.nextSteps...)
+	}
+	t.fix = advice(fixes[cause], c.p.Runtime, fill)
+	return t
+}
 
-	young := st.nAges == n && n > 0 && st.maxAge < NormalHalfCloseAge
-	if young && n <= NormalHalfCloseMax && !c.p.Growth.Growing() && cause != CauseNotAccepted {
-		f.Evidence = append([]string{fmt.Sprintf("%s, all younger than %s and not growing: most likely a normal half-close in progress (%s)",
-			countText(n), FormatAge(NormalHalfCloseAge), cause)}, f.Evidence...)
+// finding is the finding of the text with the ages of st, in a snapshot
+// taken at snap.Time; growing is whether the process's CLOSE_WAIT count grows.
+func (t *findingText) finding(st *partStats, growing bool, snap *snapshot.Snapshot) Finding {
+	f := t.f
+	f.Oldest = math.Round(st.maxAge.Seconds()*1000) / 1000
+	ev := make([]string, 0, len(t.before)+len(t.after)+2)
+	young := st.nAges == st.n && st.n > 0 && st.maxAge < NormalHalfCloseAge
+	normal := young && t.normal != "" && !growing
+	if normal {
+		ev = append(ev, t.normal)
+	}
+	ev = append(ev, t.before...)
+	if st.nAges > 0 {
+		e := fmt.Sprintf("oldest ~%s, newest ~%s", FormatAge(st.maxAge), FormatAge(st.minAge))
+		if snap != nil && !snap.Time.IsZero() {
+			e += fmt.Sprintf(" (the first FIN arrived about %s)", snap.Time.Add(-st.maxAge).UTC().Format("15:04:05 UTC"))
+		}
+		ev = append(ev, e)
+	}
+	f.Evidence = append(ev, t.after...)
+	if normal {
 		f.Cause = CauseNormalHalfClose
 		f.NextSteps = []string{"nothing to do now; look again in a minute (or closewait --sample 10s): investigate only if they age or grow"}
 		return f
 	}
-	f.NextSteps = c.steps(cause)
-	if cause == CausePoolIdle {
-		f.NextSteps = append([]string{fmt.Sprintf("find the client or pool that talks %s (its idle/keepalive settings)", where)}, f.NextSteps...)
-	}
-	f.Fix = advice(fixes[cause], c.p.Runtime, repl)
+	f.NextSteps = slices.Clone(t.nextSteps)
+	f.Fix = slices.Clone(t.fix)
 	return f
 }
 
-// steps are the runtime's commands for a cause, then a runtime-independent one.
-func (c *adviceContext) steps(cause string) []string {
-	rt := c.p.Runtime
-	if rt == "node" && (c.p.Process == nil || !strings.Contains(c.p.Process.Cmdline, "--report-on-signal")) {
-		rt = "node-noreport"
+// stackSteps are the runtime's commands that show where the sockets are
+// held, then runtime-independent ones (the same for every cause).
+func (c *adviceContext) stackSteps() []string {
+	if c.steps != nil {
+		return c.steps
 	}
-	out := advice(stackSteps, rt, c.repl)
-	out = append(out, c.repl.Replace("ls -l /proc/{pid}/fd | grep -c socket:   # socket fds it holds; compare with the CLOSE_WAIT count"))
-	if pr := c.p.Process; pr != nil && pr.Container.ID != "" {
-		id := pr.Container.ID
-		if len(id) > 12 {
-			id = id[:12]
-		}
+	out := advice(stackSteps, c.key.stepsRuntime, c.fill)
+	out = append(out, c.fill.fill("ls -l /proc/{pid}/fd | grep -c socket:   # socket fds it holds; compare with the CLOSE_WAIT count"))
+	if c.key.containerID != "" {
 		out = append(out, fmt.Sprintf("it runs in a %s container (%s): run the tools above inside it (docker exec / kubectl exec, where the pid is the container's own, often 1), or from the host with nsenter -t %d -m -p",
-			pr.Container.Runtime, id, c.p.PID))
+			c.key.container, c.key.containerID, c.p.PID))
 	}
+	c.steps = out
 	return out
 }
 

@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -392,6 +393,9 @@ func TestAnalyzeReadsHintsAndThreadsThroughFS(t *testing.T) {
 	ev := strings.Join(p.Findings[0].Evidence, "\n")
 	if !strings.Contains(ev, "threads: 8 of 10 threads sleeping in futex_wait_queue (futex), 2 running") {
 		t.Errorf("abandoned-unread evidence lacks the threads:\n%s", ev)
+	}
+	if r, want := Analyze(snap, DefaultThresholds, Options{FS: &fs}), refAnalyze(snap, DefaultThresholds, Options{FS: &fs}); !reflect.DeepEqual(r, want) {
+		t.Errorf("with FS, the report differs from the reference")
 	}
 	// Without FS, only the name is known.
 	if p := analyzeOne(t, snap, Options{}); p.Runtime != "other" || p.Threads != nil {

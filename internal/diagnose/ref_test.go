@@ -1,8 +1,9 @@
 package diagnose
 
-// The implementation of Analyze and Findings before the Analyzer, kept as
-// the oracle the tests compare with (see TestAnalyzerMatchesReference). The
-// one change: the findings sort breaks the ties it left to map order (two
+// The implementation of Analyze and Findings before the Analyzer, with the
+// advice filled in as it was (strings.Replacer), kept as the oracle the
+// tests compare with (TestAnalyzerSequence, TestAnalyzerRandom). The one
+// change: the findings sort breaks the ties it left to map order (two
 // merged "other" groups, inbound and outbound, with the same cause and
 // count; two normal-half-close parts of one group) by direction and by the
 // cause before normal-half-close, as the new code does.
@@ -13,6 +14,8 @@ import (
 	"math"
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/closewait/closewait/internal/procscan"
@@ -162,7 +165,7 @@ func refFindings(p *ProcessReport, snap *snapshot.Snapshot) []Finding {
 		groups[k] = append(groups[k], s)
 	}
 	groups = refMergeSmallGroups(groups)
-	ctx := newAdviceContext(p, snap)
+	ctx := newRefAdvice(p, snap)
 	type ranked struct {
 		f     Finding
 		cause int
@@ -181,7 +184,7 @@ func refFindings(p *ProcessReport, snap *snapshot.Snapshot) []Finding {
 	if f, ok := refGrowthFinding(p); ok {
 		f.Check = ctx.checkAll()
 		f.NextSteps = ctx.steps(CauseGrowing)
-		f.Fix = advice(fixes[CauseGrowing], p.Runtime, ctx.repl)
+		f.Fix = refAdviceLines(fixes[CauseGrowing], p.Runtime, ctx.repl)
 		out = append(out, ranked{f, -1})
 	}
 	slices.SortFunc(out, func(a, b ranked) int {
@@ -203,7 +206,7 @@ func refFindings(p *ProcessReport, snap *snapshot.Snapshot) []Finding {
 }
 
 // finding describes the sockets of one group that share a cause.
-func refFinding(c *adviceContext, k groupKey, cause string, socks []*snapshot.Socket, groupSize int) Finding {
+func refFinding(c *refAdvice, k groupKey, cause string, socks []*snapshot.Socket, groupSize int) Finding {
 	f := Finding{Cause: cause, Count: len(socks), Direction: "outbound"}
 	where := ""
 	switch {
@@ -324,7 +327,7 @@ func refFinding(c *adviceContext, k groupKey, cause string, socks []*snapshot.So
 	if cause == CausePoolIdle {
 		f.NextSteps = append([]string{fmt.Sprintf("find the client or pool that talks %s (its idle/keepalive settings)", where)}, f.NextSteps...)
 	}
-	f.Fix = advice(fixes[cause], c.p.Runtime, repl)
+	f.Fix = refAdviceLines(fixes[cause], c.p.Runtime, repl)
 	return f
 }
 
@@ -427,4 +430,80 @@ func refGrowthFinding(p *ProcessReport) (Finding, bool) {
 			pr.OpenFDs, pr.FDSoft, rate(g.NetPerMin), FormatAge(g.ETA)))
 	}
 	return f, true
+}
+
+// refAdvice is adviceContext as it was: it holds what the advice of one process is filled in with.
+type refAdvice struct {
+	p     *ProcessReport
+	snap  *snapshot.Snapshot
+	repl  *strings.Replacer
+	vars  []string
+	ports []uint16
+}
+
+func newRefAdvice(p *ProcessReport, snap *snapshot.Snapshot) *refAdvice {
+	c := &refAdvice{p: p, snap: snap}
+	if snap != nil {
+		for _, l := range snap.Listeners {
+			for _, o := range l.Owners {
+				if o.PID == p.PID && !slices.Contains(c.ports, l.Local.Port()) {
+					c.ports = append(c.ports, l.Local.Port())
+				}
+			}
+		}
+	}
+	slices.Sort(c.ports)
+	user := ""
+	if p.Process != nil && p.Process.User != "" && p.Process.User != "root" {
+		user = "sudo -u " + p.Process.User + " "
+	}
+	ports := ""
+	if len(c.ports) > 0 {
+		ports = " (it listens on " + joinPorts(c.ports) + ")"
+	}
+	c.vars = []string{"{pid}", strconv.Itoa(p.PID), "{user}", user, "{ports}", ports}
+	c.repl = c.withEvict("N")
+	return c
+}
+
+// withEvict is the replacer with {evict} set.
+func (c *refAdvice) withEvict(ev string) *strings.Replacer {
+	return strings.NewReplacer(append(slices.Clone(c.vars), "{evict}", ev)...)
+}
+
+// steps are the runtime's commands for a cause, then a runtime-independent one.
+func (c *refAdvice) steps(cause string) []string {
+	rt := c.p.Runtime
+	if rt == "node" && (c.p.Process == nil || !strings.Contains(c.p.Process.Cmdline, "--report-on-signal")) {
+		rt = "node-noreport"
+	}
+	out := refAdviceLines(stackSteps, rt, c.repl)
+	out = append(out, c.repl.Replace("ls -l /proc/{pid}/fd | grep -c socket:   # socket fds it holds; compare with the CLOSE_WAIT count"))
+	if pr := c.p.Process; pr != nil && pr.Container.ID != "" {
+		id := pr.Container.ID
+		if len(id) > 12 {
+			id = id[:12]
+		}
+		out = append(out, fmt.Sprintf("it runs in a %s container (%s): run the tools above inside it (docker exec / kubectl exec, where the pid is the container's own, often 1), or from the host with nsenter -t %d -m -p",
+			pr.Container.Runtime, id, c.p.PID))
+	}
+	return out
+}
+
+// checkAll is the ss command that lists all the process's CLOSE_WAIT sockets.
+func (c *refAdvice) checkAll() string {
+	return fmt.Sprintf("ss -tnp state close-wait | grep 'pid=%d,'", c.p.PID)
+}
+
+// refAdviceLines is advice as it was: it fills placeholders in the lines of table[runtime] (or table["other"]).
+func refAdviceLines(table map[string][]string, runtime string, r *strings.Replacer) []string {
+	lines, ok := table[runtime]
+	if !ok {
+		lines = table["other"]
+	}
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = r.Replace(l)
+	}
+	return out
 }

@@ -1,7 +1,5 @@
 package diagnose
 
-import "strings"
-
 // The advice below is data: per runtime, the commands that show where the
 // sockets are held (with the pid filled in), and per cause and runtime, the
 // fix in that runtime's idiom. Placeholders: {pid}, {user} (sudo -u prefix),
@@ -120,14 +118,14 @@ var fixes = map[string]map[string][]string{
 }
 
 // advice fills placeholders in the lines of table[runtime] (or table["other"]).
-func advice(table map[string][]string, runtime string, r *strings.Replacer) []string {
+func advice(table map[string][]string, runtime string, f filler) []string {
 	lines, ok := table[runtime]
 	if !ok {
 		lines = table["other"]
 	}
 	out := make([]string, len(lines))
 	for i, l := range lines {
-		out[i] = r.Replace(l)
+		out[i] = f.fill(l)
 	}
 	return out
 }
