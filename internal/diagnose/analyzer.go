@@ -12,27 +12,31 @@ import (
 // Analyzer judges successive snapshots, as watch and agent take them, and
 // reuses what it worked out for each process whose CLOSE_WAIT sockets did
 // not change. Its reports are exactly those of [Analyze] for the same
-// inputs: it remembers, per process (pid and start time), the sequence of
-// its sockets (the kernel's cookie or inode) with the facts that place each
-// one in a finding (direction, listening port or remote, accept queue,
-// Recv-Q 0, 1 or more, the pool-idle time), and checks every socket of the
-// next snapshot against it. A socket found with the same facts keeps its
-// place without a map lookup; a part of a finding whose sockets are all
-// found, and as many as before, keeps its distinct peers and idle-timeout
-// median without a recount; a socket found in the same growth baseline
-// keeps its answer. Everything that moves with time (ages, Recv-Q bytes,
-// keepalive timers, the process's fds, threads, listeners) is read from the
-// new snapshot every time, and the findings' words are written anew.
+// inputs.
 //
-// Memory: about 80 bytes per CLOSE_WAIT socket of the last snapshot.
+// It remembers, per process (pid and start time), the sequence of its
+// sockets (the kernel's cookie, else the inode) with the facts that place
+// each one in a finding (direction, listening port or remote address,
+// accept queue, Recv-Q 0, 1 or more, the pool-idle time), and checks every
+// socket of the next snapshot against it, in dump order. A socket found
+// with the same facts keeps its part without a map lookup, and its answer
+// for a growth baseline it was already compared with; a part whose sockets
+// are all found, as many as before, keeps its distinct peers and its
+// idle-timeout median; a finding whose counts and context (pid, runtime,
+// user, listening ports, container, threads) are unchanged keeps its text.
+// What moves with time is taken from each snapshot: ages and everything
+// written from them (oldest, the line of ages, normal half-close or not),
+// Recv-Q bytes, keepalive timers, fds, growth, thresholds.
+//
+// Memory: about 120 bytes per CLOSE_WAIT socket of the last snapshot.
 // An Analyzer is not safe for concurrent use.
 type Analyzer struct {
 	procs map[procID]*procCache
 	gen   uint64 // counts Analyze calls; marks the caches kept by this one
 	// stats count, in the last call, the sockets taken, those found
-	// unchanged in the cache, and the parts whose derived results were
-	// recounted (for tests).
-	stats struct{ sockets, matched, recounted int }
+	// unchanged in the cache, the parts whose derived results were
+	// recounted and the findings' texts written (for tests).
+	stats struct{ sockets, matched, recounted, written int }
 }
 
 // NewAnalyzer returns an Analyzer with nothing remembered.
@@ -234,6 +238,7 @@ type procWork struct {
 	entered   int
 	matched   int // sockets found unchanged in the cache
 	recounted int // parts whose derived results were recounted
+	written   int // findings' texts written
 
 	// cursor into c.ents
 	cur, missRun int
@@ -442,6 +447,9 @@ func (w *procWork) add(s *snapshot.Socket, age time.Duration, hasAge bool) {
 			return
 		}
 		w.diverge(i)
+	}
+	if len(w.ents) == cap(w.ents) { // double: append grows large slices by 1.25
+		w.ents = slices.Grow(w.ents, len(w.ents)+16)
 	}
 	w.ents = append(w.ents, sockEntry{key: k, remote: s.Remote, idle: idle, lport: lport, flags: flags})
 	pos := w.match(&w.ents[i])
@@ -669,6 +677,7 @@ func (w *procWork) findings(snap *snapshot.Snapshot, socks []*snapshot.Socket, p
 				t, e.gen = e.t, w.gen
 			} else {
 				t = ctx.text(fg.key, fp.cause, &fp.st, fg.size, lines)
+				w.written++
 				if c.texts == nil {
 					c.texts = map[textKey]*textEntry{}
 				}

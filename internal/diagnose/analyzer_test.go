@@ -226,6 +226,9 @@ func TestAnalyzerSequence(t *testing.T) {
 			t.Errorf("%s: %d of %d sockets (%d) missed the cache (want %d), %d parts recounted (want at most %d)",
 				st.name, missed, a.stats.sockets, n, want, a.stats.recounted, st.recounted)
 		}
+		if st.missed == 0 && st.recounted == 0 && a.stats.written != 0 {
+			t.Errorf("%s: %d findings' texts written anew, want all kept", st.name, a.stats.written)
+		}
 		prev = snap
 	}
 }
@@ -357,6 +360,12 @@ func randomRun(t *testing.T, seed uint64, steps int) {
 	var history []*snapshot.Snapshot
 	ths := []Thresholds{DefaultThresholds, {CountWarning: 5, CountCritical: 50, FDShareWarning: 0.2, AgeWarning: time.Minute, AgeCritical: time.Hour}}
 	th := ths[0]
+	matched := 0
+	defer func() {
+		if matched == 0 {
+			t.Errorf("no socket was ever found in the cache: the run tests nothing")
+		}
+	}()
 	for step := range steps {
 		if step > 0 {
 			snap = cloneSnap(snap)
@@ -380,6 +389,7 @@ func randomRun(t *testing.T, seed uint64, steps int) {
 		}
 		what := fmt.Sprintf("step %d", step)
 		got := a.Analyze(snap, th, opt)
+		matched += a.stats.matched
 		sameReport(t, what+": Analyzer vs Analyze", got, Analyze(snap, th, opt))
 		sameReport(t, what+": Analyzer vs the reference", got, refAnalyze(snap, th, opt))
 		for _, p := range got.Processes {

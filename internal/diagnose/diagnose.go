@@ -25,6 +25,9 @@
 //
 // Next steps and fixes come from tables per runtime (steps.go), with the
 // pid filled in.
+//
+// Callers that judge one snapshot after another (watch, agent) keep an
+// [Analyzer]: the same reports, recomputing only what changed.
 package diagnose
 
 import (
@@ -186,7 +189,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 	}
 	if a != nil {
 		a.gen++
-		a.stats.sockets, a.stats.matched, a.stats.recounted = 0, 0, 0
+		a.stats = struct{ sockets, matched, recounted, written int }{}
 	}
 	var procs []*procWork
 	byPID := map[int]*procWork{}
@@ -283,6 +286,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 			a.stats.sockets += w.n
 			a.stats.matched += w.matched
 			a.stats.recounted += w.recounted
+			a.stats.written += w.written
 		}
 		r.Processes = append(r.Processes, p)
 		r.Status = max(r.Status, p.Status)
