@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/snapshot"
 )
 
@@ -79,5 +80,41 @@ func BenchmarkAnalyzer(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkAnalyzerProcesses judges, again and again, a snapshot of 500
+// processes holding 20 CLOSE_WAIT sockets each (10 read to EOF on a
+// listening port, 10 pooled to one of 7 remotes), a copy taken a second
+// later in between: the cost per process of a host where nothing changes.
+func BenchmarkAnalyzerProcesses(b *testing.B) {
+	var socks [][]snapshot.Socket
+	for p := range 500 {
+		r := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 3, byte(p % 7)}), 5432)
+		ss := append(many(10, sockSpec{inbound: true, age: time.Hour}), many(10, sockSpec{remote: r, recvQ: 1, age: time.Hour, idle: 600 * time.Second})...)
+		for i := range ss {
+			ss[i].Owners = []procscan.Owner{{PID: 1000 + p, FD: 10 + i}}
+		}
+		socks = append(socks, ss)
+	}
+	snap := snapOf("/usr/bin/java", socks...)
+	for p := range 500 {
+		snap.Processes[1000+p] = &procscan.Process{PID: 1000 + p, Exe: "/usr/bin/java", Cmdline: "java -jar app.jar", User: "svc", OpenFDs: 100, FDSoft: 1024}
+	}
+	later := cloneSnap(snap)
+	advance(later, time.Second)
+	a := NewAnalyzer()
+	a.Analyze(snap, DefaultThresholds, Options{})
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		s := snap
+		if i++; i%2 == 1 {
+			s = later
+		}
+		if r := a.Analyze(s, DefaultThresholds, Options{}); len(r.Processes) != 500 {
+			b.Fatalf("%d processes", len(r.Processes))
+		}
 	}
 }
