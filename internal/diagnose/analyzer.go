@@ -33,11 +33,13 @@ import (
 type Analyzer struct {
 	procs map[procID]*procCache
 	gen   uint64 // counts Analyze calls; marks the caches kept by this one
-	// stats count, in the last call, the sockets taken, those found
-	// unchanged in the cache, the parts whose derived results were
-	// recounted and the findings' texts written (for tests).
-	stats struct{ sockets, matched, recounted, written int }
+	stats analyzerStats // of the last call, for tests
 }
+
+// analyzerStats count, in one call, the sockets taken, those found unchanged
+// in the cache, the parts whose derived results were recounted and the
+// findings' texts written.
+type analyzerStats struct{ sockets, matched, recounted, written int }
 
 // NewAnalyzer returns an Analyzer with nothing remembered.
 func NewAnalyzer() *Analyzer {

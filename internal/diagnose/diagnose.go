@@ -189,7 +189,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 	}
 	if a != nil {
 		a.gen++
-		a.stats = struct{ sockets, matched, recounted, written int }{}
+		a.stats = analyzerStats{}
 	}
 	var procs []*procWork
 	byPID := map[int]*procWork{}
