@@ -26,11 +26,23 @@ type watchTick struct {
 	IntervalSeconds   float64  `json:"interval_seconds"`
 }
 
+// TestWatchJSONLeakGrowthAndETA runs with the eBPF change feed (the default
+// where it loads: the ticks after the first build the CLOSE_WAIT set from
+// the kernel's state changes) and without it (a full dump each tick).
 func TestWatchJSONLeakGrowthAndETA(t *testing.T) {
+	for _, feed := range []string{"ebpf", "off"} {
+		t.Run("feed="+feed, func(t *testing.T) { testWatchLeak(t, feed) })
+	}
+}
+
+func testWatchLeak(t *testing.T, feed string) {
 	const limit = 1024 // at 150-1200 sockets a minute: EMFILE within 7 minutes, critical
 	h := cwtest.Start(t, cwtest.Spec{LeakEvery: 100 * time.Millisecond, LeakMax: 200, FDLimit: limit})
 	h.Next("LEAK")
-	r := run(t, nil, "watch", "--json", "--interval", "500ms", "--count", "5", "--pid", strconv.Itoa(h.PID))
+	r := run(t, nil, "watch", "--json", "--interval", "500ms", "--count", "5", "--pid", strconv.Itoa(h.PID), "--feed", feed)
+	// As root on a kernel with BTF (CI) the feed must load.
+	_, btfErr := os.Stat("/sys/kernel/btf/vmlinux")
+	wantApplied := feed == "ebpf" && os.Geteuid() == 0 && btfErr == nil
 	// At +600/min a 1024 fd limit is minutes away: critical, and --count
 	// makes the last interval's status the exit code.
 	if r.code != 2 {
@@ -60,6 +72,12 @@ func TestWatchJSONLeakGrowthAndETA(t *testing.T) {
 			t.Errorf("line %d: close_wait fell from %d to %d while leaking", i+1, prevCW, p.CloseWait)
 		}
 		prevCW = p.CloseWait
+		switch {
+		case i > 0 && wantApplied && tk.Scan.Changes != "applied":
+			t.Errorf("line %d: scan.changes %q, want \"applied\" (the set built from the change feed)", i+1, tk.Scan.Changes)
+		case feed == "off" && tk.Scan.Changes != "":
+			t.Errorf("line %d: scan.changes %q with --feed off", i+1, tk.Scan.Changes)
+		}
 		if i == 0 {
 			if p.GrowthPerMin != nil {
 				t.Errorf("first line has a growth (%v) without a baseline", *p.GrowthPerMin)
