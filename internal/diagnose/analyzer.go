@@ -32,7 +32,7 @@ import (
 // An Analyzer is not safe for concurrent use.
 type Analyzer struct {
 	procs map[procID]*procCache
-	gen   uint64 // counts Analyze calls; marks the caches kept by this one
+	gen   uint64        // counts Analyze calls; marks the caches kept by this one
 	stats analyzerStats // of the last call, for tests
 }
 
