@@ -34,6 +34,11 @@ type config struct {
 	noDrain    bool
 	noStdin    bool
 	octet      int
+
+	churn        int // new CLOSE_WAIT sockets a second once READY (0: off)
+	churnHold    int
+	churnLinger2 int
+	churnReport  time.Duration
 }
 
 // child is one re-executed cwhost process.
@@ -70,12 +75,22 @@ func runController(args []string) error {
 	fs.DurationVar(&cfg.lifetime, "lifetime", 3*time.Hour, "stop by itself after this long once READY")
 	fs.BoolVar(&cfg.noDrain, "no-wait-drain", false, "do not wait for the orphaned FIN-WAIT-2 client ends to expire")
 	fs.BoolVar(&cfg.noStdin, "ignore-stdin", false, "do not stop at stdin EOF (only on SIGTERM/SIGINT or -lifetime)")
+	fs.IntVar(&cfg.churn, "churn", 0, "once READY, a churn process makes this many new CLOSE_WAIT sockets a second (on 127.0.0.8) and closes its oldest beyond -churn-hold; 0: off")
+	fs.IntVar(&cfg.churnHold, "churn-hold", 1000, "CLOSE_WAIT sockets the churn process keeps")
+	fs.IntVar(&cfg.churnLinger2, "churn-linger2", 5, "TCP_LINGER2 seconds of the churn's closed client ends (0: system tcp_fin_timeout)")
+	fs.DurationVar(&cfg.churnReport, "churn-report", time.Minute, "interval of the churn's status lines (0: none)")
 	fs.Parse(args)
 	if cfg.closeWait < 0 || cfg.perProc <= 0 || cfg.perProc > 19900 || cfg.perAddr <= 0 || cfg.perAddr > 40000 || cfg.parallel <= 0 {
 		return errors.New("bad flags: need -closewait >= 0, 0 < -per-proc <= 19900, 0 < -per-addr <= 40000, -parallel > 0")
 	}
 	if cfg.closeWait/cfg.perAddr >= 250*250 {
 		return errors.New("too many source addresses: raise -per-addr")
+	}
+	if cfg.churn < 0 || cfg.churn > 5000 || cfg.churnHold < 0 || cfg.churnHold+2*cfg.churn > 19000 || cfg.churnLinger2 < 0 || cfg.churnReport < 0 {
+		return errors.New("bad flags: need 0 <= -churn <= 5000, -churn-hold >= 0, -churn-hold + 2 * -churn <= 19000 (fd limit), -churn-linger2 >= 0, -churn-report >= 0")
+	}
+	if cfg.churn > 0 && cfg.closeWait/cfg.perAddr >= churnFirstX*250 {
+		return errors.New("too many source addresses for -churn (the setup clients must stay below 127.OCTET.128.0): raise -per-addr")
 	}
 	if cfg.octet == 0 {
 		cfg.octet = 20 + int((time.Now().Unix()/10+int64(os.Getpid()))%200)
@@ -110,11 +125,19 @@ func runController(args []string) error {
 		return err
 	}
 	setupCancel()
+	churnFailed := make(chan error, 1)
+	if cfg.churn > 0 {
+		if err := c.startChurn(stop, churnFailed); err != nil {
+			return fmt.Errorf("churn: %w", err)
+		}
+	}
 	select {
 	case <-stop.Done():
 		c.logf("stopping")
 	case <-time.After(cfg.lifetime):
 		c.logf("-lifetime %v reached, stopping", cfg.lifetime)
+	case err := <-churnFailed:
+		return fmt.Errorf("churn: %w", err)
 	}
 	return nil
 }

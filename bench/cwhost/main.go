@@ -6,10 +6,14 @@
 //
 // Usage:
 //
-//	cwhost [-closewait 100000] [-estab 1000] [-idle-procs 200] [-idle-fds 200] [flags]
+//	cwhost [-closewait 100000] [-estab 1000] [-idle-procs 200] [-idle-fds 200] [-churn 0] [flags]
+//
+// With -churn N, once READY a churn process makes N new CLOSE_WAIT sockets a
+// second on 127.0.0.8 and closes its oldest beyond -churn-hold (1000), so the
+// count stays flat while sockets keep entering and leaving CLOSE_WAIT.
 //
 // Child processes are the same binary re-executed with a role as the first
-// argument (holder, client, estab, idle). "cwhost jsoncount FILE" is a helper
+// argument (holder, client, estab, idle, churn). "cwhost jsoncount FILE" is a helper
 // for the benchmark script: it counts the sockets in `closewait sockets
 // --json` output or reads the totals of `closewait --json`.
 //
@@ -35,6 +39,8 @@ func main() {
 			os.Exit(runEstab(args))
 		case "idle":
 			os.Exit(runIdle(args))
+		case "churn":
+			os.Exit(runChurn(args))
 		case "jsoncount":
 			os.Exit(runJSONCount(args))
 		case "help", "-h", "-help", "--help":
