@@ -176,7 +176,7 @@ func (a *Agent) Scan() error {
 		ProcRoot:       a.opt.ProcRoot,
 		CompleteScan:   a.opt.CompleteScan,
 		ForceProcNet:   a.opt.ForceProcNet,
-		OwnerSource:    a.ownerSource(),
+		OwnerSource:    a.opt.OwnerSource,
 		Previous:       a.previous,
 		ReuseByProcess: trust,
 		SkipUnowned:    trust,
@@ -206,25 +206,6 @@ func (a *Agent) Scan() error {
 	st.Report, st.Time, st.Duration = r, time.Now(), time.Since(start)
 	a.state.Store(st)
 	return st.Err
-}
-
-// skipEmpty is an owner source that does not run its pass when nothing is
-// wanted (the usual incremental scan, where every socket's owner is known).
-type skipEmpty struct{ procscan.SocketFDSource }
-
-// EachWanted implements procscan.SocketFDSource.
-func (s skipEmpty) EachWanted(wanted map[uint64]struct{}, fn func(pid, fd int, inode uint64)) error {
-	if len(wanted) == 0 {
-		return nil
-	}
-	return s.SocketFDSource.EachWanted(wanted, fn)
-}
-
-func (a *Agent) ownerSource() procscan.SocketFDSource {
-	if a.opt.OwnerSource == nil {
-		return nil
-	}
-	return skipEmpty{a.opt.OwnerSource}
 }
 
 // Run scans now and then every interval until ctx is done. Scan errors are

@@ -173,26 +173,3 @@ func TestRingBounded(t *testing.T) {
 		t.Errorf("series backing array grew to %d", cap(h.procs[1]))
 	}
 }
-
-type countingSource struct{ calls int }
-
-func (c *countingSource) EachWanted(wanted map[uint64]struct{}, fn func(pid, fd int, inode uint64)) error {
-	c.calls++
-	return nil
-}
-
-// TestSkipEmptyOwnerPass: the agent's owner source runs no pass when no
-// owner is wanted (an incremental scan with every owner known).
-func TestSkipEmptyOwnerPass(t *testing.T) {
-	src := &countingSource{}
-	a, _ := New(Options{OwnerSource: src})
-	s := a.ownerSource()
-	_ = s.EachWanted(map[uint64]struct{}{}, nil)
-	if src.calls != 0 {
-		t.Errorf("pass run for nothing wanted")
-	}
-	_ = s.EachWanted(map[uint64]struct{}{42: {}}, nil)
-	if src.calls != 1 {
-		t.Errorf("%d passes for one wanted inode, want 1", src.calls)
-	}
-}

@@ -453,3 +453,33 @@ func TestManyObjects(t *testing.T) {
 		t.Fatalf("EachWanted (-want +got):\n%s", diff)
 	}
 }
+
+// TestEachWantedIn proves the per-process passes report exactly what the
+// /proc walk reports for those processes and nothing of any other, and skip
+// a process that has exited.
+func TestEachWantedIn(t *testing.T) {
+	it := loadOrSkip(t, loadOptions{})
+	fx := startFixture(t)
+	gone := cwtest.Start(t, cwtest.Spec{Unread: 1})
+	gonePID := gone.PID
+	gone.Stop()
+	want := procOwners(t, []int{fx.holder.PID, fx.holder.SharerPID})
+	wanted := map[uint64]struct{}{}
+	for _, o := range want {
+		wanted[o.Inode] = struct{}{}
+	}
+	wanted[fx.estIno] = struct{}{} // held by this process, which is not asked for
+	if errors.Is(it.EachWantedIn([]int{os.Getpid()}, wanted, func(int, int, uint64) {}), ErrNotSupported) {
+		t.Skip("kernel before 6.1: the task_file iterator takes no pid")
+	}
+	pids := []int{fx.holder.PID, gonePID, fx.holder.SharerPID}
+	got, all := collect(t, pids, func(fn func(pid, fd int, ino uint64)) error {
+		return it.EachWantedIn(pids, wanted, fn)
+	})
+	if diff := gocmp.Diff(sortOwners(want), got); diff != "" {
+		t.Errorf("per-process passes differ from /proc (-want +got):\n%s", diff)
+	}
+	if len(all) != len(got) {
+		t.Errorf("%d records from processes not asked for", len(all)-len(got))
+	}
+}

@@ -111,6 +111,9 @@ func load(o loadOptions) (_ *Iterator, err error) {
 	return it, nil
 }
 
+// progName is the programs' name in their collections.
+const progName = "cw_owners"
+
 // loadAttach builds, loads and attaches one program variant.
 func loadAttach(l layout, o loadOptions, filter bool, cache *btf.Cache, spec *btf.Spec) (*ebpf.Collection, *link.Iter, error) {
 	po := o.prog
@@ -119,7 +122,6 @@ func loadAttach(l layout, o loadOptions, filter bool, cache *btf.Cache, spec *bt
 	if err != nil {
 		return nil, nil, fmt.Errorf("ebpfowners: build program: %w", err)
 	}
-	const progName = "cw_owners"
 	cs := &ebpf.CollectionSpec{
 		Programs: map[string]*ebpf.ProgramSpec{progName: {
 			Name:         progName,

@@ -27,3 +27,8 @@ func (it *Iterator) Close() error { return nil }
 
 // InInitPIDNS reports false on this OS.
 func InInitPIDNS() bool { return false }
+
+// EachWantedIn returns an error wrapping [ErrNotSupported] on this OS.
+func (it *Iterator) EachWantedIn(pids []int, wanted map[uint64]struct{}, fn func(pid, fd int, inode uint64)) error {
+	return fmt.Errorf("ebpfowners: each wanted in: %w: not Linux", ErrNotSupported)
+}

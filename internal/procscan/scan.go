@@ -66,6 +66,11 @@ type ScanOptions struct {
 	Complete bool
 	// OnlyPIDs, when set, restricts the scan to these processes.
 	OnlyPIDs map[int]bool
+	// Likely lists processes likely to hold the wanted sockets (the owners
+	// of the previous snapshot): with a SocketFDPIDSource they are searched
+	// first, alone, and the pass over every process runs only if some socket
+	// is still missing. Ignored by the /proc walk and with Complete.
+	Likely []int
 	// Source, when set, finds owners in one pass instead of the /proc walk;
 	// if it fails, FindOwners falls back to the walk and records why in
 	// ScanResult.Fallback.
@@ -93,6 +98,9 @@ type ScanResult struct {
 	FDs int
 	// Method is how owners were found: "proc" (the /proc walk) or "ebpf".
 	Method string
+	// Targeted is the number of likely processes (ScanOptions.Likely)
+	// searched alone before, or instead of, the pass over every process.
+	Targeted int
 	// Fallback is why a Source was not used, when it failed.
 	Fallback error
 }

@@ -13,21 +13,50 @@ type SocketFDSource interface {
 	EachWanted(wanted map[uint64]struct{}, fn func(pid, fd int, inode uint64)) error
 }
 
+// SocketFDPIDSource is a SocketFDSource that can also visit some processes
+// only, for much less than a pass over every process (the eBPF iterator
+// parameterised by pid, Linux 6.1).
+type SocketFDPIDSource interface {
+	SocketFDSource
+	EachWantedIn(pids []int, wanted map[uint64]struct{}, fn func(pid, fd int, inode uint64)) error
+}
+
 // findOwnersFrom asks src for the owners. The pass is complete (every
-// process is visited), so sockets shared by unrelated processes are found too.
+// process is visited), so sockets shared by unrelated processes are found
+// too; except that with ScanOptions.Likely and a SocketFDPIDSource, the
+// likely processes are visited first, and the complete pass runs only for
+// the sockets they do not hold.
 func (fs FS) findOwnersFrom(src SocketFDSource, wanted map[uint64]struct{}, opt ScanOptions) (*ScanResult, error) {
 	res := &ScanResult{Owners: make(map[uint64][]Owner, len(wanted))}
 	procs := map[int]bool{}
-	err := src.EachWanted(wanted, func(pid, fd int, inode uint64) {
+	add := func(pid, fd int, inode uint64) {
 		if opt.OnlyPIDs != nil && !opt.OnlyPIDs[pid] {
 			return
 		}
 		res.Owners[inode] = append(res.Owners[inode], Owner{PID: pid, FD: fd})
 		procs[pid] = true
 		res.FDs++
-	})
-	if err != nil {
-		return nil, err
+	}
+	rest := wanted
+	if ps, ok := src.(SocketFDPIDSource); ok && len(opt.Likely) > 0 && len(wanted) > 0 && !opt.Complete {
+		if err := ps.EachWantedIn(opt.Likely, wanted, add); err == nil {
+			res.Targeted = len(opt.Likely)
+			rest = make(map[uint64]struct{}, len(wanted)-len(res.Owners))
+			for ino := range wanted {
+				if _, found := res.Owners[ino]; !found {
+					rest[ino] = struct{}{}
+				}
+			}
+		} else {
+			clear(res.Owners) // the complete pass finds them all again
+			clear(procs)
+			res.FDs = 0
+		}
+	}
+	if len(rest) > 0 {
+		if err := src.EachWanted(rest, add); err != nil {
+			return nil, err
+		}
 	}
 	for ino, os := range res.Owners {
 		slices.SortFunc(os, func(a, b Owner) int {

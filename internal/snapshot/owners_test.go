@@ -2,7 +2,9 @@ package snapshot_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -99,5 +101,63 @@ func TestOwnersFallBackToProc(t *testing.T) {
 		if len(s.Owners) != 1 || s.Owners[0].PID != h.PID {
 			t.Errorf("after fallback, %v owned by %v", s.Remote, s.Owners)
 		}
+	}
+}
+
+// TestNewSocketsSearchedInPreviousOwnersFirst: between two incremental
+// snapshots a known holder leaks more sockets and a new holder starts. The
+// eBPF source searches the previous owners alone first (Stats.Scan.Targeted),
+// then every process for the socket they do not hold; both end up with the
+// right owner.
+func TestNewSocketsSearchedInPreviousOwnersFirst(t *testing.T) {
+	skipUnlessRoot(t)
+	it, err := ebpfowners.Load()
+	if errors.Is(err, ebpfowners.ErrNotSupported) {
+		t.Skipf("eBPF task_file iterator unavailable here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	if !ebpfowners.InInitPIDNS() {
+		t.Skip("not in the initial pid namespace: the iterator's pids would not match /proc")
+	}
+	known := cwtest.Start(t, cwtest.Spec{Unread: 2, LeakEvery: 50 * time.Millisecond, LeakMax: 5})
+	incr := func(prev *snapshot.Snapshot) *snapshot.Snapshot {
+		t.Helper()
+		s, err := snapshot.Take(snapshot.Options{Previous: prev, OwnerSource: it, ReuseByProcess: prev != nil, SkipUnowned: prev != nil, CarryInfo: prev != nil})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	first := incr(nil)
+	known.Next("LEAK")
+	time.Sleep(400 * time.Millisecond) // the leaks of the known holder
+	fresh := cwtest.Start(t, cwtest.Spec{Unread: 1})
+	second := incr(first)
+	if second.Stats.Scan.Targeted == 0 {
+		if err := it.EachWantedIn([]int{known.PID}, map[uint64]struct{}{1: {}}, func(int, int, uint64) {}); errors.Is(err, ebpfowners.ErrNotSupported) {
+			t.Skip("kernel before 6.1: no per-process iterator")
+		}
+		t.Fatalf("new sockets were not searched in the previous owners first: %+v", second.Stats.Scan)
+	}
+	byPort := func(snap *snapshot.Snapshot, h *cwtest.Holder) (n int, wrong []string) {
+		for _, s := range snap.Sockets {
+			if s.Local.Port() != h.Listen.Port() || s.Local.Addr() != h.Listen.Addr() {
+				continue
+			}
+			n++
+			if len(s.Owners) != 1 || s.Owners[0].PID != h.PID {
+				wrong = append(wrong, fmt.Sprintf("%v owned by %v", s.Remote, s.Owners))
+			}
+		}
+		return n, wrong
+	}
+	if n, wrong := byPort(second, known); n < 3 || len(wrong) > 0 {
+		t.Errorf("known holder: %d sockets (want its 2 and some leaked), misattributed: %v", n, wrong)
+	}
+	if n, wrong := byPort(second, fresh); n != 1 || len(wrong) > 0 {
+		t.Errorf("new holder: %d sockets (want 1), misattributed: %v", n, wrong)
 	}
 }

@@ -292,6 +292,11 @@ func (snap *Snapshot) linkListeners(listeners []Socket) {
 	}
 }
 
+// maxLikely bounds the previous owners searched alone for new sockets
+// before a pass over every process (procscan.ScanOptions.Likely): each costs
+// an iterator setup of some tens of microseconds.
+const maxLikely = 256
+
 // findOwners attributes sockets and listeners to processes and reads the
 // facts of every owner.
 func (snap *Snapshot) findOwners(fs procscan.FS, opt Options, prev *prevIndex) error {
@@ -353,7 +358,13 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt Options, prev *prevIndex) e
 	}
 	snap.Stats.Reused = reused
 
-	res, err := fs.FindOwners(wanted, procscan.ScanOptions{Workers: opt.Workers, UIDs: uids, Complete: opt.CompleteScan, Source: opt.OwnerSource})
+	// New sockets mostly belong to processes that already hold some: a
+	// one-pass source that can visit processes alone searches them first.
+	var likely []int
+	if len(wanted) > 0 && len(pids) <= maxLikely {
+		likely = slices.Sorted(maps.Keys(pids))
+	}
+	res, err := fs.FindOwners(wanted, procscan.ScanOptions{Workers: opt.Workers, UIDs: uids, Complete: opt.CompleteScan, Source: opt.OwnerSource, Likely: likely})
 	if err != nil {
 		return fmt.Errorf("find owners: %w", err)
 	}
