@@ -254,8 +254,8 @@ func TestKubernetesDaemonSet(t *testing.T) {
 	if sc.Privileged || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation || !sc.ReadOnlyRootFilesystem || sc.RunAsUser == nil || *sc.RunAsUser != 0 {
 		t.Errorf("securityContext %+v", sc)
 	}
-	if !slices.Equal(sc.Capabilities.Drop, []string{"ALL"}) || !slices.Equal(sc.Capabilities.Add, []string{"SYS_PTRACE", "DAC_READ_SEARCH"}) {
-		t.Errorf("capabilities drop %v add %v, want drop ALL, add SYS_PTRACE DAC_READ_SEARCH only", sc.Capabilities.Drop, sc.Capabilities.Add)
+	if !slices.Equal(sc.Capabilities.Drop, []string{"ALL"}) || !slices.Equal(sc.Capabilities.Add, []string{"SYS_PTRACE", "DAC_READ_SEARCH", "BPF", "PERFMON"}) {
+		t.Errorf("capabilities drop %v add %v, want drop ALL, add SYS_PTRACE DAC_READ_SEARCH BPF PERFMON only", sc.Capabilities.Drop, sc.Capabilities.Add)
 	}
 }
 
@@ -282,8 +282,8 @@ func TestSystemdUnit(t *testing.T) {
 		keys[k] = append(keys[k], v)
 	}
 	for k, want := range map[string]string{
-		"CapabilityBoundingSet": "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH",
-		"AmbientCapabilities":   "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH",
+		"CapabilityBoundingSet": "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_BPF CAP_PERFMON",
+		"AmbientCapabilities":   "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_BPF CAP_PERFMON",
 		"NoNewPrivileges":       "yes",
 		"ProtectSystem":         "strict",
 		"ProtectHome":           "read-only",
