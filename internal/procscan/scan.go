@@ -66,10 +66,11 @@ type ScanOptions struct {
 	Complete bool
 	// OnlyPIDs, when set, restricts the scan to these processes.
 	OnlyPIDs map[int]bool
-	// Likely lists processes likely to hold the wanted sockets (the owners
-	// of the previous snapshot): with a SocketFDPIDSource they are searched
-	// first, alone, and the pass over every process runs only if some socket
-	// is still missing. Ignored by the /proc walk and with Complete.
+	// Likely lists processes likely to hold the wanted sockets, most likely
+	// first: with a SocketFDPIDSource they are searched alone, in order,
+	// until every socket is found, and the pass over every process runs
+	// only if some socket is still missing. Ignored by the /proc walk and
+	// with Complete.
 	Likely []int
 	// Source, when set, finds owners in one pass instead of the /proc walk;
 	// if it fails, FindOwners falls back to the walk and records why in

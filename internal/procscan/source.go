@@ -39,8 +39,17 @@ func (fs FS) findOwnersFrom(src SocketFDSource, wanted map[uint64]struct{}, opt 
 	}
 	rest := wanted
 	if ps, ok := src.(SocketFDPIDSource); ok && len(opt.Likely) > 0 && len(wanted) > 0 && !opt.Complete {
-		if err := ps.EachWantedIn(opt.Likely, wanted, add); err == nil {
-			res.Targeted = len(opt.Likely)
+		var err error
+		for _, pid := range opt.Likely { // in order, until every socket is found
+			if err = ps.EachWantedIn([]int{pid}, wanted, add); err != nil {
+				break
+			}
+			res.Targeted++
+			if len(res.Owners) == len(wanted) {
+				break
+			}
+		}
+		if err == nil {
 			rest = make(map[uint64]struct{}, len(wanted)-len(res.Owners))
 			for ino := range wanted {
 				if _, found := res.Owners[ino]; !found {
@@ -50,7 +59,7 @@ func (fs FS) findOwnersFrom(src SocketFDSource, wanted map[uint64]struct{}, opt 
 		} else {
 			clear(res.Owners) // the complete pass finds them all again
 			clear(procs)
-			res.FDs = 0
+			res.FDs, res.Targeted = 0, 0
 		}
 	}
 	if len(rest) > 0 {

@@ -63,6 +63,8 @@ func TestFindOwnersFromSource(t *testing.T) {
 			owners: map[uint64][]Owner{11: {{100, 4}}}},
 		{name: "likely hold some: full pass for the rest", wanted: []uint64{11, 20}, likely: []int{100}, wantIn: 1, wantPasses: 1, targeted: 1,
 			owners: map[uint64][]Owner{11: {{100, 4}}, 20: {{200, 5}}}},
+		{name: "likely in order until all found", wanted: []uint64{11, 20}, likely: []int{100, 200, 300}, wantIn: 2, targeted: 2,
+			owners: map[uint64][]Owner{11: {{100, 4}}, 20: {{200, 5}}}},
 		{name: "complete: no targeted pass", wanted: []uint64{10}, likely: []int{100}, complete: true, wantPasses: 1,
 			owners: map[uint64][]Owner{10: {{100, 3}, {300, 7}}}},
 		{name: "targeted pass fails: full pass", wanted: []uint64{11}, likely: []int{100}, inErr: errors.New("old kernel"), wantIn: 1, wantPasses: 1,

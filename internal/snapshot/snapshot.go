@@ -292,10 +292,58 @@ func (snap *Snapshot) linkListeners(listeners []Socket) {
 	}
 }
 
-// maxLikely bounds the previous owners searched alone for new sockets
-// before a pass over every process (procscan.ScanOptions.Likely): each costs
-// an iterator setup of some tens of microseconds.
-const maxLikely = 256
+// maxLikely bounds the processes searched alone for new sockets before a
+// pass over every process (procscan.ScanOptions.Likely): each costs an
+// iterator setup of some tens of microseconds plus a walk of its fd table.
+const maxLikely = 64
+
+// likelyOwners guesses who holds the new sockets, for an owner source that
+// can search a few processes alone (much cheaper than every process, on a
+// host where a few holders have tens of thousands of fds): for a socket
+// accepted from a listener, the listener's owners; for one dialled out, the
+// owners of other sockets to the same remote address (a connection pool).
+// Listeners and the other sockets must already carry their reused owners.
+func (snap *Snapshot) likelyOwners(fresh []*Socket) []int {
+	type addrKey struct {
+		netns uint64
+		addr  netip.AddrPort
+	}
+	type remoteKey struct {
+		netns uint64
+		addr  netip.Addr
+	}
+	seen := map[int]bool{}
+	var likely []int
+	add := func(os []procscan.Owner) {
+		for _, o := range os {
+			if !seen[o.PID] && len(likely) < maxLikely {
+				seen[o.PID] = true
+				likely = append(likely, o.PID)
+			}
+		}
+	}
+	lown := make(map[addrKey][]procscan.Owner, len(snap.Listeners))
+	for _, l := range snap.Listeners {
+		lown[addrKey{l.NetNS, l.Local}] = l.Owners
+	}
+	remotes := map[remoteKey]bool{}
+	for _, s := range fresh {
+		if s.Listener.IsValid() {
+			add(lown[addrKey{s.NetNS, s.Listener}])
+		} else if s.Remote.IsValid() {
+			remotes[remoteKey{s.NetNS, s.Remote.Addr()}] = true
+		}
+	}
+	if len(remotes) > 0 {
+		for i := range snap.Sockets {
+			s := &snap.Sockets[i]
+			if len(s.Owners) > 0 && !s.Listener.IsValid() && remotes[remoteKey{s.NetNS, s.Remote.Addr()}] {
+				add(s.Owners)
+			}
+		}
+	}
+	return likely
+}
 
 // findOwners attributes sockets and listeners to processes and reads the
 // facts of every owner.
@@ -320,6 +368,7 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt Options, prev *prevIndex) e
 		}
 	}
 	reused := 0
+	var fresh []*Socket // the sockets whose owners are searched
 	still := newReuser(fs, opt)
 	reuse := func(s *Socket) {
 		if s.Inode == 0 {
@@ -345,6 +394,7 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt Options, prev *prevIndex) e
 		}
 		wanted[s.Inode] = struct{}{}
 		uids[s.UID] = true
+		fresh = append(fresh, s)
 	}
 	prev.rewind(0)
 	notAccepted := false
@@ -358,11 +408,9 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt Options, prev *prevIndex) e
 	}
 	snap.Stats.Reused = reused
 
-	// New sockets mostly belong to processes that already hold some: a
-	// one-pass source that can visit processes alone searches them first.
 	var likely []int
-	if len(wanted) > 0 && len(pids) <= maxLikely {
-		likely = slices.Sorted(maps.Keys(pids))
+	if opt.Previous != nil && len(fresh) > 0 {
+		likely = snap.likelyOwners(fresh)
 	}
 	res, err := fs.FindOwners(wanted, procscan.ScanOptions{Workers: opt.Workers, UIDs: uids, Complete: opt.CompleteScan, Source: opt.OwnerSource, Likely: likely})
 	if err != nil {
