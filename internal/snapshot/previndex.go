@@ -21,8 +21,14 @@ func newPrevIndex(prev *Snapshot) *prevIndex {
 	if prev == nil {
 		return nil
 	}
-	x := &prevIndex{socks: [][]Socket{prev.Sockets, prev.Listeners}}
-	n := len(prev.Sockets) + len(prev.Listeners)
+	return &prevIndex{socks: [][]Socket{prev.Sockets, prev.Listeners}}
+}
+
+// buildBits fills the bitset on the first miss: a snapshot built from the
+// change feed carries its sockets' owners and tcp_info, and asks only about
+// the few new ones.
+func (x *prevIndex) buildBits() {
+	n := len(x.socks[0]) + len(x.socks[1])
 	words := 1
 	for words*64 < 16*n {
 		words *= 2
@@ -34,7 +40,6 @@ func newPrevIndex(prev *Snapshot) *prevIndex {
 			x.bits[b/64] |= 1 << (b % 64)
 		}
 	}
-	return x
 }
 
 func (x *prevIndex) bit(ino uint64) uint64 {
@@ -61,6 +66,9 @@ func (x *prevIndex) find(ino uint64) *Socket {
 			x.cur[1] = j + 1
 			return &list[j]
 		}
+	}
+	if x.bits == nil {
+		x.buildBits()
 	}
 	if b := x.bit(ino); x.bits[b/64]&(1<<(b%64)) == 0 {
 		return nil

@@ -1,8 +1,10 @@
 package snapshot
 
 import (
+	"slices"
 	"testing"
 
+	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/sockdiag"
 )
 
@@ -59,5 +61,39 @@ func TestPrevIndex(t *testing.T) {
 	nilIndex.rewind(0)
 	if nilIndex.find(5) != nil {
 		t.Error("nil index found something")
+	}
+}
+
+func TestCompactOwners(t *testing.T) {
+	shared := []procscan.Owner{{PID: 7, FD: 3}, {PID: 8, FD: 3}}
+	snap := &Snapshot{Sockets: []Socket{
+		{Owners: []procscan.Owner{{PID: 1, FD: 4}}},
+		{},
+		{Owners: shared},
+		{Owners: []procscan.Owner{{PID: 2, FD: 9}}},
+	}}
+	want := make([][]procscan.Owner, len(snap.Sockets))
+	for i, s := range snap.Sockets {
+		want[i] = slices.Clone(s.Owners)
+	}
+	snap.compactOwners()
+	for i, s := range snap.Sockets {
+		if !slices.Equal(s.Owners, want[i]) {
+			t.Errorf("socket %d: owners %v, want %v", i, s.Owners, want[i])
+		}
+	}
+	if &snap.Sockets[0].Owners[0] == &shared[0] || &snap.Sockets[2].Owners[0] == &shared[0] {
+		t.Error("owners not copied into one array")
+	}
+	for i, s := range snap.Sockets {
+		if cap(s.Owners) != len(s.Owners) {
+			t.Errorf("socket %d: owners of capacity %d for %d", i, cap(s.Owners), len(s.Owners))
+		}
+	}
+	// An append (a not-accepted socket gains the listener's owners) must
+	// not write into the next socket's owners.
+	snap.Sockets[2].Owners = append(snap.Sockets[2].Owners, procscan.Owner{PID: 99, FD: -1})
+	if !slices.Equal(snap.Sockets[3].Owners, want[3]) {
+		t.Errorf("append to one socket's owners changed the next one's: %v", snap.Sockets[3].Owners)
 	}
 }
