@@ -42,8 +42,8 @@ const (
 	// DefaultFullCheckEveryWithChanges is the default with a change feed
 	// (Options.Changes), which keeps the CLOSE_WAIT set exact between full
 	// checks: these then only refresh queues, timers, tcp_info and owners
-	// passed between processes. At 15 s, every 5 minutes.
-	DefaultFullCheckEveryWithChanges = 20
+	// passed between processes. At 15 s, every 10 minutes.
+	DefaultFullCheckEveryWithChanges = 40
 )
 
 // Options configure an Agent. The zero value scans /proc every 15 s with the

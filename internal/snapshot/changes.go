@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/sockdiag"
 	"github.com/closewait/closewait/internal/sockevents"
 )
@@ -121,24 +120,26 @@ func (d *dumper) applyChanges(c *sockdiag.Conn) error {
 			if len(entered) > 0 {
 				delete(entered, p.Cookie) // already known: an event from before Previous's dump
 			}
-			s := *p
-			var owners []procscan.Owner
-			if s.Inode != 0 {
-				owners = prev.Sockets[i].Owners // checked again by findOwners
-			}
-			if s.HasInfo {
-				advanceInfo(&s.Info, dt)
-			}
-			if s.Inode == 0 && cs.relook < maxRelook {
+			if p.Inode == 0 && cs.relook < maxRelook {
 				// Waiting in an accept queue last time: accepted since?
 				cs.relook++
+				s := *p
 				if err := c.Lookup(&s); err != nil || s.State != sockdiag.CloseWait {
 					continue
 				}
 				s.NetNS = ns
-				owners = nil
+				d.snap.Sockets = append(d.snap.Sockets, Socket{Socket: s})
+				continue
 			}
-			d.snap.Sockets = append(d.snap.Sockets, Socket{Socket: s, Owners: owners})
+			// Appended in place (a snapshot.Socket is 250 bytes: one copy).
+			d.snap.Sockets = append(d.snap.Sockets, Socket{Socket: *p})
+			s := &d.snap.Sockets[len(d.snap.Sockets)-1]
+			if p.Inode != 0 {
+				s.Owners = prev.Sockets[i].Owners // checked again by findOwners
+			}
+			if s.HasInfo {
+				advanceInfo(&s.Info, dt)
+			}
 		}
 	}
 	for _, cookie := range slices.Sorted(maps.Keys(entered)) {

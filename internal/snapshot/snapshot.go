@@ -260,10 +260,24 @@ type portKey struct {
 // linkListeners marks the sockets whose local port is a listening port
 // (inbound) and keeps the listeners they use.
 func (snap *Snapshot) linkListeners(listeners []Socket) {
+	// Listeners by (namespace, port); for closewait's own namespace, where
+	// most sockets are, a table indexed by port instead of a map lookup per
+	// socket.
 	byPort := make(map[portKey][]int, len(listeners))
+	var own []int32 // port -> group+1 in ownGroups
+	var ownGroups [][]int
 	for i, l := range listeners {
 		k := portKey{l.NetNS, l.Local.Port()}
 		byPort[k] = append(byPort[k], i)
+	}
+	for k, g := range byPort {
+		if k.netns == snap.NetNS && snap.NetNS != 0 {
+			if own == nil {
+				own = make([]int32, 1<<16)
+			}
+			ownGroups = append(ownGroups, g)
+			own[k.port] = int32(len(ownGroups))
+		}
 	}
 	used := make([]bool, len(listeners))
 	for i := range snap.Sockets {
@@ -271,7 +285,15 @@ func (snap *Snapshot) linkListeners(listeners []Socket) {
 		if s.State == sockdiag.Listen {
 			continue
 		}
-		for _, li := range byPort[portKey{s.NetNS, s.Local.Port()}] {
+		var group []int
+		if s.NetNS == snap.NetNS && snap.NetNS != 0 {
+			if own != nil && own[s.Local.Port()] != 0 {
+				group = ownGroups[own[s.Local.Port()]-1]
+			}
+		} else {
+			group = byPort[portKey{s.NetNS, s.Local.Port()}]
+		}
+		for _, li := range group {
 			l := listeners[li].Local.Addr()
 			if l == s.Local.Addr() || l.IsUnspecified() {
 				s.Listener = listeners[li].Local
