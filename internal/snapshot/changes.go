@@ -101,7 +101,8 @@ func (snap *Snapshot) drainChanges(opt Options) *changeSet {
 // applyChanges dumps every state but CLOSE_WAIT of c's namespace, then
 // lists its CLOSE_WAIT sockets: the previous snapshot's that did not leave,
 // with their tcp_info advanced as in carryInfo, and those that entered since,
-// looked up exactly (which gives their inode, queues and tcp_info).
+// looked up exactly, all in one batch (which gives their inode, queues and
+// tcp_info).
 func (d *dumper) applyChanges(c *sockdiag.Conn) error {
 	rest := sockdiag.AllStates &^ sockdiag.NewStateSet(sockdiag.CloseWait)
 	if err := c.Dump(sockdiag.Request{States: rest}, d.keep); err != nil {
@@ -111,6 +112,7 @@ func (d *dumper) applyChanges(c *sockdiag.Conn) error {
 	entered := cs.entered[ns]
 	dt := max(d.snap.Time.Sub(prev.Time), 0)
 	start := len(d.snap.Sockets)
+	var ask []sockdiag.Socket // looked up in one batch: accepted since, or new
 	for _, run := range cs.runs[ns] {
 		for i := run[0]; i < run[1]; i++ {
 			p := &prev.Sockets[i].Socket
@@ -123,12 +125,7 @@ func (d *dumper) applyChanges(c *sockdiag.Conn) error {
 			if p.Inode == 0 && cs.relook < maxRelook {
 				// Waiting in an accept queue last time: accepted since?
 				cs.relook++
-				s := *p
-				if err := c.Lookup(&s); err != nil || s.State != sockdiag.CloseWait {
-					continue
-				}
-				s.NetNS = ns
-				d.snap.Sockets = append(d.snap.Sockets, Socket{Socket: s})
+				ask = append(ask, *p)
 				continue
 			}
 			// Appended in place (a snapshot.Socket is 250 bytes: one copy).
@@ -143,12 +140,18 @@ func (d *dumper) applyChanges(c *sockdiag.Conn) error {
 		}
 	}
 	for _, cookie := range slices.Sorted(maps.Keys(entered)) {
-		s := entered[cookie]
-		if err := c.Lookup(&s); err != nil || s.State != sockdiag.CloseWait {
+		ask = append(ask, entered[cookie])
+	}
+	errs, err := c.LookupAll(ask)
+	if err != nil {
+		return fmt.Errorf("look up sockets new in CLOSE_WAIT: %w", err)
+	}
+	for i := range ask {
+		if errs[i] != nil || ask[i].State != sockdiag.CloseWait {
 			continue // gone again, or moved on
 		}
-		s.NetNS = ns
-		d.snap.Sockets = append(d.snap.Sockets, Socket{Socket: s})
+		ask[i].NetNS = ns
+		d.snap.Sockets = append(d.snap.Sockets, Socket{Socket: ask[i]})
 	}
 	d.snap.States[sockdiag.CloseWait] += len(d.snap.Sockets) - start
 	return nil

@@ -35,17 +35,15 @@ const (
 	doneStopped                  // the callback asked to stop
 )
 
-// parseDatagram walks one datagram of a dump reply: nlmsghdr, inet_diag_msg,
-// then rtattrs. For each socket it fills *s (reused, never retained) and calls
-// fn; fn returning false stops the walk.
-func parseDatagram(b []byte, seq uint32, s *Socket, fn func(*Socket) bool) (done doneState, err error) {
-	stopped := false
+// eachMessage walks the netlink messages of one datagram and calls fn with
+// each one's type, sequence number and payload; fn returning false stops.
+func eachMessage(b []byte, fn func(typ uint16, seq uint32, msg []byte) (bool, error)) error {
 	for len(b) >= sizeofNlMsghdr {
 		l := binary.NativeEndian.Uint32(b[0:4])
 		typ := binary.NativeEndian.Uint16(b[4:6])
 		mseq := binary.NativeEndian.Uint32(b[8:12])
 		if l < sizeofNlMsghdr || int(l) > len(b) {
-			return doneMore, ErrTruncated
+			return ErrTruncated
 		}
 		msg := b[sizeofNlMsghdr:l]
 		next := nlmAlign(int(l))
@@ -53,36 +51,60 @@ func parseDatagram(b []byte, seq uint32, s *Socket, fn func(*Socket) bool) (done
 			next = len(b)
 		}
 		b = b[next:]
+		if more, err := fn(typ, mseq, msg); err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// errnoOf returns the errno of an NLMSG_ERROR payload (0 for an ack).
+func errnoOf(msg []byte) (syscall.Errno, error) {
+	if len(msg) < 4 {
+		return 0, ErrTruncated
+	}
+	return syscall.Errno(-int32(binary.NativeEndian.Uint32(msg[0:4]))), nil
+}
+
+// parseDatagram walks one datagram of a dump reply: nlmsghdr, inet_diag_msg,
+// then rtattrs. For each socket it fills *s (reused, never retained) and calls
+// fn; fn returning false stops the walk.
+func parseDatagram(b []byte, seq uint32, s *Socket, fn func(*Socket) bool) (done doneState, err error) {
+	stopped := false
+	done = doneMore
+	err = eachMessage(b, func(typ uint16, mseq uint32, msg []byte) (bool, error) {
 		if seq != 0 && mseq != seq {
-			continue // a reply to an older request on this socket
+			return true, nil // a reply to an older request on this socket
 		}
 		switch typ {
 		case nlmsgDone:
-			return doneEnd, nil
+			done = doneEnd
+			return false, nil
 		case nlmsgNoop:
-			continue
+			return true, nil
 		case nlmsgError:
-			if len(msg) < 4 {
-				return doneMore, ErrTruncated
+			errno, err := errnoOf(msg)
+			if err == nil && errno != 0 {
+				err = errno
 			}
-			errno := -int32(binary.NativeEndian.Uint32(msg[0:4]))
-			if errno == 0 {
-				continue
-			}
-			return doneMore, syscall.Errno(errno)
+			return err == nil, err
 		}
 		if err := parseInetDiagMsg(msg, s); err != nil {
-			return doneMore, err
+			return false, err
 		}
 		if !fn(s) {
 			stopped = true
 			fn = discard // walk on: NLMSG_DONE may follow in this datagram
 		}
+		return true, nil
+	})
+	if err != nil {
+		return doneMore, err
 	}
-	if stopped {
+	if done == doneMore && stopped {
 		return doneStopped, nil
 	}
-	return doneMore, nil
+	return done, nil
 }
 
 // parseInetDiagMsg decodes one struct inet_diag_msg and its attributes into s.
