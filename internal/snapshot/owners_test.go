@@ -15,12 +15,14 @@ import (
 	"github.com/closewait/closewait/internal/sockdiag"
 )
 
-// TestOwnersEBPFMatchesProc takes the same snapshot with both owner paths
-// over CLOSE_WAIT, ESTABLISHED and LISTEN sockets of several processes,
-// some shared by two of them, and compares the owners of every socket the
-// test's processes hold.
-func TestOwnersEBPFMatchesProc(t *testing.T) {
+// loadIterator loads the eBPF owner iterator for the test, or skips it
+// where it cannot run (not root, no BTF, not the host's pid namespace).
+func loadIterator(t *testing.T) *ebpfowners.Iterator {
+	t.Helper()
 	skipUnlessRoot(t)
+	if !ebpfowners.InInitPIDNS() {
+		t.Skip("not in the initial pid namespace: the iterator's pids would not match /proc")
+	}
 	it, err := ebpfowners.Load()
 	if errors.Is(err, ebpfowners.ErrNotSupported) {
 		t.Skipf("eBPF task_file iterator unavailable here: %v", err)
@@ -28,10 +30,16 @@ func TestOwnersEBPFMatchesProc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer it.Close()
-	if !ebpfowners.InInitPIDNS() {
-		t.Skip("not in the initial pid namespace: the iterator's pids would not match /proc")
-	}
+	t.Cleanup(func() { it.Close() })
+	return it
+}
+
+// TestOwnersEBPFMatchesProc takes the same snapshot with both owner paths
+// over CLOSE_WAIT, ESTABLISHED and LISTEN sockets of several processes,
+// some shared by two of them, and compares the owners of every socket the
+// test's processes hold.
+func TestOwnersEBPFMatchesProc(t *testing.T) {
+	it := loadIterator(t)
 	shared := cwtest.Start(t, cwtest.Spec{ReadEOF: 2, Unread: 2, Share: true})
 	plain := cwtest.Start(t, cwtest.Spec{Network: "tcp6", Unread: 3, NotAccepted: 1})
 	ports := map[uint16]bool{shared.Listen.Port(): true, plain.Listen.Port(): true}
@@ -110,18 +118,7 @@ func TestOwnersFallBackToProc(t *testing.T) {
 // then every process for the socket they do not hold; both end up with the
 // right owner.
 func TestNewSocketsSearchedInPreviousOwnersFirst(t *testing.T) {
-	skipUnlessRoot(t)
-	it, err := ebpfowners.Load()
-	if errors.Is(err, ebpfowners.ErrNotSupported) {
-		t.Skipf("eBPF task_file iterator unavailable here: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer it.Close()
-	if !ebpfowners.InInitPIDNS() {
-		t.Skip("not in the initial pid namespace: the iterator's pids would not match /proc")
-	}
+	it := loadIterator(t)
 	known := cwtest.Start(t, cwtest.Spec{Unread: 2, LeakEvery: 50 * time.Millisecond, LeakMax: 5})
 	incr := func(prev *snapshot.Snapshot) *snapshot.Snapshot {
 		t.Helper()
