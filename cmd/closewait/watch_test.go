@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/closewait/closewait/internal/cwtest"
+	"github.com/closewait/closewait/internal/diagnose"
 	"github.com/closewait/closewait/internal/history"
 	"github.com/closewait/closewait/internal/report"
 )
@@ -38,7 +39,12 @@ func TestWatchJSONLeakGrowthAndETA(t *testing.T) {
 func testWatchLeak(t *testing.T, feed string) {
 	const limit = 1024 // at 150-1200 sockets a minute: EMFILE within 7 minutes, critical
 	h := cwtest.Start(t, cwtest.Spec{LeakEvery: 100 * time.Millisecond, LeakMax: 200, FDLimit: limit})
-	h.Next("LEAK")
+	// More sockets than a normal half-close in flight (NormalHalfCloseMax,
+	// all young), so that growth counts from the first baseline even on a
+	// loaded host that leaks slower than planned.
+	for range diagnose.NormalHalfCloseMax + 1 {
+		h.Next("LEAK")
+	}
 	r := run(t, nil, "watch", "--json", "--interval", "500ms", "--count", "5", "--pid", strconv.Itoa(h.PID), "--feed", feed)
 	// As root on a kernel with BTF (CI) the feed must load.
 	_, btfErr := os.Stat("/sys/kernel/btf/vmlinux")

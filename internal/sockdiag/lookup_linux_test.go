@@ -2,6 +2,7 @@ package sockdiag
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/closewait/closewait/internal/cwtest"
@@ -50,19 +51,20 @@ func TestLookupAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	want := map[string]Socket{} // by remote address, with tcp_info
+	key := func(l, r fmt.Stringer) string { return l.String() + " " + r.String() }
+	want := map[string]Socket{} // by addresses, with tcp_info
 	var socks []Socket          // without
 	isOurs := map[string]bool{}
 	for _, h := range []*cwtest.Holder{h4, h6, gone} {
 		for _, cn := range h.Conns {
-			isOurs[cn.Remote.String()] = true
+			isOurs[key(cn.Local, cn.Remote)] = true
 		}
 	}
 	for _, info := range []bool{true, false} {
 		err := c.Dump(Request{States: NewStateSet(CloseWait), Info: info}, func(s *Socket) bool {
-			if isOurs[s.Remote.String()] {
+			if isOurs[key(s.Local, s.Remote)] {
 				if info {
-					want[s.Remote.String()] = *s
+					want[key(s.Local, s.Remote)] = *s
 				} else {
 					socks = append(socks, *s)
 				}
@@ -83,7 +85,7 @@ func TestLookupAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, s := range socks {
-		w := want[s.Remote.String()]
+		w := want[key(s.Local, s.Remote)]
 		if goneRemotes[w.Remote.Port()] && w.Local.Port() == gone.Listen.Port() {
 			if !errors.Is(errs[i], ErrGone) {
 				t.Errorf("%v: %v, want ErrGone (its holder exited)", w.Remote, errs[i])
