@@ -152,3 +152,52 @@ func TestTakeAppliesChangeFeed(t *testing.T) {
 		t.Errorf("Previous taken without the feed: Stats.Changes = %q, want %q", s.Stats.Changes, snapshot.ChangesFull)
 	}
 }
+
+// lossyFeed is the real feed, except that its next drain reports lost
+// changes, as after a ring overflow.
+type lossyFeed struct {
+	*sockevents.Feed
+	lose bool
+}
+
+func (f *lossyFeed) Drain(fn func(*sockevents.Event)) (bool, error) {
+	complete, err := f.Feed.Drain(fn)
+	if f.lose {
+		f.lose = false
+		return false, err
+	}
+	return complete, err
+}
+
+// TestTakeAfterLostChanges: when the feed lost changes, the next snapshot
+// dumps every CLOSE_WAIT socket, and the one after applies changes again.
+func TestTakeAfterLostChanges(t *testing.T) {
+	feed := &lossyFeed{Feed: openFeed(t)}
+	h := cwtest.Start(t, cwtest.Spec{Unread: 2})
+	opt := func(prev *snapshot.Snapshot) snapshot.Options {
+		return snapshot.Options{Previous: prev, Changes: feed, CarryInfo: true, ReuseByProcess: true, SkipUnowned: true}
+	}
+	var prev *snapshot.Snapshot
+	for i, tt := range []struct {
+		lose bool
+		want string
+	}{
+		{false, snapshot.ChangesFull}, // no previous snapshot
+		{false, snapshot.ChangesApplied},
+		{true, snapshot.ChangesFull},
+		{false, snapshot.ChangesApplied},
+	} {
+		feed.lose = tt.lose
+		s, err := snapshot.Take(opt(prev))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Stats.Changes != tt.want {
+			t.Errorf("snapshot %d (lost changes: %v): Stats.Changes = %q, want %q", i+1, tt.lose, s.Stats.Changes, tt.want)
+		}
+		if got := holderSockets(s, map[*cwtest.Holder]uint64{h: s.NetNS}); len(got) != 2 {
+			t.Errorf("snapshot %d: %d of the holder's 2 sockets", i+1, len(got))
+		}
+		prev = s
+	}
+}
