@@ -9,10 +9,11 @@ import (
 	"github.com/closewait/closewait/internal/snapshot"
 )
 
-// BenchmarkAnalyze judges a snapshot of 100,000 CLOSE_WAIT sockets held by
-// one process: 60,000 read to EOF on a listening port, 40,000 pooled to 50
-// remotes, compared with a previous snapshot (growth). Run with -benchtime 20x.
-func BenchmarkAnalyze(b *testing.B) {
+// benchSnapshot is the snapshot of the benchmarks: 100,000 CLOSE_WAIT
+// sockets held by one process, 60,000 read to EOF on a listening port,
+// 40,000 pooled to 50 remotes, and the baseline of a snapshot 10 s older
+// (built once, as watch does for a whole window).
+func benchSnapshot() (*snapshot.Snapshot, *Baseline) {
 	var socks [][]snapshot.Socket
 	socks = append(socks, many(60000, sockSpec{inbound: true, age: time.Hour}))
 	for i := 0; i < 50; i++ {
@@ -22,7 +23,14 @@ func BenchmarkAnalyze(b *testing.B) {
 	snap := snapOf("/usr/bin/java", socks...)
 	prev := snapOf("/usr/bin/java", socks[0][:50000])
 	prev.Time = snap.Time.Add(-10 * time.Second)
-	base := NewBaseline(prev) // built once, as watch does for a whole window
+	return snap, NewBaseline(prev)
+}
+
+// BenchmarkAnalyze judges a snapshot of 100,000 CLOSE_WAIT sockets held by
+// one process: 60,000 read to EOF on a listening port, 40,000 pooled to 50
+// remotes, compared with a previous snapshot (growth). Run with -benchtime 20x.
+func BenchmarkAnalyze(b *testing.B) {
+	snap, base := benchSnapshot()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
@@ -39,16 +47,7 @@ func BenchmarkAnalyze(b *testing.B) {
 // with a copy in which 100 sockets, spread over the groups, closed and 100
 // others took their places. Run with -benchtime 20x.
 func BenchmarkAnalyzer(b *testing.B) {
-	var socks [][]snapshot.Socket
-	socks = append(socks, many(60000, sockSpec{inbound: true, age: time.Hour}))
-	for i := 0; i < 50; i++ {
-		r := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 3, byte(i)}), 5432)
-		socks = append(socks, many(800, sockSpec{remote: r, recvQ: 1, age: time.Hour, idle: 600 * time.Second}))
-	}
-	snap := snapOf("/usr/bin/java", socks...)
-	prev := snapOf("/usr/bin/java", socks[0][:50000])
-	prev.Time = snap.Time.Add(-10 * time.Second)
-	base := NewBaseline(prev)
+	snap, base := benchSnapshot()
 
 	later := cloneSnap(snap)
 	advance(later, time.Second)
