@@ -319,6 +319,22 @@ func (snap *Snapshot) linkListeners(listeners []Socket) {
 // iterator setup of some tens of microseconds plus a walk of its fd table.
 const maxLikely = 64
 
+// listenerKey names a listening socket: its namespace and local address.
+type listenerKey struct {
+	netns uint64
+	addr  netip.AddrPort
+}
+
+// listenerOwners maps the snapshot's listeners to their owners as they
+// stand (reused, or found by the owner pass).
+func (snap *Snapshot) listenerOwners() map[listenerKey][]procscan.Owner {
+	m := make(map[listenerKey][]procscan.Owner, len(snap.Listeners))
+	for _, l := range snap.Listeners {
+		m[listenerKey{l.NetNS, l.Local}] = l.Owners
+	}
+	return m
+}
+
 // likelyOwners guesses who holds the new sockets, for an owner source that
 // can search a few processes alone (much cheaper than every process, on a
 // host where a few holders have tens of thousands of fds): for a socket
@@ -326,10 +342,6 @@ const maxLikely = 64
 // owners of other sockets to the same remote address (a connection pool).
 // Listeners and the other sockets must already carry their reused owners.
 func (snap *Snapshot) likelyOwners(fresh []*Socket) []int {
-	type addrKey struct {
-		netns uint64
-		addr  netip.AddrPort
-	}
 	type remoteKey struct {
 		netns uint64
 		addr  netip.Addr
@@ -344,14 +356,11 @@ func (snap *Snapshot) likelyOwners(fresh []*Socket) []int {
 			}
 		}
 	}
-	lown := make(map[addrKey][]procscan.Owner, len(snap.Listeners))
-	for _, l := range snap.Listeners {
-		lown[addrKey{l.NetNS, l.Local}] = l.Owners
-	}
+	lown := snap.listenerOwners()
 	remotes := map[remoteKey]bool{}
 	for _, s := range fresh {
 		if s.Listener.IsValid() {
-			add(lown[addrKey{s.NetNS, s.Listener}])
+			add(lown[listenerKey{s.NetNS, s.Listener}])
 		} else if s.Remote.IsValid() {
 			remotes[remoteKey{s.NetNS, s.Remote.Addr()}] = true
 		}
@@ -486,14 +495,7 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt Options, prev *prevIndex) e
 	if len(res.Owners) > 0 || notAccepted {
 		// The owners just found; sockets in an accept queue belong to the
 		// listener's owners (already in pids).
-		type listenerKey struct {
-			netns uint64
-			addr  netip.AddrPort
-		}
-		lown := make(map[listenerKey][]procscan.Owner, len(snap.Listeners))
-		for _, l := range snap.Listeners {
-			lown[listenerKey{l.NetNS, l.Local}] = l.Owners
-		}
+		lown := snap.listenerOwners()
 		for i := range snap.Sockets {
 			s := &snap.Sockets[i]
 			found(s)
