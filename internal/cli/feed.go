@@ -23,11 +23,7 @@ func (g *Globals) changeFeed(mode string) snapshot.Changes {
 	if g.feed == nil {
 		f, err := sockevents.Open()
 		if err != nil {
-			if mode == "ebpf" {
-				fmt.Fprintf(g.stderr, "closewait: note: --feed ebpf unavailable (%s): dumping every CLOSE_WAIT socket each interval\n", oneLine(err))
-			} else if g.Verbose {
-				fmt.Fprintf(g.stderr, "closewait: feed: full dumps (eBPF unavailable: %s)\n", oneLine(err))
-			}
+			g.noteEBPFFallback("feed", mode, "full dumps", "dumping every CLOSE_WAIT socket each interval", oneLine(err))
 			return nil
 		}
 		if g.Verbose {

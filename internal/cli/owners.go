@@ -83,10 +83,17 @@ func (g *Globals) OwnerSource(longRunning bool) procscan.SocketFDSource {
 // noteOwnersFallback says why eBPF owners are not used: on stderr under
 // --owners ebpf, with -v under auto, silently otherwise.
 func (g *Globals) noteOwnersFallback(why string) {
-	if g.Owners == "ebpf" {
-		fmt.Fprintf(g.stderr, "closewait: note: --owners ebpf unavailable (%s): reading /proc instead\n", why)
+	g.noteEBPFFallback("owners", g.Owners, "/proc walk", "reading /proc instead", why)
+}
+
+// noteEBPFFallback says why the eBPF choice of --flag is not used, once: a
+// note on stderr when the user asked for ebpf, one -v line under auto.
+// short names what is used instead in the -v line, instead in the note.
+func (g *Globals) noteEBPFFallback(flag, mode, short, instead, why string) {
+	if mode == "ebpf" {
+		fmt.Fprintf(g.stderr, "closewait: note: --%s ebpf unavailable (%s): %s\n", flag, why, instead)
 	} else if g.Verbose {
-		fmt.Fprintf(g.stderr, "closewait: owners: /proc walk (eBPF unavailable: %s)\n", why)
+		fmt.Fprintf(g.stderr, "closewait: %s: %s (eBPF unavailable: %s)\n", flag, short, why)
 	}
 }
 
