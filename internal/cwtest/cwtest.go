@@ -360,3 +360,12 @@ func addrPort(a net.Addr) netip.AddrPort {
 	ap := a.(*net.TCPAddr).AddrPort()
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
+
+// EBPFExpected reports whether this machine should load closewait's eBPF
+// programs: root on a kernel with BTF (CI is one). Tests skip on "not
+// supported" only when it is false, so that a wrong layout or program
+// cannot hide behind a skip.
+func EBPFExpected() bool {
+	_, err := os.Stat("/sys/kernel/btf/vmlinux")
+	return err == nil && os.Geteuid() == 0
+}

@@ -3,7 +3,6 @@ package snapshot_test
 import (
 	"errors"
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/closewait/closewait/internal/cwtest"
@@ -19,10 +18,8 @@ import (
 func openFeed(t *testing.T) *sockevents.Feed {
 	t.Helper()
 	f, err := sockevents.Open()
-	if errors.Is(err, sockevents.ErrNotSupported) {
-		if _, berr := os.Stat("/sys/kernel/btf/vmlinux"); berr != nil || os.Geteuid() != 0 {
-			t.Skipf("eBPF change feed not available (needs kernel BTF and root or CAP_BPF+CAP_PERFMON): %v", err)
-		}
+	if errors.Is(err, sockevents.ErrNotSupported) && !cwtest.EBPFExpected() {
+		t.Skipf("eBPF change feed not available (needs kernel BTF and root or CAP_BPF+CAP_PERFMON): %v", err)
 	}
 	if err != nil {
 		t.Fatal(err)

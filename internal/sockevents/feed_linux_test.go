@@ -19,7 +19,7 @@ func TestMain(m *testing.M) { cwtest.Main(m) }
 func openOrSkip(t *testing.T, o openOptions) *Feed {
 	t.Helper()
 	f, err := open(o)
-	if errors.Is(err, ErrNotSupported) && !expectSupport() {
+	if errors.Is(err, ErrNotSupported) && !cwtest.EBPFExpected() {
 		t.Skipf("eBPF state-change feed not available here (needs kernel BTF and CAP_BPF+CAP_PERFMON or root): %v", err)
 	}
 	if err != nil {
@@ -27,14 +27,6 @@ func openOrSkip(t *testing.T, o openOptions) *Feed {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
-}
-
-// expectSupport reports whether this machine should run the feed: root on
-// a kernel with BTF (CI is one). There a "not supported" is a failure, so
-// that a wrong layout or program cannot hide behind a skip.
-func expectSupport() bool {
-	_, err := os.Stat("/sys/kernel/btf/vmlinux")
-	return err == nil && os.Geteuid() == 0
 }
 
 // drain returns the events queued now, failing the test on a loss.
