@@ -103,6 +103,7 @@ type Agent struct {
 	scanMu   sync.Mutex    // serialises Scan
 	previous *snapshot.Snapshot
 	analyzer *diagnose.Analyzer // remembers each process's sockets between scans
+	counts   closeWaitCounts    // CLOSE_WAIT sockets entered and left, for the counters
 }
 
 // State is what one scan published. It is never modified after publication.
@@ -196,6 +197,7 @@ func (a *Agent) Scan() error {
 		return err
 	}
 	r := a.analyzer.Analyze(snap, a.opt.Thresholds, diagnose.Options{})
+	a.counts.observe(snap, r.Processes)
 	if herr := a.hist.Record(r); herr != nil {
 		// The scan itself worked: count the error, keep serving the report.
 		a.errors.Add(1)
