@@ -75,6 +75,14 @@ func (h *Ring) Record(r *diagnose.Report) error {
 		procs = procs[:MaxRingProcesses]
 	}
 	tot := Point{Time: t, CloseWait: r.CloseWait}
+	if r.Unattributed.HasAge {
+		tot.OldestAge = r.Unattributed.Oldest.Seconds()
+	}
+	for _, p := range r.Processes { // all of them: the host's oldest may be beyond MaxRingProcesses
+		if p.HasAge {
+			tot.OldestAge = max(tot.OldestAge, p.Oldest.Seconds())
+		}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, p := range procs {
