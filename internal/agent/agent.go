@@ -71,6 +71,9 @@ type Options struct {
 	CompleteScan bool
 	// ForceProcNet reads /proc/net/tcp instead of netlink (no ages).
 	ForceProcNet bool
+	// NetNS, when not nil, reads only the network namespaces with these
+	// inodes (one agent per namespace); nil reads every namespace.
+	NetNS map[uint64]bool
 	// OwnerSource, when set, finds owners in one pass (the eBPF iterator)
 	// instead of the /proc walk.
 	OwnerSource procscan.SocketFDSource
@@ -177,6 +180,7 @@ func (a *Agent) Scan() error {
 		ProcRoot:       a.opt.ProcRoot,
 		CompleteScan:   a.opt.CompleteScan,
 		ForceProcNet:   a.opt.ForceProcNet,
+		NetNS:          a.opt.NetNS,
 		OwnerSource:    a.opt.OwnerSource,
 		Previous:       a.previous,
 		ReuseByProcess: trust,

@@ -18,7 +18,7 @@ import (
 // it (title, evidence, check, next steps, fix), every evidence sentence and
 // fix line exactly once, and the command line and where the process runs.
 func TestDashboardFindingsAsExplain(t *testing.T) {
-	h := cwtest.Start(t, cwtest.Spec{ReadEOF: 4, Unread: 3}) // more than a normal half-close (5)
+	h := cwtest.Start(t, cwtest.Spec{ReadEOF: 6, Unread: 6}) // each more than a normal half-close (5)
 	a := newAgent(t, agent.Options{})
 	url := serve(t, a)
 	scan(t, a)
