@@ -18,6 +18,7 @@ package cwtest
 
 import (
 	"bufio"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -61,6 +62,9 @@ type Spec struct {
 	Unread int
 	// UnreadBytes is how much data the test sends on each unread connection before its FIN.
 	UnreadBytes int
+	// UnreadData, when set, is what the test sends on each unread
+	// connection before its FIN, instead of UnreadBytes zero bytes.
+	UnreadData []byte
 	// NotAccepted connections are left in the listener's accept queue: the
 	// holder stops accepting after the others, and they reach CLOSE_WAIT with no fd.
 	NotAccepted int
@@ -214,8 +218,11 @@ func (h *Holder) dialHalfClose(spec Spec, mode string) *net.TCPConn {
 		tc = c.(*net.TCPConn)
 	}
 	h.clients = append(h.clients, tc)
-	if mode == "unread" && spec.UnreadBytes > 0 {
-		if _, err := tc.Write(make([]byte, spec.UnreadBytes)); err != nil {
+	if data := spec.UnreadData; mode == "unread" && (len(data) > 0 || spec.UnreadBytes > 0) {
+		if len(data) == 0 {
+			data = make([]byte, spec.UnreadBytes)
+		}
+		if _, err := tc.Write(data); err != nil {
 			h.t.Fatalf("cwtest: write: %v", err)
 		}
 	}
@@ -280,6 +287,28 @@ func (h *Holder) expect(word string) []string {
 		h.t.Fatalf("cwtest: holder %d did not say %s within 10s", h.PID, word)
 	}
 	return nil
+}
+
+// ReadAll makes the holder read each of its connections to EOF, as its
+// application would, and returns what it read from each, by the peer's port.
+func (h *Holder) ReadAll() map[uint16][]byte {
+	h.t.Helper()
+	h.send("read")
+	out := map[uint16][]byte{}
+	for {
+		f := h.expect("READ")
+		if len(f) == 2 && f[1] == "done" {
+			return out
+		}
+		if len(f) != 4 {
+			h.t.Fatalf("cwtest: holder said %q", strings.Join(f, " "))
+		}
+		b, err := hex.DecodeString(strings.TrimPrefix(f[3], "-"))
+		if err != nil {
+			h.t.Fatalf("cwtest: holder said %q: %v", strings.Join(f, " "), err)
+		}
+		out[netip.MustParseAddrPort(f[2]).Port()] = b
+	}
 }
 
 // Next waits for the next line the holder prints (e.g. "LEAK local remote"
