@@ -140,30 +140,7 @@ func Start(t testing.TB, spec Spec) *Holder {
 	if spec.UID != 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: spec.UID, Gid: spec.GID}}
 	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatalf("cwtest: pipe: %v", err)
-	}
-	cmd.Stdin = pr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatalf("cwtest: stdout pipe: %v", err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("cwtest: start holder: %v", err)
-	}
-	pr.Close()
-	h := &Holder{PID: cmd.Process.Pid, t: t, cmd: cmd, stdin: pw, lines: make(chan string, 64)}
-	t.Cleanup(h.Stop)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			h.lines <- sc.Text()
-		}
-		close(h.lines)
-	}()
-
+	h := launch(t, cmd)
 	f := h.expect("LISTEN")
 	h.Listen = netip.MustParseAddrPort(f[1])
 	for i := 0; i < spec.ReadEOF+spec.Unread+spec.NotAccepted; i++ {
@@ -194,6 +171,37 @@ func Start(t testing.TB, spec Spec) *Holder {
 		h.SharerPID, _ = strconv.Atoi(f[1])
 	}
 	h.expect("READY")
+	return h
+}
+
+// launch starts cmd as a child that speaks the holder's line protocol:
+// commands on its stdin (closed when the test ends, so that it exits),
+// one reply per line on its stdout. It is ended by its pid when the test ends.
+func launch(t testing.TB, cmd *exec.Cmd) *Holder {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatalf("cwtest: pipe: %v", err)
+	}
+	cmd.Stdin = pr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatalf("cwtest: stdout pipe: %v", err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("cwtest: start %s: %v", cmd.Path, err)
+	}
+	pr.Close()
+	h := &Holder{PID: cmd.Process.Pid, t: t, cmd: cmd, stdin: pw, lines: make(chan string, 64)}
+	t.Cleanup(h.Stop)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			h.lines <- sc.Text()
+		}
+		close(h.lines)
+	}()
 	return h
 }
 
