@@ -44,6 +44,7 @@ type Collector struct {
 	procOpenFDs, procFDLimit, procFindings           metricDesc
 	poolIdleSockets, poolIdleTimeout                 metricDesc
 	duration, errors, scans, success, lastScan, topN metricDesc
+	historyOK                                        metricDesc
 }
 
 // MetricNames are the metric families the agent exports (without the client
@@ -73,6 +74,7 @@ var MetricNames = []string{
 	"closewait_scan_success",
 	"closewait_last_scan_timestamp_seconds",
 	"closewait_top_processes",
+	"closewait_history_file_ok",
 }
 
 // RenamedMetrics maps the names of earlier releases to the current ones
@@ -122,6 +124,7 @@ func NewCollector(a *Agent) *Collector {
 		success:         d("closewait_scan_success", "1 if the latest scan succeeded, else 0.", g),
 		lastScan:        d("closewait_last_scan_timestamp_seconds", "Unix time the latest scan ended.", g),
 		topN:            d("closewait_top_processes", "The agent's --top: how many processes get their own series.", g),
+		historyOK:       d("closewait_history_file_ok", "1 when the history file (--history) is in use, 0 when it was refused as damaged and the history is kept in memory only; absent without --history.", g),
 	}
 }
 
@@ -136,7 +139,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.entered, c.left, c.procEntered, c.procCW, c.procOldest,
 		c.procFDRatio, c.procOpenFDs, c.procFDLimit, c.procStatus, c.procFindings,
 		c.poolIdleSockets, c.poolIdleTimeout, c.duration, c.errors,
-		c.scans, c.success, c.lastScan, c.topN} {
+		c.scans, c.success, c.lastScan, c.topN, c.historyOK} {
 		ch <- d.desc
 	}
 }
@@ -169,6 +172,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- c.errors.must(float64(a.errors.Load()))
 	ch <- c.scans.must(float64(a.scans.Load()))
 	ch <- c.topN.must(float64(a.opt.TopN))
+	switch {
+	case a.opt.HistoryProblem != "":
+		ch <- c.historyOK.must(0)
+	case a.opt.History != nil:
+		ch <- c.historyOK.must(1)
+	}
 	st := a.state.Load()
 	if st == nil {
 		ch <- c.success.must(0)
