@@ -36,16 +36,6 @@ const (
 	Accepted  = 2 // accept(): inet_csk_accept returned it to this thread
 )
 
-// Stack is a user stack at socket creation, as the kernel walked it.
-type Stack struct {
-	// PCs are the instruction pointer, then the return addresses found by
-	// following frame pointers, innermost first.
-	PCs []uint64
-	// Top holds the first TopWords words at the user stack pointer: where a
-	// leaf function without a frame pointer keeps its return address.
-	Top [TopWords]uint64
-}
-
 // Socket is one recorded socket that has not closed yet. The programs key
 // sockets by address because the accept hook reaches the socket through
 // the fd table, as a plain number the cookie helper does not take; the
@@ -59,13 +49,17 @@ type Socket struct {
 	How     uint32 // Connected or Accepted
 	Created time.Time
 	Key     StackKey
+	// Top holds the first TopWords words at the user stack pointer when
+	// the socket was made: where a leaf function without a frame pointer
+	// keeps its return address (package symbolize finds it there).
+	Top [TopWords]uint64
 }
 
-// StackKey names a (process, stack) pair: the unit origins are grouped by.
+// StackKey names a (process, kernel stack) pair. Stacks that differ only
+// in the leaf function's caller (found in Top) share one.
 type StackKey struct {
 	TGID    uint32
 	StackID int32
-	Top     [TopWords]uint64
 }
 
 // Sample is what the recorder holds at one moment.
@@ -74,7 +68,9 @@ type Sample struct {
 	Sockets []Socket
 	// Closed counts, per (process, stack), the recorded sockets that closed.
 	Closed map[StackKey]uint64
-	// Stacks are the stacks named by the keys above, by stack id.
+	// Stacks are the stacks named by the keys above, by stack id: the
+	// instruction pointer, then the return addresses found by following
+	// frame pointers, innermost first.
 	Stacks map[int32][]uint64
 	// Dropped counts creations by traced processes that could not be
 	// recorded (a full map, or a stack that could not be stored).

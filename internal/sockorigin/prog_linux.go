@@ -28,7 +28,9 @@ const (
 const bpfFUserStack = 1 << 8
 
 // The value of the socks map (keyed by the struct sock address), native
-// byte order. Its first keySize bytes are the key of the closed map.
+// byte order. Its first keySize bytes, (tgid, stack id), are the key of
+// the closed map: not the top words, which hold the leaf's locals too and
+// would make a key per call.
 const (
 	valTGID    = 0 // u32
 	valStackID = 4 // s32
@@ -38,7 +40,7 @@ const (
 	valTime    = valHow + 4  // u64 CLOCK_MONOTONIC ns
 	valCookie  = valTime + 8 // u64 socket cookie, set when it enters CLOSE_WAIT
 	valSize    = valCookie + 8
-	keySize    = valTID // (tgid, stack id, top): a StackKey
+	keySize    = valTop // (tgid, stack id): a StackKey
 )
 
 // Stack frame of the programs: fp-8 the socks key (the struct sock
@@ -190,7 +192,7 @@ func lookupSock() asm.Instructions {
 //	return 0;
 //	closed:
 //	if (!(v = bpf_map_lookup_elem(&socks, &sk))) return 0;
-//	c = bpf_map_lookup_elem(&closed, v);   // v starts with (tgid, stack id, top)
+//	c = bpf_map_lookup_elem(&closed, v);   // v starts with (tgid, stack id)
 //	if (c) *c += 1; else bpf_map_update_elem(&closed, v, &one, BPF_NOEXIST);
 //	bpf_map_delete_elem(&socks, &sk);
 func stateProgram(o offsets) (asm.Instructions, error) {

@@ -212,6 +212,9 @@ func (r *Recorder) Sample() (*Sample, error) {
 			Cookie:  ne.Uint64(v[valCookie:]),
 			Key:     decodeKey(v),
 		}
+		for i := range sock.Top {
+			sock.Top[i] = ne.Uint64(v[valTop+8*i:])
+		}
 		s.Sockets = append(s.Sockets, sock)
 		s.Stacks[sock.Key.StackID] = nil
 	}
@@ -250,11 +253,7 @@ func (r *Recorder) Sample() (*Sample, error) {
 
 func decodeKey(b []byte) StackKey {
 	ne := binary.NativeEndian
-	k := StackKey{TGID: ne.Uint32(b[valTGID:]), StackID: int32(ne.Uint32(b[valStackID:]))}
-	for i := range k.Top {
-		k.Top[i] = ne.Uint64(b[valTop+8*i:])
-	}
-	return k
+	return StackKey{TGID: ne.Uint32(b[valTGID:]), StackID: int32(ne.Uint32(b[valStackID:]))}
 }
 
 // monotonicNow is CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.

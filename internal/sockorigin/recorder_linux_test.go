@@ -116,7 +116,7 @@ func TestRecorderConnectAcceptClose(t *testing.T) {
 		if st := smp.Stacks[so.Key.StackID]; len(st) < 3 {
 			t.Errorf("socket %d: stack %x, want a user stack", so.Cookie, st)
 		}
-		if so.Key.Top == [TopWords]uint64{} {
+		if so.Top == [TopWords]uint64{} {
 			t.Errorf("socket %d: no words from the user stack pointer", so.Cookie)
 		}
 		if age := time.Since(so.Created); age < 0 || age > time.Minute {

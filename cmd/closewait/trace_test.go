@@ -1,0 +1,327 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/closewait/closewait/internal/cwtest"
+	"github.com/closewait/closewait/internal/origins"
+)
+
+// tracing is a `closewait trace` running in the background.
+type tracing struct {
+	cmd        *exec.Cmd
+	out, errb  bytes.Buffer
+	stderrPipe io.Reader
+}
+
+// startTrace starts closewait trace with args and waits until it traces,
+// skipping the test where eBPF tracing cannot run.
+func startTrace(t *testing.T, args ...string) *tracing {
+	t.Helper()
+	tr := &tracing{cmd: exec.Command(binary, append([]string{"trace"}, args...)...)}
+	tr.cmd.Stdout = &tr.out
+	pr, pw := io.Pipe()
+	tr.cmd.Stderr = pw
+	if err := tr.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if tr.cmd.ProcessState == nil {
+			tr.cmd.Process.Kill()
+			tr.cmd.Wait()
+		}
+	})
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	go func() { tr.cmd.Wait(); pw.Close() }()
+	select {
+	case l, ok := <-lines:
+		if ok && strings.Contains(l, "tracing socket creation") {
+			go func() {
+				for l := range lines {
+					tr.errb.WriteString(l + "\n")
+				}
+			}()
+			return tr
+		}
+		var rest strings.Builder
+		rest.WriteString(l + "\n")
+		for l := range lines {
+			rest.WriteString(l + "\n")
+		}
+		if !cwtest.EBPFExpected() {
+			t.Skipf("closewait trace cannot run here (needs root, BTF and CAP_BPF+CAP_PERFMON): %s", rest.String())
+		}
+		t.Fatalf("closewait trace did not start: %s", rest.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("closewait trace did not start within 30s")
+	}
+	return nil
+}
+
+// stop ends the trace with Ctrl-C (SIGINT) and returns its report.
+func (tr *tracing) stop(t *testing.T) origins.Report {
+	t.Helper()
+	tr.cmd.Process.Signal(syscall.SIGINT)
+	deadline := time.Now().Add(30 * time.Second)
+	for tr.cmd.ProcessState == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if tr.cmd.ProcessState == nil {
+		t.Fatal("closewait trace did not end within 30s of SIGINT")
+	}
+	if code := tr.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("closewait trace: exit %d: %s", code, tr.errb.String())
+	}
+	var rep origins.Report
+	if err := json.Unmarshal(tr.out.Bytes(), &rep); err != nil {
+		t.Fatalf("trace output is not JSON (%v):\n%s", err, tr.out.String())
+	}
+	return rep
+}
+
+// closingServer accepts connections on loopback and closes each at once,
+// so that the client's end goes to CLOSE_WAIT unless the client closes it.
+func closingServer(t *testing.T) (addr string, accepted chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	accepted = make(chan struct{}, 100)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+			accepted <- struct{}{}
+		}
+	}()
+	return ln.Addr().String(), accepted
+}
+
+// lineOf returns the 1-based line of src holding marker.
+func lineOf(t *testing.T, src, marker string) int {
+	t.Helper()
+	for i, l := range strings.Split(src, "\n") {
+		if strings.Contains(l, marker) {
+			return i + 1
+		}
+	}
+	t.Fatalf("no %q in the source", marker)
+	return 0
+}
+
+// origin returns the origin of pid whose first frame named fn... is fn.
+func originOf(rep origins.Report, pid int, fn string) *origins.Origin {
+	for i, o := range rep.Origins {
+		if o.PID != pid {
+			continue
+		}
+		for _, f := range o.Frames {
+			if f.Function == fn {
+				return &rep.Origins[i]
+			}
+		}
+	}
+	return nil
+}
+
+const goLeaker = `package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+)
+
+var held []net.Conn
+
+func leakyDial(addr string) {
+	c, err := net.Dial("tcp4", addr) // LEAK SITE
+	if err != nil {
+		panic(err)
+	}
+	held = append(held, c) // the bug: never closed
+}
+
+func sometimesDial(addr string, keep bool) {
+	c, err := net.Dial("tcp4", addr) // SOMETIMES SITE
+	if err != nil {
+		panic(err)
+	}
+	if keep {
+		held = append(held, c)
+		return
+	}
+	c.Close()
+}
+
+func main() {
+	addr := os.Args[1]
+	in := bufio.NewScanner(os.Stdin)
+	fmt.Println("ready")
+	for in.Scan() {
+		switch in.Text() {
+		case "leak":
+			leakyDial(addr)
+		case "keep", "close": // one call site: one stack for both
+			sometimesDial(addr, in.Text() == "keep")
+		}
+		fmt.Println("ok")
+	}
+}
+`
+
+// child is a test program driven line by line on stdin.
+type child struct {
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	lines *bufio.Scanner
+}
+
+func startChild(t *testing.T, bin string, args ...string) *child {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close(); cmd.Process.Kill(); cmd.Wait() })
+	c := &child{cmd: cmd, in: in, lines: bufio.NewScanner(out)}
+	c.expect(t, "ready")
+	return c
+}
+
+func (c *child) expect(t *testing.T, word string) {
+	t.Helper()
+	if !c.lines.Scan() || c.lines.Text() != word {
+		t.Fatalf("child said %q (%v), want %q", c.lines.Text(), c.lines.Err(), word)
+	}
+}
+
+func (c *child) do(t *testing.T, cmd string, n int) {
+	t.Helper()
+	for range n {
+		fmt.Fprintln(c.in, cmd)
+		c.expect(t, "ok")
+	}
+}
+
+// TestTraceGoLeakyDial: a Go program whose leakyDial never closes what it
+// dials. The top origin of its CLOSE_WAIT sockets names main.leakyDial at
+// the line of its net.Dial, with the right count and nothing closed; a
+// second function that leaks some of its sockets shows both counts. The
+// compiler inlines leakyDial into main.main: the frame comes from the
+// inline tree. The same from a stripped binary (-ldflags=-s -w): the
+// pclntab stays.
+func TestTraceGoLeakyDial(t *testing.T) {
+	needRoot(t)
+	for _, tc := range []struct {
+		name  string
+		flags []string
+	}{{"unstripped", nil}, {"stripped", []string{"-ldflags=-s -w"}}} {
+		t.Run(tc.name, func(t *testing.T) { testTraceGo(t, tc.flags) })
+	}
+}
+
+func testTraceGo(t *testing.T, flags []string) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "main.go")
+	os.WriteFile(src, []byte(goLeaker), 0o644)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module leaker\n\ngo 1.22\n"), 0o644)
+	bin := filepath.Join(dir, "leaker")
+	build := exec.Command("go", append(append([]string{"build", "-o", bin}, flags...), ".")...)
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	addr, accepted := closingServer(t)
+	c := startChild(t, bin, addr)
+	tr := startTrace(t, "--pid", fmt.Sprint(c.cmd.Process.Pid), "--duration", "2m", "--json")
+	const leaks, keeps, closes = 5, 2, 4
+	c.do(t, "leak", leaks)
+	c.do(t, "keep", keeps)
+	c.do(t, "close", closes)
+	for range leaks + keeps + closes {
+		<-accepted // the server closed it: the child's end is in CLOSE_WAIT or closed
+	}
+	rep := tr.stop(t)
+
+	pid := c.cmd.Process.Pid
+	if len(rep.Origins) == 0 || rep.Origins[0].PID != pid {
+		t.Fatalf("origins %+v, want the leaker's first", rep.Origins)
+	}
+	top := rep.Origins[0]
+	var site *struct {
+		file string
+		line int
+	}
+	for _, f := range top.Frames {
+		if strings.HasPrefix(f.Function, "main.") {
+			site = &struct {
+				file string
+				line int
+			}{f.File, f.Line}
+			if f.Function != "main.leakyDial" {
+				t.Errorf("first main frame of the top origin is %s, want main.leakyDial", f.Function)
+			}
+			break
+		}
+	}
+	if site == nil {
+		t.Fatalf("top origin has no main.* frame: %+v", top.Frames)
+	}
+	if want := lineOf(t, goLeaker, "LEAK SITE"); site.file != src || site.line != want {
+		t.Errorf("main.leakyDial at %s:%d, want %s:%d", site.file, site.line, src, want)
+	}
+	if top.Count != leaks || top.Closed != 0 || top.How != "connect" || top.Comm != "leaker" {
+		t.Errorf("top origin: count %d closed %d how %s comm %q, want %d, 0, connect, leaker", top.Count, top.Closed, top.How, top.Comm, leaks)
+	}
+	if top.Cause == "" || top.OldestAgeSeconds <= 0 || top.OldestAgeSeconds > 120 {
+		t.Errorf("top origin: cause %q, oldest %vs", top.Cause, top.OldestAgeSeconds)
+	}
+	if originOf(rep, pid, "main.main") == nil {
+		t.Errorf("no origin reaches main.main: %+v", rep.Origins)
+	}
+	some := originOf(rep, pid, "main.sometimesDial")
+	if some == nil {
+		t.Fatalf("no origin names main.sometimesDial: %+v", rep.Origins)
+	}
+	if some.Count != keeps || some.Closed != closes {
+		t.Errorf("main.sometimesDial: count %d closed %d, want %d and %d", some.Count, some.Closed, keeps, closes)
+	}
+	for _, f := range some.Frames {
+		if f.Function == "main.sometimesDial" && f.Line != lineOf(t, goLeaker, "SOMETIMES SITE") {
+			t.Errorf("main.sometimesDial at line %d, want %d", f.Line, lineOf(t, goLeaker, "SOMETIMES SITE"))
+		}
+	}
+	if rep.Dropped != 0 {
+		t.Errorf("dropped %d", rep.Dropped)
+	}
+}
