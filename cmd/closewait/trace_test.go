@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,16 +23,22 @@ import (
 
 // tracing is a `closewait trace` running in the background.
 type tracing struct {
-	cmd        *exec.Cmd
-	out, errb  bytes.Buffer
-	stderrPipe io.Reader
+	cmd       *exec.Cmd
+	out, errb bytes.Buffer
 }
 
 // startTrace starts closewait trace with args and waits until it traces,
 // skipping the test where eBPF tracing cannot run.
 func startTrace(t *testing.T, args ...string) *tracing {
 	t.Helper()
-	tr := &tracing{cmd: exec.Command(binary, append([]string{"trace"}, args...)...)}
+	return startTracing(t, append([]string{"trace"}, args...)...)
+}
+
+// startTracing starts closewait with args (a command that traces) and waits
+// until it says it traces.
+func startTracing(t *testing.T, args ...string) *tracing {
+	t.Helper()
+	tr := &tracing{cmd: exec.Command(binary, args...)}
 	tr.cmd.Stdout = &tr.out
 	pr, pw := io.Pipe()
 	tr.cmd.Stderr = pw
@@ -80,15 +88,7 @@ func startTrace(t *testing.T, args ...string) *tracing {
 // stop ends the trace with Ctrl-C (SIGINT) and returns its report.
 func (tr *tracing) stop(t *testing.T) origins.Report {
 	t.Helper()
-	tr.cmd.Process.Signal(syscall.SIGINT)
-	deadline := time.Now().Add(30 * time.Second)
-	for tr.cmd.ProcessState == nil && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if tr.cmd.ProcessState == nil {
-		t.Fatal("closewait trace did not end within 30s of SIGINT")
-	}
-	if code := tr.cmd.ProcessState.ExitCode(); code != 0 {
+	if code := tr.interrupt(t); code != 0 {
 		t.Fatalf("closewait trace: exit %d: %s", code, tr.errb.String())
 	}
 	var rep origins.Report
@@ -96,6 +96,20 @@ func (tr *tracing) stop(t *testing.T) origins.Report {
 		t.Fatalf("trace output is not JSON (%v):\n%s", err, tr.out.String())
 	}
 	return rep
+}
+
+// interrupt sends SIGINT and returns the exit code.
+func (tr *tracing) interrupt(t *testing.T) int {
+	t.Helper()
+	tr.cmd.Process.Signal(syscall.SIGINT)
+	deadline := time.Now().Add(30 * time.Second)
+	for tr.cmd.ProcessState == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if tr.cmd.ProcessState == nil {
+		t.Fatal("closewait did not end within 30s of SIGINT")
+	}
+	return tr.cmd.ProcessState.ExitCode()
 }
 
 // closingServer accepts connections on loopback and closes each at once,
@@ -323,5 +337,247 @@ func testTraceGo(t *testing.T, flags []string) {
 	}
 	if rep.Dropped != 0 {
 		t.Errorf("dropped %d", rep.Dropped)
+	}
+}
+
+const cLeaker = `#include <stdio.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+static int held[4096];
+static int nheld;
+
+/* The accept loop forgets close(): every connection is read to EOF and kept. */
+__attribute__((noinline)) static void serve(int ln) {
+	for (;;) {
+		int fd = accept(ln, NULL, NULL); /* LEAK SITE */
+		if (fd < 0)
+			return;
+		char buf[64];
+		while (read(fd, buf, sizeof buf) > 0) {
+		}
+		held[nheld++] = fd;
+		printf("accepted\n");
+		fflush(stdout);
+	}
+}
+
+int main(void) {
+	int ln = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof a;
+	if (ln < 0 || bind(ln, (struct sockaddr *)&a, sizeof a) || listen(ln, 64) || getsockname(ln, (struct sockaddr *)&a, &l))
+		return 1;
+	printf("%d\n", ntohs(a.sin_port));
+	fflush(stdout);
+	serve(ln);
+	return 0;
+}
+`
+
+// buildC compiles src with gcc -fno-omit-frame-pointer -g, skipping
+// without gcc.
+func buildC(t *testing.T, src string) (bin, srcPath string) {
+	t.Helper()
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("needs gcc (.ci/run installs it)")
+	}
+	dir := t.TempDir()
+	srcPath = filepath.Join(dir, "leaker.c")
+	os.WriteFile(srcPath, []byte(src), 0o644)
+	bin = filepath.Join(dir, "leaker-c")
+	if out, err := exec.Command(gcc, "-O0", "-g", "-fno-omit-frame-pointer", "-o", bin, srcPath).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	return bin, srcPath
+}
+
+// traceCServer runs the C server bin, traces it while n clients connect and
+// half-close, and returns the report and the server's pid.
+func traceCServer(t *testing.T, bin string, n int) (origins.Report, int) {
+	t.Helper()
+	c := &child{}
+	cmd := exec.Command(bin)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	c.cmd, c.lines = cmd, bufio.NewScanner(out)
+	if !c.lines.Scan() {
+		t.Fatal("the C server did not print its port")
+	}
+	port := c.lines.Text()
+	tr := startTrace(t, "--pid", fmt.Sprint(cmd.Process.Pid), "--duration", "2m", "--json")
+	for range n {
+		conn, err := net.Dial("tcp4", "127.0.0.1:"+port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		conn.(*net.TCPConn).CloseWrite()
+		c.expect(t, "accepted") // read to EOF: its end is in CLOSE_WAIT
+	}
+	return tr.stop(t), cmd.Process.Pid
+}
+
+// TestTraceCAcceptLoop: a C server built with -fno-omit-frame-pointer -g
+// whose accept loop forgets close(). The origin names serve() at the line
+// of its accept() call: libc's accept keeps no frame pointer, so that frame
+// comes from the return address on the stack, and the line from DWARF.
+func TestTraceCAcceptLoop(t *testing.T) {
+	needRoot(t)
+	bin, src := buildC(t, cLeaker)
+	const n = 4
+	rep, pid := traceCServer(t, bin, n)
+	o := originOf(rep, pid, "serve")
+	if o == nil {
+		t.Fatalf("no origin names serve(): %+v", rep.Origins)
+	}
+	if o.Count != n || o.How != "accept" || o.Cause != "missing-close" {
+		t.Errorf("serve(): count %d how %s cause %s, want %d, accept, missing-close", o.Count, o.How, o.Cause, n)
+	}
+	var names []string
+	for _, f := range o.Frames {
+		names = append(names, f.Function)
+		if f.Function == "serve" && (f.File != src || f.Line != lineOf(t, cLeaker, "LEAK SITE") || f.Module != bin) {
+			t.Errorf("serve() at %s:%d in %s, want %s:%d in %s", f.File, f.Line, f.Module, src, lineOf(t, cLeaker, "LEAK SITE"), bin)
+		}
+	}
+	if !slices.Contains(names, "main") {
+		t.Errorf("frames %v: want serve's caller main too", names)
+	}
+}
+
+// TestTraceNoSymbols: the same server, stripped. Its own frames cannot be
+// named: each keeps module+offset (the offset of the call in serve(), as
+// the unstripped binary's symbols confirm) and the origin says that debug
+// symbols would name them.
+func TestTraceNoSymbols(t *testing.T) {
+	needRoot(t)
+	bin, _ := buildC(t, cLeaker)
+	stripped := bin + "-stripped"
+	if out, err := exec.Command("strip", "-o", stripped, bin).CombinedOutput(); err != nil {
+		t.Skipf("strip: %v %s", err, out)
+	}
+	const n = 3
+	rep, pid := traceCServer(t, stripped, n)
+	var o *origins.Origin
+	for i := range rep.Origins {
+		if rep.Origins[i].PID == pid {
+			o = &rep.Origins[i]
+		}
+	}
+	if o == nil || o.Count != n {
+		t.Fatalf("origins %+v, want one of pid %d with %d sockets", rep.Origins, pid, n)
+	}
+	if !strings.Contains(o.Hint, "debug symbols would name "+filepath.Base(stripped)) {
+		t.Errorf("hint %q, want it to say debug symbols would name %s", o.Hint, filepath.Base(stripped))
+	}
+	syms := symbolsOf(t, bin)
+	var own []string
+	for _, f := range o.Frames {
+		if f.Module != stripped {
+			continue
+		}
+		if f.Function != "" || f.Offset == 0 {
+			t.Errorf("frame %+v of the stripped binary: want no name and an offset", f)
+		}
+		own = append(own, syms(f.Offset-1))
+	}
+	if len(own) < 2 || own[0] != "serve" || own[1] != "main" {
+		t.Errorf("the stripped frames are, by the unstripped binary's symbols, %v; want serve, main", own)
+	}
+	if rep.UnsymbolisedFrames < 2 {
+		t.Errorf("unsymbolised_frames %d, want at least 2", rep.UnsymbolisedFrames)
+	}
+}
+
+// symbolsOf returns a function naming a file offset of the ELF file path
+// from its symbol table.
+func symbolsOf(t *testing.T, path string) func(off uint64) string {
+	t.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	syms, err := f.Symbols()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(off uint64) string {
+		for _, p := range f.Progs {
+			if p.Type != elf.PT_LOAD || off < p.Off || off >= p.Off+p.Filesz {
+				continue
+			}
+			va := off - p.Off + p.Vaddr
+			for _, s := range syms {
+				if elf.ST_TYPE(s.Info) == elf.STT_FUNC && va >= s.Value && va < s.Value+s.Size {
+					return s.Name
+				}
+			}
+		}
+		return "?"
+	}
+}
+
+// TestExplainTraceAddsOrigins: explain PID --trace adds the origins to the
+// explanation, in text and JSON.
+func TestExplainTraceAddsOrigins(t *testing.T) {
+	needRoot(t)
+	bin, src := buildC(t, cLeaker)
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			cmd := exec.Command(bin)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+			out, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			c := &child{cmd: cmd, lines: bufio.NewScanner(out)}
+			c.lines.Scan()
+			port := c.lines.Text()
+			args := []string{"explain", fmt.Sprint(cmd.Process.Pid), "--trace", "2m"}
+			if format == "json" {
+				args = append(args, "--json")
+			}
+			tr := startTracing(t, args...)
+			for range 2 {
+				conn, err := net.Dial("tcp4", "127.0.0.1:"+port)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { conn.Close() })
+				conn.(*net.TCPConn).CloseWrite()
+				c.expect(t, "accepted")
+			}
+			if code := tr.interrupt(t); code == 3 {
+				t.Fatalf("explain --trace: exit 3: %s", tr.errb.String())
+			}
+			site := fmt.Sprintf("serve %s:%d", src, lineOf(t, cLeaker, "LEAK SITE"))
+			if format == "text" {
+				if !strings.Contains(tr.out.String(), "Origins (the code that made these sockets") || !strings.Contains(tr.out.String(), site) {
+					t.Errorf("explain --trace output lacks the origins with %q:\n%s", site, tr.out.String())
+				}
+				return
+			}
+			var p struct {
+				PID     int              `json:"pid"`
+				Origins []origins.Origin `json:"origins"`
+			}
+			if err := json.Unmarshal(tr.out.Bytes(), &p); err != nil {
+				t.Fatalf("not JSON (%v): %s", err, tr.out.String())
+			}
+			if p.PID != cmd.Process.Pid || originOf(origins.Report{Origins: p.Origins}, p.PID, "serve") == nil {
+				t.Errorf("explain --json --trace: pid %d origins %+v", p.PID, p.Origins)
+			}
+		})
 	}
 }

@@ -7,10 +7,14 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/closewait/closewait/internal/ebpfowners"
+	"github.com/closewait/closewait/internal/netns"
 	"github.com/closewait/closewait/internal/origins"
 	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/report"
@@ -135,7 +139,7 @@ func (g *Globals) traceOrigins(ctx context.Context, pids []int, d time.Duration,
 		t.Stop()
 	}
 	elapsed := time.Since(begin)
-	smp, err := rec.Sample()
+	smp, err := rec.Sample(otherNetNS(fs, pids)...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -161,4 +165,25 @@ func pidList(pids []int) string {
 		return fmt.Sprintf("process %d", pids[0])
 	}
 	return fmt.Sprintf("%d processes", len(pids))
+}
+
+// otherNetNS returns a path to each network namespace of pids other than
+// closewait's own, once each.
+func otherNetNS(fs procscan.FS, pids []int) []string {
+	own, err := netns.Current()
+	if err != nil {
+		return nil
+	}
+	seen := map[uint64]bool{own: true}
+	var out []string
+	for _, pid := range pids {
+		p := fs.Path(strconv.Itoa(pid), "ns", "net")
+		var st unix.Stat_t
+		if unix.Stat(p, &st) != nil || seen[st.Ino] {
+			continue
+		}
+		seen[st.Ino] = true
+		out = append(out, p)
+	}
+	return out
 }

@@ -12,8 +12,17 @@
 //     socket is recorded. Any →CLOSE of a recorded socket (the socket is
 //     done: closed by the application, reset, or a failed connect) adds one
 //     to the "closed" count of its stack and forgets the socket.
-//   - fexit on inet_csk_accept, in the context of the thread calling
-//     accept(): the returned socket is recorded if the tgid is traced.
+//   - tp_btf on raw_syscalls:sys_exit, in the context of the thread
+//     returning from accept() or accept4(): the socket behind the returned
+//     fd (task->files->fdt->fd[ret]->private_data->sk, read with
+//     bpf_probe_read_kernel) is recorded if the tgid is traced. fexit on
+//     inet_csk_accept would be cheaper (no program on every system call)
+//     but some kernels refuse fentry/fexit programs (EPERM on the Firecracker
+//     kernel this was written on, which also has no kprobes); every system
+//     call then pays the tracepoint and a compare of the call number.
+//   - iter/tcp, run by Sample: gives each recorded socket its cookie (the
+//     accept hook has the socket as a plain address, which
+//     bpf_get_socket_cookie does not take).
 //
 // A record is the user stack, walked by the kernel through frame pointers
 // (bpf_get_stackid with BPF_F_USER_STACK, deduplicated in a stack-trace
@@ -23,8 +32,10 @@
 // package symbolize finds it there.
 //
 // Processes are chosen by tgid in a hash map the programs read first:
-// other processes pay one map lookup per connect and accept, and a
-// cookie lookup when one of their sockets closes.
+// other processes pay one map lookup per connect and accept, and one
+// lookup by socket address when one of their sockets closes. Sockets are
+// keyed by their struct sock address, deleted when they reach TCP_CLOSE
+// (before the kernel frees them), so an address is never stale.
 //
 // # Bounds
 //

@@ -38,12 +38,11 @@ const (
 
 // Socket is one recorded socket that has not closed yet. The programs key
 // sockets by address because the accept hook reaches the socket through
-// the fd table, as a plain number the cookie helper does not take; the
-// cookie is taken when the socket enters CLOSE_WAIT, the moment it
-// matters.
+// the fd table, as a plain number the cookie helper does not take; Sample
+// gives them their cookie from a TCP socket iterator.
 type Socket struct {
 	Addr    uint64 // the kernel address of its struct sock, while it lives
-	Cookie  uint64 // the socket cookie, as sock_diag reports it, once it entered CLOSE_WAIT (else 0)
+	Cookie  uint64 // the socket cookie, as sock_diag reports it (0 when its namespace was not visited)
 	TGID    uint32 // the process (host pid)
 	TID     uint32 // the thread (host tid)
 	How     uint32 // Connected or Accepted

@@ -19,9 +19,8 @@ const (
 
 // TCP states of include/net/tcp_states.h.
 const (
-	tcpSynSent   = 2
-	tcpClose     = 7
-	tcpCloseWait = 8
+	tcpSynSent = 2
+	tcpClose   = 7
 )
 
 // bpfFUserStack is BPF_F_USER_STACK of include/uapi/linux/bpf.h.
@@ -183,13 +182,9 @@ func lookupSock() asm.Instructions {
 // are (const struct sock *sk, int oldstate, int newstate).
 //
 //	if (new == TCP_CLOSE) goto closed;
-//	if (new == TCP_CLOSE_WAIT) goto closewait;
 //	if (new != TCP_SYN_SENT || old != TCP_CLOSE) return 0;   // not a connect()
 //	if (!sk || sk->sk_protocol != IPPROTO_TCP) return 0;
 //	capture(sk, Connected);
-//	closewait:
-//	if ((v = bpf_map_lookup_elem(&socks, &sk))) v->cookie = bpf_get_socket_cookie(sk);
-//	return 0;
 //	closed:
 //	if (!(v = bpf_map_lookup_elem(&socks, &sk))) return 0;
 //	c = bpf_map_lookup_elem(&closed, v);   // v starts with (tgid, stack id)
@@ -204,7 +199,6 @@ func stateProgram(o offsets) (asm.Instructions, error) {
 		asm.LoadMem(asm.R2, asm.R6, 8, asm.DWord),  // oldstate
 		asm.LoadMem(asm.R3, asm.R6, 16, asm.DWord), // newstate
 		asm.JEq.Imm(asm.R3, tcpClose, "closed"),
-		asm.JEq.Imm(asm.R3, tcpCloseWait, "closewait"),
 		asm.JNE.Imm(asm.R3, tcpSynSent, "exit"),
 		asm.JNE.Imm(asm.R2, tcpClose, "exit"),
 		asm.Mov.Imm(asm.R8, Connected),
@@ -212,15 +206,6 @@ func stateProgram(o offsets) (asm.Instructions, error) {
 	insns = append(insns, capture(o, append(asm.Instructions{
 		asm.LoadMem(asm.R7, asm.R6, 0, asm.DWord),
 	}, tcpOnly(o, asm.R7)...))...)
-
-	insns = append(insns, asm.LoadMem(asm.R7, asm.R6, 0, asm.DWord).WithSymbol("closewait"))
-	insns = append(insns, lookupSock()...)
-	insns = append(insns,
-		asm.Mov.Reg(asm.R1, asm.R7),
-		asm.FnGetSocketCookie.Call(),
-		asm.StoreMem(asm.R9, valCookie, asm.R0, asm.DWord),
-		asm.Ja.Label("exit"),
-	)
 
 	insns = append(insns, asm.LoadMem(asm.R7, asm.R6, 0, asm.DWord).WithSymbol("closed"))
 	insns = append(insns, lookupSock()...)
@@ -327,4 +312,24 @@ func acceptProgram(o offsets) (asm.Instructions, error) {
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
 		asm.Return(),
 	), nil
+}
+
+// cookieProgram is the iter/tcp program that gives recorded sockets their
+// cookie: the accept hook reaches a socket through the fd table as a plain
+// address, which bpf_get_socket_cookie does not take, while the iterator
+// hands it the socket as a BTF pointer. Its context is struct
+// bpf_iter__tcp {meta, sk_common, uid}.
+//
+//	if (!ctx->sk_common || !(v = bpf_map_lookup_elem(&socks, &ctx->sk_common))) return 0;
+//	v->cookie = bpf_get_socket_cookie(ctx->sk_common);
+func cookieProgram() asm.Instructions {
+	insns := asm.Instructions{asm.LoadMem(asm.R7, asm.R1, 8, asm.DWord)}
+	insns = append(insns, lookupSock()...)
+	return append(insns,
+		asm.Mov.Reg(asm.R1, asm.R7),
+		asm.FnGetSocketCookie.Call(),
+		asm.StoreMem(asm.R9, valCookie, asm.R0, asm.DWord),
+		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
+		asm.Return(),
+	)
 }

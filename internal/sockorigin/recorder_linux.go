@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"time"
 
@@ -15,20 +16,23 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/closewait/closewait/internal/btflayout"
+	"github.com/closewait/closewait/internal/netns"
 )
 
 // Program names, as the kernel's BPF statistics name them.
 const (
 	StateProgram  = "cw_origin_state"
 	AcceptProgram = "cw_origin_accept"
+	cookieProg    = "cw_origin_cookie"
 )
 
 // Recorder is the loaded and attached pair of programs with their maps.
 // Create it with Open. Its methods are safe for use by one goroutine at a
 // time.
 type Recorder struct {
-	coll  *ebpf.Collection
-	links []link.Link
+	coll   *ebpf.Collection
+	links  []link.Link
+	cookie *link.Iter
 }
 
 // Open reads the kernel BTF, builds, verifies and attaches the programs.
@@ -70,6 +74,10 @@ func Open() (_ *Recorder, err error) {
 				Name: AcceptProgram, Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp,
 				AttachTo: "sys_exit", License: License, Instructions: accept,
 			},
+			cookieProg: {
+				Name: cookieProg, Type: ebpf.Tracing, AttachType: ebpf.AttachTraceIter,
+				AttachTo: "tcp", License: License, Instructions: cookieProgram(),
+			},
 		},
 	}
 	r := &Recorder{}
@@ -93,6 +101,10 @@ func Open() (_ *Recorder, err error) {
 			return nil, fmt.Errorf("sockorigin: attach %s: %w", p.name, classify(err))
 		}
 		r.links = append(r.links, l)
+	}
+	r.cookie, err = link.AttachIter(link.IterOptions{Program: r.coll.Programs[cookieProg]})
+	if err != nil {
+		return nil, fmt.Errorf("sockorigin: attach the tcp iterator: %w", classify(err))
 	}
 	return r, nil
 }
@@ -190,7 +202,18 @@ func (r *Recorder) Program(name string) *ebpf.Program { return r.coll.Programs[n
 
 // Sample reads what the recorder holds now: the recorded sockets not yet
 // closed, the closed counts, the stacks they name, and the drop count.
-func (r *Recorder) Sample() (*Sample, error) {
+// Sockets get their cookie here, from a pass over the TCP sockets of the
+// current network namespace and of each namespace in netns (paths such as
+// /proc/PID/ns/net; entering them needs CAP_SYS_ADMIN).
+func (r *Recorder) Sample(netnsPaths ...string) (*Sample, error) {
+	if err := r.fillCookies(); err != nil {
+		return nil, err
+	}
+	for _, p := range netnsPaths {
+		if err := netns.Do(p, r.fillCookies); err != nil {
+			return nil, fmt.Errorf("sockorigin: cookies in %s: %w", p, err)
+		}
+	}
 	s := &Sample{Closed: map[StackKey]uint64{}, Stacks: map[int32][]uint64{}}
 	now, mono := time.Now(), monotonicNow()
 	var (
@@ -251,6 +274,29 @@ func (r *Recorder) Sample() (*Sample, error) {
 	return s, nil
 }
 
+// fillCookies runs the cookie iterator over the TCP sockets of the calling
+// thread's network namespace.
+func (r *Recorder) fillCookies() error {
+	rd, err := r.cookie.Open()
+	if err != nil {
+		return fmt.Errorf("sockorigin: open the tcp iterator: %w", err)
+	}
+	defer rd.Close()
+	buf := make([]byte, 4096)
+	for {
+		_, err := rd.Read(buf)
+		if err == io.EOF {
+			return nil
+		}
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("sockorigin: read the tcp iterator: %w", err)
+		}
+	}
+}
+
 func decodeKey(b []byte) StackKey {
 	ne := binary.NativeEndian
 	return StackKey{TGID: ne.Uint32(b[valTGID:]), StackID: int32(ne.Uint32(b[valStackID:]))}
@@ -269,6 +315,10 @@ func (r *Recorder) Close() error {
 		return nil
 	}
 	var errs []error
+	if r.cookie != nil {
+		errs = append(errs, r.cookie.Close())
+		r.cookie = nil
+	}
 	for _, l := range r.links {
 		errs = append(errs, l.Close())
 	}

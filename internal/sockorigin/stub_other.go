@@ -19,7 +19,7 @@ func (r *Recorder) AddPID(pid int) error { return ErrNotSupported }
 func (r *Recorder) RemovePID(pid int) error { return ErrNotSupported }
 
 // Sample returns an error wrapping [ErrNotSupported] on this OS.
-func (r *Recorder) Sample() (*Sample, error) { return nil, ErrNotSupported }
+func (r *Recorder) Sample(netnsPaths ...string) (*Sample, error) { return nil, ErrNotSupported }
 
 // Close does nothing on this OS.
 func (r *Recorder) Close() error { return nil }
