@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -579,5 +580,84 @@ func TestExplainTraceAddsOrigins(t *testing.T) {
 				t.Errorf("explain --json --trace: pid %d origins %+v", p.PID, p.Origins)
 			}
 		})
+	}
+}
+
+// buildGoLeaker builds goLeaker and starts it against a closing server.
+func buildGoLeaker(t *testing.T) (*child, string, chan struct{}) {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "main.go")
+	os.WriteFile(src, []byte(goLeaker), 0o644)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module leaker\n\ngo 1.22\n"), 0o644)
+	bin := filepath.Join(dir, "leaker")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	addr, accepted := closingServer(t)
+	return startChild(t, bin, addr), src, accepted
+}
+
+// TestAgentTraceServesOrigins: agent --trace starts tracing a process once
+// a scan sees it holding CLOSE_WAIT sockets, and /api/v1/origins then names
+// the code that makes its later ones. Without --trace the path says how to
+// get it.
+func TestAgentTraceServesOrigins(t *testing.T) {
+	needRoot(t)
+	c, src, accepted := buildGoLeaker(t)
+	c.do(t, "leak", 1) // made before tracing: no stack
+	<-accepted
+	base, _, rest := startAgent(t, nil, "--trace", "--interval", "1s")
+	pid := c.cmd.Process.Pid
+	var rep origins.Report
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		code, body := httpGet(t, base+"/api/v1/origins")
+		if code == http.StatusOK {
+			json.Unmarshal([]byte(body), &rep)
+			if rep.Recorded >= 0 && rep.Origins != nil {
+				break
+			}
+		} else if code != http.StatusServiceUnavailable {
+			if !cwtest.EBPFExpected() {
+				t.Skipf("agent --trace cannot run here: %d %s", code, body)
+			}
+			t.Fatalf("GET /api/v1/origins: %d %s; stderr %s", code, body, rest.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The first scan has run: the leaker is traced now.
+	const n = 3
+	c.do(t, "leak", n)
+	for range n {
+		<-accepted
+	}
+	var o *origins.Origin
+	for time.Now().Before(deadline) && (o == nil || o.Count != n) {
+		time.Sleep(500 * time.Millisecond)
+		code, body := httpGet(t, base+"/api/v1/origins")
+		if code != http.StatusOK {
+			continue
+		}
+		rep = origins.Report{}
+		if err := json.Unmarshal([]byte(body), &rep); err != nil {
+			t.Fatalf("origins not JSON: %v: %s", err, body)
+		}
+		o = originOf(rep, pid, "main.leakyDial")
+	}
+	if o == nil || o.Count != n {
+		t.Fatalf("origins %+v: want main.leakyDial of pid %d with %d sockets", rep.Origins, pid, n)
+	}
+	for _, f := range o.Frames {
+		if f.Function == "main.leakyDial" && (f.File != src || f.Line != lineOf(t, goLeaker, "LEAK SITE")) {
+			t.Errorf("main.leakyDial at %s:%d", f.File, f.Line)
+		}
+	}
+
+	plain, _, _ := startAgent(t, nil, "--interval", "1s")
+	if code, body := httpGet(t, plain+"/api/v1/origins"); code != http.StatusNotFound || !strings.Contains(body, "--trace") {
+		t.Errorf("agent without --trace: /api/v1/origins %d %s, want 404 naming --trace", code, body)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/origins"
 	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/snapshot"
 )
@@ -93,6 +94,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is shown on the dashboard.
 	Version string
+	// Origins, when set (agent --trace), is updated after every scan and
+	// served at /api/v1/origins: the creation stacks of the sockets in
+	// CLOSE_WAIT.
+	Origins *origins.Table
 }
 
 // Agent scans periodically and serves the results. Create it with New.
@@ -211,6 +216,11 @@ func (a *Agent) Scan() error {
 		a.log.Error("history record failed", "err", herr)
 	}
 	a.previous = snap
+	if a.opt.Origins != nil {
+		if oerr := a.opt.Origins.Update(snap); oerr != nil {
+			a.log.Error("origins update failed", "err", oerr)
+		}
+	}
 	st.Report, st.Time, st.Duration = r, time.Now(), time.Since(start)
 	a.state.Store(st)
 	return st.Err

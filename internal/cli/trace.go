@@ -7,14 +7,10 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"strconv"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/closewait/closewait/internal/ebpfowners"
-	"github.com/closewait/closewait/internal/netns"
 	"github.com/closewait/closewait/internal/origins"
 	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/report"
@@ -112,15 +108,9 @@ func (g *Globals) traceOrigins(ctx context.Context, pids []int, d time.Duration,
 	if len(pids) > sockorigin.MaxPIDs {
 		return nil, nil, fmt.Errorf("trace: %d processes, at most %d can be traced at once", len(pids), sockorigin.MaxPIDs)
 	}
-	if !ebpfowners.InInitPIDNS() {
-		return nil, nil, errors.New("trace: must run in the host's pid namespace (the kernel reports host pids)")
-	}
-	rec, err := sockorigin.Open()
+	rec, err := openRecorder("trace")
 	if err != nil {
-		if errors.Is(err, os.ErrPermission) || os.Geteuid() != 0 {
-			return nil, nil, fmt.Errorf("trace needs root or CAP_BPF+CAP_PERFMON to load its eBPF programs (%v)", oneLine(err))
-		}
-		return nil, nil, fmt.Errorf("trace: eBPF socket-origin recorder unavailable (needs Linux ≥ 5.15 with BTF): %v", oneLine(err))
+		return nil, nil, err
 	}
 	defer rec.Close()
 	for _, pid := range pids {
@@ -139,7 +129,7 @@ func (g *Globals) traceOrigins(ctx context.Context, pids []int, d time.Duration,
 		t.Stop()
 	}
 	elapsed := time.Since(begin)
-	smp, err := rec.Sample(otherNetNS(fs, pids)...)
+	smp, err := rec.Sample(origins.NetNSPaths(fs, pids)...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -167,23 +157,18 @@ func pidList(pids []int) string {
 	return fmt.Sprintf("%d processes", len(pids))
 }
 
-// otherNetNS returns a path to each network namespace of pids other than
-// closewait's own, once each.
-func otherNetNS(fs procscan.FS, pids []int) []string {
-	own, err := netns.Current()
+// openRecorder loads the socket-origin recorder for cmd ("trace", "agent
+// --trace"), or says in one line why it cannot.
+func openRecorder(cmd string) (*sockorigin.Recorder, error) {
+	if !ebpfowners.InInitPIDNS() {
+		return nil, fmt.Errorf("%s: must run in the host's pid namespace (the kernel reports host pids)", cmd)
+	}
+	rec, err := sockorigin.Open()
 	if err != nil {
-		return nil
-	}
-	seen := map[uint64]bool{own: true}
-	var out []string
-	for _, pid := range pids {
-		p := fs.Path(strconv.Itoa(pid), "ns", "net")
-		var st unix.Stat_t
-		if unix.Stat(p, &st) != nil || seen[st.Ino] {
-			continue
+		if errors.Is(err, os.ErrPermission) || os.Geteuid() != 0 {
+			return nil, fmt.Errorf("%s needs root or CAP_BPF+CAP_PERFMON to load its eBPF programs (%v)", cmd, oneLine(err))
 		}
-		seen[st.Ino] = true
-		out = append(out, p)
+		return nil, fmt.Errorf("%s: eBPF socket-origin recorder unavailable (needs Linux ≥ 5.15 with BTF): %v", cmd, oneLine(err))
 	}
-	return out
+	return rec, nil
 }
