@@ -109,9 +109,7 @@ func (s *Sampler) Next() (*Tick, error) {
 	t := &Tick{N: s.n, Report: r, Took: time.Since(start), Trends: map[int][]int{}}
 	if base != nil {
 		t.Span = snap.Time.Sub(base.Time)
-		if t.Span > 0 {
-			t.GrowthPerMin = float64(snap.States[sockdiag.CloseWait]-base.CloseWait) / t.Span.Minutes()
-		}
+		t.GrowthPerMin, _ = history.PerMinute(base.CloseWait, snap.States[sockdiag.CloseWait], base.Time, snap.Time)
 	}
 
 	// Trends: append this tick's count, forget processes no longer reported.
