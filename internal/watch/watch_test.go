@@ -53,10 +53,11 @@ func TestSparklineShortSigned(t *testing.T) {
 func liveTick(t *testing.T, pids ...int) *Tick {
 	t.Helper()
 	s := newLiveSampler(1)
-	s.opt.PIDs = map[int]bool{}
+	sel := map[int]bool{}
 	for _, p := range pids {
-		s.opt.PIDs[p] = true
+		sel[p] = true
 	}
+	s.SetPIDs(sel)
 	var tk *Tick
 	for range 2 {
 		var err error
@@ -74,7 +75,7 @@ func TestSamplerGrowthAndOutputs(t *testing.T) {
 	h := cwtest.Start(t, cwtest.Spec{ReadEOF: 1, LeakEvery: 20 * time.Millisecond, LeakMax: 800})
 	h.Next("LEAK")
 	s := newLiveSampler(1)
-	s.opt.PIDs = map[int]bool{h.PID: true}
+	s.SetPIDs(map[int]bool{h.PID: true})
 	first, err := s.Next()
 	if err != nil {
 		t.Fatal(err)
