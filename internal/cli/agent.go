@@ -56,6 +56,7 @@ func (c *AgentCmd) Run(g *Globals) error {
 		ProcRoot: g.ProcRoot, Interval: c.Interval, Thresholds: th, TopN: c.Top,
 		Retention: c.Retention, CompleteScan: c.FullScan, ForceProcNet: c.ProcNet,
 		Version: Version, OwnerSource: g.OwnerSource(true), Changes: g.changeFeed(c.Feed),
+		ReleaseMemory: true,
 	}
 	defer g.closeOwners()
 	if c.Trace {
