@@ -15,6 +15,7 @@ import (
 
 	"github.com/closewait/closewait/internal/agent/web"
 	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/history"
 	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/report"
 )
@@ -179,24 +180,11 @@ func sparkline(values []float64, label, status string) template.HTML {
 const DeltaWindow = 5 * time.Minute
 
 // deltaPerMinute is the change of CLOSE_WAIT per minute over the last
-// DeltaWindow of points (or all of them when the history is shorter).
+// DeltaWindow of points (or all of them when the history is shorter), by
+// closewait's one definition of growth (history.GrowthOver).
 func deltaPerMinute(pts []Point) (float64, bool) {
-	if len(pts) < 2 {
-		return 0, false
-	}
-	last := pts[len(pts)-1]
-	first := pts[0]
-	for i := len(pts) - 2; i >= 0; i-- {
-		first = pts[i]
-		if last.Time.Sub(first.Time) >= DeltaWindow {
-			break
-		}
-	}
-	dt := last.Time.Sub(first.Time).Minutes()
-	if dt <= 0 {
-		return 0, false
-	}
-	return float64(last.CloseWait-first.CloseWait) / dt, true
+	g, ok := history.GrowthOver(pts, DeltaWindow, func(p Point) (time.Time, int) { return p.Time, p.CloseWait })
+	return g.PerMin, ok
 }
 
 func signed(v float64) string {

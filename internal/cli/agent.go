@@ -14,6 +14,7 @@ import (
 	"github.com/closewait/closewait/internal/agent"
 	"github.com/closewait/closewait/internal/history"
 	"github.com/closewait/closewait/internal/netns"
+	"github.com/closewait/closewait/internal/origins"
 )
 
 // DefaultAgentListen is the agent's default address. Port 10717: the
@@ -32,6 +33,7 @@ type AgentCmd struct {
 	Retention time.Duration `default:"1h" help:"How long the history (dashboard charts, /api/v1/history) keeps points."`
 	History   string        `placeholder:"PATH" help:"Keep the history in this file (bbolt; see closewait watch) instead of memory only. Without it the agent writes nothing."`
 	NetNS     []string      `name:"netns" sep:"," placeholder:"NS" help:"Read only these network namespaces: an inode (as in net:[INODE]) or a name under /run/netns (one agent per namespace). Default: every namespace the agent can enter."`
+	Trace     bool          `help:"Record the creation stack of every socket made by the processes holding CLOSE_WAIT sockets (eBPF, as closewait trace; from when each is first seen) and serve the origins of the CLOSE_WAIT sockets at /api/v1/origins."`
 }
 
 // Run serves until SIGTERM or SIGINT, then shuts the server down cleanly.
@@ -56,6 +58,7 @@ func (c *AgentCmd) Run(g *Globals) error {
 		ProcRoot: g.ProcRoot, Interval: c.Interval, Thresholds: th, TopN: c.Top,
 		Retention: c.Retention, CompleteScan: c.FullScan, ForceProcNet: c.ProcNet,
 		Version: Version, OwnerSource: g.OwnerSource(true), Changes: g.changeFeed(c.Feed),
+		ReleaseMemory: true,
 	}
 	defer g.closeOwners()
 	if len(c.NetNS) > 0 {
@@ -67,6 +70,15 @@ func (c *AgentCmd) Run(g *Globals) error {
 			}
 			opt.NetNS[ino] = true
 		}
+	}
+	if c.Trace {
+		rec, err := openRecorder("agent --trace")
+		if err != nil {
+			return err
+		}
+		defer rec.Close()
+		opt.Origins = origins.NewTable(rec, g.ProcRoot, 100)
+		defer opt.Origins.Close()
 	}
 	if c.History != "" {
 		st, err := history.Open(c.History, history.Options{MaxAge: c.Retention})
