@@ -340,7 +340,7 @@ type TotalPoint struct {
 	// only (a Store's records do not hold it).
 	OldestAge time.Duration
 	HasAge    bool
-	Status  diagnose.Status
+	Status    diagnose.Status
 	// States counts every TCP socket by state name ("ESTABLISHED", ...).
 	States map[string]int
 	// Entered and Left count the CLOSE_WAIT sockets (with an inode) first seen
