@@ -16,6 +16,7 @@ import (
 	"github.com/closewait/closewait/internal/agent/web"
 	"github.com/closewait/closewait/internal/diagnose"
 	"github.com/closewait/closewait/internal/history"
+	"github.com/closewait/closewait/internal/origins"
 	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/report"
 )
@@ -25,6 +26,7 @@ const (
 	maxRows    = 100
 	maxDetails = 10
 	dataRows   = 30 // rows of the "show data" table per process
+	maxOrigins = 5  // origins shown per process (agent --trace)
 )
 
 var pageTemplate = template.Must(template.New("index").Parse(web.Template))
@@ -113,6 +115,11 @@ type detailData struct {
 	Reasons              []string
 	Findings             []findingData
 	Common               []string // evidence every finding shares, said once
+	// Origins is where the process's CLOSE_WAIT sockets were made, its top
+	// maxOrigins origins as `closewait trace` prints them (agent --trace);
+	// Tracing says the agent traces at all.
+	Origins string
+	Tracing bool
 	SSLine               string
 	CWSummary, FDSummary string
 	Data                 []dataRow
@@ -349,6 +356,11 @@ func (a *Agent) fillReport(d *pageData, rep *diagnose.Report, now time.Time, foc
 		d.OldestStatus, _, _ = statusLook(th.AgeStatus(oldest))
 	}
 
+	var origs *origins.Report
+	if a.opt.Origins != nil {
+		origs, _ = a.opt.Origins.Report()
+	}
+	detail := func(row rowData) detailData { return detail(row, a.opt.Origins != nil, origs) }
 	procs := rep.Processes
 	if len(procs) > maxRows {
 		d.Hidden = len(procs) - maxRows
@@ -502,9 +514,29 @@ func findings(fs []diagnose.Finding) (out []findingData, common []string) {
 	return out, common
 }
 
-func detail(row rowData) detailData {
+// originsOf is the top maxOrigins origins of a process (the report lists
+// them worst first), as `closewait trace` prints them; "" when none.
+func originsOf(r *origins.Report, pid int) string {
+	if r == nil {
+		return ""
+	}
+	var sel []origins.Origin
+	for _, o := range r.Origins {
+		if o.PID == pid && len(sel) < maxOrigins {
+			sel = append(sel, o)
+		}
+	}
+	if len(sel) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	_ = report.WriteOrigins(&b, &origins.Report{Origins: sel}, report.OriginsOptions{}) // frames as the CLI prints them (16: deep enough for Go's dial stack)
+	return strings.TrimSpace(b.String())
+}
+
+func detail(row rowData, tracing bool, origs *origins.Report) detailData {
 	p := row.proc
-	dd := detailData{rowData: row, Reasons: p.Reasons}
+	dd := detailData{rowData: row, Reasons: p.Reasons, Tracing: tracing, Origins: originsOf(origs, p.PID)}
 	dd.Findings, dd.Common = findings(p.Findings)
 	dd.SSLine = fmt.Sprintf("ss -tanpi state close-wait | grep -F 'pid=%d,'", p.PID)
 	who := fmt.Sprintf("%s %d", row.Comm, p.PID)
