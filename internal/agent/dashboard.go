@@ -112,14 +112,14 @@ type rowData struct {
 
 type detailData struct {
 	rowData
-	Reasons              []string
-	Findings             []findingData
-	Common               []string // evidence every finding shares, said once
+	Reasons  []string
+	Findings []findingData
+	Common   []string // evidence every finding shares, said once
 	// Origins is where the process's CLOSE_WAIT sockets were made, its top
 	// maxOrigins origins as `closewait trace` prints them (agent --trace);
 	// Tracing says the agent traces at all.
-	Origins string
-	Tracing bool
+	Origins              string
+	Tracing              bool
 	SSLine               string
 	CWSummary, FDSummary string
 	Data                 []dataRow
@@ -530,7 +530,7 @@ func originsOf(r *origins.Report, pid int) string {
 		return ""
 	}
 	var b strings.Builder
-	_ = report.WriteOrigins(&b, &origins.Report{Origins: sel}, report.OriginsOptions{}) // frames as the CLI prints them (16: deep enough for Go's dial stack)
+	_ = origins.WriteText(&b, &origins.Report{Origins: sel}, origins.TextOptions{}) // frames as the CLI prints them (16: deep enough for Go's dial stack)
 	return strings.TrimSpace(b.String())
 }
 
