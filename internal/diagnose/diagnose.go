@@ -97,6 +97,9 @@ type ProcessReport struct {
 	Runtime string            // "java", "node", "python", "go", "ruby", "dotnet" or "other"
 	// RuntimeEvidence says what named the runtime ("libjvm.so is mapped"), or "".
 	RuntimeEvidence string
+	// Libraries are the client libraries the process shows ("hikaricp",
+	// "pgx", …; see settings.go), sorted: pool advice names their settings.
+	Libraries []string
 
 	CloseWait   int           // CLOSE_WAIT sockets it holds (shared ones count for each holder)
 	NotAccepted int           // of which waiting in its listeners' accept queues
@@ -137,6 +140,10 @@ type Report struct {
 	Sample time.Duration
 	// Selected is true when Options.PIDs narrowed the report to some processes.
 	Selected bool
+	// CloseWaitUnknown is true when the input could not count CLOSE_WAIT
+	// sockets (saved ss -s output): CloseWait is then not 0 but unknown,
+	// and so is the status.
+	CloseWaitUnknown bool
 }
 
 // UnattributedReport judges the CLOSE_WAIT sockets with no owner found.
@@ -228,7 +235,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 				w = byPID[o.PID]
 				if w == nil {
 					p := &ProcessReport{PID: o.PID, Process: snap.Processes[o.PID]}
-					p.Runtime, p.RuntimeEvidence = detectRuntime(p.Process, opt.FS, hints)
+					p.Runtime, p.RuntimeEvidence, p.Libraries = detectRuntime(p.Process, opt.FS, hints)
 					w = a.newWork(p, base)
 					if n := w.socketsHint(); n > 0 {
 						p.Sockets = make([]*snapshot.Socket, 0, n+n/16+4)

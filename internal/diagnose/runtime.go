@@ -93,15 +93,16 @@ func DetectRuntime(p *procscan.Process) string {
 // DetectRuntimeFS is DetectRuntime with the mapped libraries and Go build
 // info read through fs (nil: names only); it also says what gave the runtime away.
 func DetectRuntimeFS(p *procscan.Process, fs *procscan.FS) (runtime, evidence string) {
-	return detectRuntime(p, fs, nil)
+	rt, ev, _ := detectRuntime(p, fs, nil)
+	return rt, ev
 }
 
 // detectRuntime is DetectRuntime with the hints read through fs. cache, when
 // not nil, keeps hints by executable: forked workers of one program (the
 // usual holders of many sockets) are read once.
-func detectRuntime(p *procscan.Process, fs *procscan.FS, cache map[string]procscan.RuntimeHints) (string, string) {
+func detectRuntime(p *procscan.Process, fs *procscan.FS, cache map[string]procscan.RuntimeHints) (rt, evidence string, libraries []string) {
 	if p == nil {
-		return "other", ""
+		return "other", "", nil
 	}
 	f := RuntimeFacts{Exe: p.Exe, Cmdline: p.Cmdline, Comm: p.Comm}
 	if fs != nil {
@@ -113,6 +114,10 @@ func detectRuntime(p *procscan.Process, fs *procscan.FS, cache map[string]procsc
 			}
 		}
 		f.Libs, f.GoVersion = h.Libs, h.GoVersion
+		libraries = detectLibraries(p.Cmdline, h.Libs, h.Modules)
+	} else {
+		libraries = detectLibraries(p.Cmdline, nil, nil)
 	}
-	return ClassifyRuntime(f)
+	rt, evidence = ClassifyRuntime(f)
+	return rt, evidence, libraries
 }

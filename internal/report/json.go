@@ -39,6 +39,21 @@ type JSONSummary struct {
 	Thresholds             JSONThresholds `json:"thresholds"`
 	ProcessesWithCloseWait int            `json:"processes_with_close_wait"`
 	SampleSeconds          float64        `json:"sample_seconds,omitempty"` // time between the two snapshots of --sample
+	// CloseWaitUnknown writes close_wait as null (and status "unknown"):
+	// the input could not count CLOSE_WAIT sockets (ss -s).
+	CloseWaitUnknown bool `json:"-"`
+}
+
+// MarshalJSON writes close_wait as null when it is unknown.
+func (s JSONSummary) MarshalJSON() ([]byte, error) {
+	type plain JSONSummary
+	if !s.CloseWaitUnknown {
+		return json.Marshal(plain(s))
+	}
+	return json.Marshal(struct {
+		plain
+		CloseWait *int `json:"close_wait"`
+	}{plain: plain(s)})
 }
 
 // JSONThresholds echoes the thresholds the report was judged by.
@@ -173,11 +188,15 @@ func BuildJSON(r *diagnose.Report) *JSONReport {
 		AgeIsEstimate:          true,
 		ProcessesWithCloseWait: len(r.Processes),
 		SampleSeconds:          Seconds(r.Sample),
+		CloseWaitUnknown:       r.CloseWaitUnknown,
 		Thresholds: JSONThresholds{
 			CountWarning: th.CountWarning, CountCritical: th.CountCritical,
 			FDShareWarning: th.FDShareWarning, FDShareCritical: th.FDShareCritical,
 			AgeWarning: th.AgeWarning.Seconds(), AgeCritical: th.AgeCritical.Seconds(),
 		},
+	}
+	if r.CloseWaitUnknown {
+		out.Summary.Status = "unknown"
 	}
 	if r.Unattributed.HasAge {
 		v := Seconds(r.Unattributed.Oldest)

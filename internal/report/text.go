@@ -28,6 +28,12 @@ func WriteText(w io.Writer, r *diagnose.Report, opt TextOptions) error {
 	if !live {
 		from = " · from saved " + snap.Stats.Source + " output"
 	}
+	if r.CloseWaitUnknown {
+		fmt.Fprintf(bw, "closewait · %s · %s%s · UNKNOWN\n", snap.Host, snap.Time.UTC().Format("2006-01-02 15:04:05 UTC"), from)
+		fmt.Fprintf(bw, "TCP: estab %s (ESTABLISHED and CLOSE_WAIT together) · TIME_WAIT %s\n", Thousands(snap.States[sockdiag.Established]), Thousands(snap.States[sockdiag.TimeWait]))
+		fmt.Fprintln(bw, "\nCLOSE_WAIT: unknown. ss -s cannot tell CLOSE_WAIT from ESTABLISHED; save ss -tanpi on the host instead. Exit status 3 (unknown).")
+		return bw.Flush()
+	}
 	fmt.Fprintf(bw, "closewait · %s · %s%s · %s\n", snap.Host, snap.Time.UTC().Format("2006-01-02 15:04:05 UTC"), from, statusWord(r.Status, opt.Color, true))
 	total := 0
 	for _, n := range snap.States {
