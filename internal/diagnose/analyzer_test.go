@@ -226,7 +226,10 @@ func TestAnalyzerSequence(t *testing.T) {
 			t.Errorf("%s: %d of %d sockets (%d) missed the cache (want %d), %d parts recounted (want at most %d)",
 				st.name, missed, a.stats.sockets, n, want, a.stats.recounted, st.recounted)
 		}
-		if st.missed == 0 && st.recounted == 0 && a.stats.written != 0 {
+		// Going from a measured growth to none changes one sentence of the
+		// small part (a normal half-close "not growing" becomes "unknown").
+		rewrites := map[string]int{"baseline at the same time: no growth": 1}
+		if st.missed == 0 && st.recounted == 0 && a.stats.written != rewrites[st.name] {
 			t.Errorf("%s: %d findings' texts written anew, want all kept", st.name, a.stats.written)
 		}
 		prev = snap

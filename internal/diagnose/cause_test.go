@@ -208,3 +208,31 @@ func TestCausesTopicIsCurrent(t *testing.T) {
 		t.Errorf("%s is not the registry's help: run go test ./internal/diagnose -update", path)
 	}
 }
+
+// TestDocsListEveryCause: the docs that list the cause ids list the
+// registry's, in its order.
+func TestDocsListEveryCause(t *testing.T) {
+	for path, prefix := range map[string]string{
+		"../../docs/topics/json.md": "- `cause` is one of ",
+		"../../README.md":           "Cause ids are stable: ",
+	} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, line, ok := strings.Cut(string(b), prefix)
+		if !ok {
+			t.Errorf("%s: no line starting %q", path, prefix)
+			continue
+		}
+		line, _, _ = strings.Cut(line, "\n")
+		last := -1
+		for _, c := range Causes() {
+			i := strings.Index(line, c.ID)
+			if i < 0 || i < last {
+				t.Errorf("%s: %q lacks %s or lists it out of order", path, prefix, c.ID)
+			}
+			last = i
+		}
+	}
+}

@@ -153,6 +153,9 @@ type UnattributedReport struct {
 	HasAge  bool
 	Status  Status
 	Reasons []string
+	// Groups are the sockets grouped by uid and listening port or remote,
+	// judged alone, worst first (at most 12): what netlink shows any user.
+	Groups []UnownedGroup
 }
 
 // Options narrow a report to some processes and say what more it may read.
@@ -202,6 +205,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 	byPID := map[int]*procWork{}
 	hints := map[string]procscan.RuntimeHints{}
 	var last *procWork // the holder of the previous socket: usually this one's too
+	var unowned unownedGroups
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
 		if s.State != sockdiag.CloseWait {
@@ -218,6 +222,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 				r.Unattributed.HasAge = true
 				r.Unattributed.Oldest = max(r.Unattributed.Oldest, age)
 			}
+			unowned.add(s, age, hasAge)
 			continue
 		}
 	owners:
@@ -307,6 +312,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 	}
 	u := &r.Unattributed
 	u.Status, u.Reasons = th.judge(u.Count, 0, u.Oldest, u.HasAge)
+	u.Groups = unowned.groups(th)
 	r.Status = max(r.Status, u.Status)
 	slices.SortFunc(r.Processes, func(a, b *ProcessReport) int {
 		return cmp.Or(
@@ -332,6 +338,15 @@ func holdsUnread(p *ProcessReport) bool {
 		}
 	}
 	return false
+}
+
+// Judge applies the thresholds to one holder's numbers: its CLOSE_WAIT
+// count, its open fds as a share of its soft limit (0: unknown) and its
+// oldest CLOSE_WAIT age (when hasAge). It is the one judgement of a process:
+// the report, explain, check, watch and the agent all use it. The reasons
+// say which thresholds were crossed.
+func (th Thresholds) Judge(count int, fdShare float64, oldest time.Duration, hasAge bool) (Status, []string) {
+	return th.judge(count, fdShare, oldest, hasAge)
 }
 
 // judge applies the thresholds to one holder's numbers.

@@ -82,6 +82,9 @@ type adviceContext struct {
 	snap  *snapshot.Snapshot
 	fill  filler
 	key   ctxKey
+	// growthKnown: an earlier snapshot was compared (p.Growth is set); the
+	// normal half-close sentence of small parts says so.
+	growthKnown bool
 	steps []string // see stackSteps
 }
 
@@ -128,6 +131,7 @@ func newAdviceContext(p *ProcessReport, snap *snapshot.Snapshot, ports []uint16)
 		c.key.blocked = threadsBlocked(p.Threads, p.Runtime)
 	}
 	c.key.libraries = strings.Join(p.Libraries, ",")
+	c.growthKnown = p.Growth != nil
 	if fdsFull(p) {
 		pr := p.Process
 		c.key.fds = fmt.Sprintf("%d/%d/%d %s", pr.OpenFDs, pr.FDSoft, pr.FDHard, pr.Cgroup)
@@ -183,6 +187,7 @@ type textKey struct {
 	maxQ, minQ             uint32
 	d                      derived
 	listeners              string // not-accepted: the listeners' lines
+	growthKnown            bool   // small parts: whether growth was measured
 }
 
 // textKey is the key of the text of a part.
@@ -190,6 +195,7 @@ func (c *adviceContext) textKey(k groupKey, cause int, st *partStats, groupSize 
 	t := textKey{ctx: c.key, group: k, cause: cause, groupSize: groupSize,
 		n: st.n, keepalive: st.keepalive, withData: st.withData, goodbye: st.goodbye, maxQ: st.maxQ, minQ: st.minQ, d: st.derived}
 	t.listeners = strings.Join(listeners, "\n")
+	t.growthKnown = c.growthKnown && st.n <= NormalHalfCloseMax
 	return t
 }
 
@@ -276,8 +282,12 @@ func (c *adviceContext) text(k groupKey, causeIndex int, st *partStats, groupSiz
 		t.after = append(t.after, "threads: "+c.key.threads)
 	}
 	if n <= NormalHalfCloseMax && !queued {
-		t.normal = fmt.Sprintf("%s, all younger than %s and not growing: most likely a normal half-close in progress (%s)",
-			countText(n), FormatAge(NormalHalfCloseAge), cause.ID)
+		growth := "and not growing"
+		if !c.growthKnown {
+			growth = "(one snapshot: whether they grow is unknown until closewait --sample 10s)"
+		}
+		t.normal = fmt.Sprintf("%s, all younger than %s %s: most likely a normal half-close in progress (%s)",
+			countText(n), FormatAge(NormalHalfCloseAge), growth, cause.ID)
 	}
 	t.nextSteps = c.nextSteps(cause, q)
 	t.fix = cause.fix(q)
@@ -412,11 +422,18 @@ func bytesText(n uint32) string {
 }
 
 // countText is "1 socket" or "N sockets".
-func countText(n int) string {
+func countText(n int) string { return Count(n, "socket") }
+
+// Count writes n and a noun, plural unless n is 1: "1 socket", "3
+// CLOSE_WAIT sockets", "0 processes".
+func Count(n int, noun string) string {
 	if n == 1 {
-		return "1 socket"
+		return "1 " + noun
 	}
-	return fmt.Sprintf("%d sockets", n)
+	if strings.HasSuffix(noun, "s") {
+		return fmt.Sprintf("%d %ses", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // keepaliveText says whether the keepalive sysctls can matter for these sockets.

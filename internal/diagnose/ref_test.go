@@ -261,6 +261,7 @@ func refFinding(c *refAdvice, k groupKey, cause string, socks []*snapshot.Socket
 func structure(r *Report) *Report {
 	c := *r
 	c.Processes = nil
+	c.Unattributed.Groups = nil // tested by TestUnownedGroups
 	for _, p := range r.Processes {
 		q := *p
 		q.Findings = structureOf(p.Findings)

@@ -35,6 +35,9 @@ type JSONSummary struct {
 	UnattributedCloseWait  int            `json:"unattributed_close_wait"`
 	UnattributedOldestAge  *float64       `json:"unattributed_oldest_age_seconds,omitempty"`
 	UnattributedStatus     string         `json:"unattributed_status"`
+	// UnattributedGroups group the sockets with no owner by uid and
+	// listening port or remote, judged by count and age.
+	UnattributedGroups []JSONUnownedGroup `json:"unattributed_groups"`
 	AgeIsEstimate          bool           `json:"age_is_estimate"`
 	Thresholds             JSONThresholds `json:"thresholds"`
 	ProcessesWithCloseWait int            `json:"processes_with_close_wait"`
@@ -54,6 +57,21 @@ func (s JSONSummary) MarshalJSON() ([]byte, error) {
 		plain
 		CloseWait *int `json:"close_wait"`
 	}{plain: plain(s)})
+}
+
+// JSONUnownedGroup is a group of CLOSE_WAIT sockets no visible process holds.
+type JSONUnownedGroup struct {
+	UID       uint32         `json:"uid"`
+	User      string         `json:"user"`
+	Direction string         `json:"direction"`
+	LocalPort uint16         `json:"local_port,omitempty"`
+	Remote    string         `json:"remote,omitempty"`
+	Count     int            `json:"count"`
+	Oldest    *float64       `json:"oldest_age_seconds,omitempty"`
+	Cause     string         `json:"cause"`
+	Causes    map[string]int `json:"causes"`
+	Status    string         `json:"status"`
+	Reasons   []string       `json:"reasons"`
 }
 
 // JSONThresholds echoes the thresholds the report was judged by.
@@ -197,6 +215,19 @@ func BuildJSON(r *diagnose.Report) *JSONReport {
 	}
 	if r.CloseWaitUnknown {
 		out.Summary.Status = "unknown"
+	}
+	out.Summary.UnattributedGroups = []JSONUnownedGroup{}
+	for _, g := range r.Unattributed.Groups {
+		jg := JSONUnownedGroup{UID: g.UID, User: g.User, Direction: "outbound", Remote: g.Remote, Count: g.Count,
+			Cause: g.Cause(), Causes: g.Causes, Status: g.Status.String(), Reasons: append([]string{}, g.Reasons...)}
+		if g.Inbound {
+			jg.Direction, jg.LocalPort = "inbound", g.LocalPort
+		}
+		if g.HasAge {
+			v := Seconds(g.Oldest)
+			jg.Oldest = &v
+		}
+		out.Summary.UnattributedGroups = append(out.Summary.UnattributedGroups, jg)
 	}
 	if r.Unattributed.HasAge {
 		v := Seconds(r.Unattributed.Oldest)
