@@ -78,14 +78,14 @@ func Findings(p *ProcessReport, snap *snapshot.Snapshot) []Finding {
 
 // adviceContext holds what the advice of one process is filled in with.
 type adviceContext struct {
-	p     *ProcessReport
-	snap  *snapshot.Snapshot
-	fill  filler
-	key   ctxKey
+	p    *ProcessReport
+	snap *snapshot.Snapshot
+	fill filler
+	key  ctxKey
 	// growthKnown: an earlier snapshot was compared (p.Growth is set); the
 	// normal half-close sentence of small parts says so.
 	growthKnown bool
-	steps []string // see stackSteps
+	steps       []string // see stackSteps
 }
 
 // ctxKey is what a process's advice depends on, besides the cause and the

@@ -44,7 +44,7 @@ func TestUnownedGroups(t *testing.T) {
 	}
 	want := []brief{
 		{0, "on port 8080", 150, CauseMissingClose, Critical}, // > 100 and > 30 min
-		{0, "to 10.0.3.7:5432", 25, CausePoolIdle, OK},         // the IPv4-mapped remote is the same
+		{0, "to 10.0.3.7:5432", 25, CausePoolIdle, OK},        // the IPv4-mapped remote is the same
 		{1000, "on port 8080", 3, CauseAbandonedUnread, OK},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

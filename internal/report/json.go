@@ -29,19 +29,19 @@ type JSONReport struct {
 
 // JSONSummary is the host-level part of the report.
 type JSONSummary struct {
-	Status                 string         `json:"status"`
-	CloseWait              int            `json:"close_wait"`
-	States                 map[string]int `json:"states"`
-	UnattributedCloseWait  int            `json:"unattributed_close_wait"`
-	UnattributedOldestAge  *float64       `json:"unattributed_oldest_age_seconds,omitempty"`
-	UnattributedStatus     string         `json:"unattributed_status"`
+	Status                string         `json:"status"`
+	CloseWait             int            `json:"close_wait"`
+	States                map[string]int `json:"states"`
+	UnattributedCloseWait int            `json:"unattributed_close_wait"`
+	UnattributedOldestAge *float64       `json:"unattributed_oldest_age_seconds,omitempty"`
+	UnattributedStatus    string         `json:"unattributed_status"`
 	// UnattributedGroups group the sockets with no owner by uid and
 	// listening port or remote, judged by count and age.
-	UnattributedGroups []JSONUnownedGroup `json:"unattributed_groups"`
-	AgeIsEstimate          bool           `json:"age_is_estimate"`
-	Thresholds             JSONThresholds `json:"thresholds"`
-	ProcessesWithCloseWait int            `json:"processes_with_close_wait"`
-	SampleSeconds          float64        `json:"sample_seconds,omitempty"` // time between the two snapshots of --sample
+	UnattributedGroups     []JSONUnownedGroup `json:"unattributed_groups"`
+	AgeIsEstimate          bool               `json:"age_is_estimate"`
+	Thresholds             JSONThresholds     `json:"thresholds"`
+	ProcessesWithCloseWait int                `json:"processes_with_close_wait"`
+	SampleSeconds          float64            `json:"sample_seconds,omitempty"` // time between the two snapshots of --sample
 	// CloseWaitUnknown writes close_wait as null (and status "unknown"):
 	// the input could not count CLOSE_WAIT sockets (ss -s).
 	CloseWaitUnknown bool `json:"-"`
