@@ -118,7 +118,7 @@ func CausesMarkdown(intro string) string {
 	b.WriteString(strings.TrimSpace(intro))
 	b.WriteString("\n")
 	for _, c := range Causes() {
-		fmt.Fprintf(&b, "\n## %s\n\n%s: %s\n", c.ID, capitalize(c.Title), c.Help)
+		fmt.Fprintf(&b, "\n## %s\n\n%s. %s\n", c.ID, capitalize(c.Title), capitalize(c.Help))
 	}
 	return b.String()
 }

@@ -37,7 +37,7 @@ func raisedLimit(pr *procscan.Process) (n uint64, needsRoot bool) {
 
 var _ = register(&Cause{
 	ID:    CauseFDExhausted,
-	Title: "fd limit reached: connections wait in the accept queue",
+	Title: "at its fd limit: connections wait in the accept queue",
 	Help: "The process is at or near its fd limit (RLIMIT_NOFILE), so `accept()` fails with EMFILE (\"too many open files\") and new connections wait in its listener's queue until their clients give up and they turn CLOSE_WAIT there, with no fd. " +
 		"It replaces not-accepted for such a process: the accept loop is not slow, it cannot get an fd. " +
 		"Relief first: `prlimit --pid PID --nofile=N:N` raises the limit of the running process (`LimitNOFILE=` in a systemd unit for the next start); `closewait destroy` frees the queued sockets' kernel memory but no fd. " +
