@@ -202,7 +202,7 @@ func TestAnalyzeMatchesLiveReport(t *testing.T) {
 		path := capture(t, dir, "ss-s.txt", "ss", "-s")
 		r := run(t, nil, "analyze", "--json", path)
 		rep := reportJSON(t, r)
-		if r.code != 3 || rep.Summary.Status != "unknown" || !strings.Contains(r.stdout, `"close_wait":null`) || !strings.Contains(strings.Join(rep.Notices, " "), "no CLOSE_WAIT count") {
+		if r.code != 3 || rep.Summary.Status != "unknown" || !strings.Contains(r.stdout, `"close_wait": null`) || !strings.Contains(strings.Join(rep.Notices, " "), "no CLOSE_WAIT count") {
 			t.Errorf("exit %d, status %s, notices %q:\n%s", r.code, rep.Summary.Status, rep.Notices, r.stdout)
 		}
 		if !strings.Contains(r.stderr, "CLOSE_WAIT unknown") || strings.Count(strings.TrimSpace(r.stderr), "closewait: analyze") != 1 {

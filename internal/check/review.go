@@ -180,11 +180,14 @@ func reviewHolder(h Holder, sys *Sysctls, th Thresholds) HolderReview {
 	}
 	hr.Usage = float64(h.OpenFDs) / float64(h.FDSoft)
 	line := fmt.Sprintf("%s: %d open fds of its soft limit %d (%s), %d of them CLOSE_WAIT", name, h.OpenFDs, h.FDSoft, pct(hr.Usage), h.CloseWait)
-	if hr.Usage >= 0.8 {
-		line += ": at 100% accept() and open() fail with EMFILE (\"too many open files\")"
-	}
 	hr.Advice = append(hr.Advice, line)
 	judge(hr.Usage)
+	for _, a := range hr.Advice[1:] {
+		if strings.Contains(a, ": fds at ") { // the fd share crossed a threshold
+			hr.Advice[0] += ": at 100% accept() and open() fail with EMFILE (\"too many open files\")"
+			break
+		}
+	}
 	if h.FDHard > h.FDSoft {
 		hard := strconv.FormatUint(h.FDHard, 10)
 		if h.FDHard == procscan.Unlimited {

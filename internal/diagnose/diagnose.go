@@ -154,7 +154,8 @@ type UnattributedReport struct {
 	Status  Status
 	Reasons []string
 	// Groups are the sockets grouped by uid and listening port or remote,
-	// judged alone, worst first (at most 12): what netlink shows any user.
+	// judged alone, worst first (at most MaxUnownedGroups): what netlink
+	// shows any user.
 	Groups []UnownedGroup
 }
 

@@ -42,9 +42,10 @@ type unownedKey struct {
 	remote  netip.AddrPort
 }
 
-// maxUnownedGroups bounds the groups reported; the smallest beyond it are
-// left out of the list (they stay in the count).
-const maxUnownedGroups = 12
+// MaxUnownedGroups bounds the groups reported; the smallest beyond it are
+// left out of the list (they stay in the count). The text report shows
+// fewer.
+const MaxUnownedGroups = 100
 
 // unownedGroups groups the sockets with no owner.
 type unownedGroups struct {
@@ -98,8 +99,8 @@ func (u *unownedGroups) groups(th Thresholds) []UnownedGroup {
 		return cmp.Or(cmp.Compare(b.Status, a.Status), cmp.Compare(b.Count, a.Count), cmp.Compare(a.UID, b.UID),
 			cmp.Compare(a.LocalPort, b.LocalPort), cmp.Compare(a.Remote, b.Remote))
 	})
-	if len(out) > maxUnownedGroups {
-		out = out[:maxUnownedGroups]
+	if len(out) > MaxUnownedGroups {
+		out = out[:MaxUnownedGroups]
 	}
 	return out
 }

@@ -117,7 +117,10 @@ func WriteText(w io.Writer, r *diagnose.Report, opt TextOptions) error {
 		if len(u.Groups) > 0 {
 			fmt.Fprintf(bw, "  %-8s  %-18s  %-24s  %6s  %-17s  %7s\n", "STATUS", "USER", "WHERE", "CW", "CAUSE (RECV-Q)", "OLDEST~")
 			shown := 0
-			for _, g := range u.Groups {
+			for i, g := range u.Groups {
+				if i == 12 {
+					break
+				}
 				oldest := "-"
 				if g.HasAge {
 					oldest = diagnose.FormatAge(g.Oldest)
