@@ -168,6 +168,12 @@ func socketIndex(id string) int {
 
 func init() { causeTable() }
 
+// SocketCause names the cause of one CLOSE_WAIT socket from its own facts
+// (accept queue, Recv-Q, direction, tcp_info): the per-socket part of a
+// finding's cause, for callers that group sockets otherwise (by creation
+// stack). A process-level cause (fd-exhausted) is not known from a socket.
+func SocketCause(s *snapshot.Socket) string { return socketCauses[causeOf(s)].ID }
+
 // causeOf names the cause of one CLOSE_WAIT socket from its own facts: an
 // index into socketCauses. The last socket cause takes what no other does.
 func causeOf(s *snapshot.Socket) int {
