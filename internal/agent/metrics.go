@@ -115,7 +115,7 @@ func NewCollector(a *Agent) *Collector {
 		procOpenFDs:     d("closewait_process_open_fds", "Open fds of the process (top N only).", g, pl...),
 		procFDLimit:     d("closewait_process_fd_limit", "Soft RLIMIT_NOFILE of the process (top N only; absent when unlimited or unknown).", g, pl...),
 		procStatus:      d("closewait_process_status", "Process status by the agent's thresholds: 0 ok, 1 warning, 2 critical (top N only).", g, pl...),
-		procFindings:    d("closewait_process_finding_sockets", "CLOSE_WAIT sockets of the process explained by each finding cause ("+causeList()+"); top N only.", g, "pid", "comm", "cause"),
+		procFindings:    d("closewait_process_finding_sockets", "CLOSE_WAIT sockets of the process explained by each finding cause ("+diagnose.CauseIDs()+"); top N only.", g, "pid", "comm", "cause"),
 		poolIdleSockets: d("closewait_pool_idle_sockets", "CLOSE_WAIT sockets of a pool-idle finding: idle pooled connections of the process to one upstream (remote) that the server closed (top N processes only).", g, "pid", "comm", "remote"),
 		poolIdleTimeout: d("closewait_pool_idle_server_timeout_seconds", "The upstream's idle timeout estimated from a pool-idle finding (tcp_info: last data received minus the FIN's arrival, median); evict idle pooled connections sooner than this (top N processes only).", g, "pid", "comm", "remote"),
 		duration:        d("closewait_scan_duration_seconds", "Time the latest scan (socket dump, owner search, diagnosis) took.", g),
@@ -126,11 +126,6 @@ func NewCollector(a *Agent) *Collector {
 		topN:            d("closewait_top_processes", "The agent's --top: how many processes get their own series.", g),
 		historyOK:       d("closewait_history_file_ok", "1 when the history file (--history) is in use, 0 when it was refused as damaged and the history is kept in memory only; absent without --history.", g),
 	}
-}
-
-// causeList names the finding causes for the help text.
-func causeList() string {
-	return "missing-close, abandoned-unread, pool-idle, not-accepted, normal-half-close"
 }
 
 // Describe implements prometheus.Collector.
