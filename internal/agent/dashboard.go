@@ -481,16 +481,20 @@ func findings(fs []diagnose.Finding) (out []findingData, common []string) {
 	}
 	shown := map[string]int{}
 	steps, fixes := map[string]int{}, map[string]int{}
-	once := func(lines []string, seen map[string]int, n int) ([]string, int) {
-		if len(lines) == 0 {
-			return nil, 0
+	// once keeps the lines no earlier finding showed, and names the first
+	// finding that showed any of the others.
+	once := func(lines []string, seen map[string]int, n int) (fresh []string, asIn int) {
+		for _, l := range lines {
+			if first, ok := seen[l]; ok {
+				if asIn == 0 || first < asIn {
+					asIn = first
+				}
+				continue
+			}
+			seen[l] = n
+			fresh = append(fresh, l)
 		}
-		k := strings.Join(lines, "\n")
-		if first, ok := seen[k]; ok {
-			return nil, first
-		}
-		seen[k] = n
-		return lines, 0
+		return fresh, asIn
 	}
 	for i, f := range fs {
 		fd := findingData{N: i + 1, Cause: f.Cause, Title: report.CauseTitle(f.Cause), Facts: report.FindingFacts(f),
