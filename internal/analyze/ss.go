@@ -315,6 +315,7 @@ func (p *parsed) ssRest(s *snapshot.Socket, rest string, flags *struct{ p, i, e,
 func (p *parsed) ssUsers(u string) ([]procscan.Owner, error) {
 	in := strings.TrimSuffix(strings.TrimPrefix(u, "("), ")")
 	var out []procscan.Owner
+	seen := map[procscan.Owner]bool{} // an entry listed twice is one owner
 	for in != "" {
 		in = strings.TrimLeft(in, ", ")
 		if in == "" {
@@ -352,12 +353,10 @@ func (p *parsed) ssUsers(u string) ([]procscan.Owner, error) {
 			return nil, fmt.Errorf("users:%s: fd %q is not a number", truncate(u), fdS)
 		}
 		p.owner(int(pid), comm, "")
-		dup := false
-		for _, o := range out {
-			dup = dup || (o.PID == int(pid) && o.FD == int(fd))
-		}
-		if !dup {
-			out = append(out, procscan.Owner{PID: int(pid), FD: int(fd)})
+		o := procscan.Owner{PID: int(pid), FD: int(fd)}
+		if !seen[o] {
+			seen[o] = true
+			out = append(out, o)
 		}
 	}
 	return out, nil
