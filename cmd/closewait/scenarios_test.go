@@ -20,7 +20,7 @@ import (
 func logFinding(t *testing.T, f *report.JSONFinding) {
 	t.Helper()
 	if f != nil && testing.Verbose() {
-		t.Logf("%s %s %s%d: %d sockets, idle timeout %.3f s\n  evidence: %q\n  next steps: %q\n  fix: %q\n  peeked: %+v",
+		t.Logf("%s %s (remote %q, port %d): %d sockets, idle timeout %.3f s\n  evidence: %q\n  next steps: %q\n  fix: %q\n  peeked: %+v",
 			f.Cause, f.Direction, f.Remote, f.LocalPort, f.Count, f.RemoteIdleTimeoutSeconds, f.Evidence, f.NextSteps, f.Fix, f.Peeked)
 	}
 }
