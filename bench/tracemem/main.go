@@ -8,13 +8,14 @@
 //
 //	go build -o /tmp/closewait ./cmd/closewait && go run ./bench/tracemem -closewait /tmp/closewait -n 100000
 //
-// Needs root (eBPF, and RLIMIT_NOFILE raised to N plus some). Only
-// loopback: clients use source addresses 127.77.x.1 so that no 4-tuple is
-// reused.
+// Needs root (eBPF, ip netns). Only loopback, by default in a network
+// namespace of its own: clients use source addresses 127.77.x.1 so that no
+// 4-tuple is reused.
 package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -66,7 +67,10 @@ func child(role string, args []string) error {
 	in := bufio.NewScanner(os.Stdin)
 	switch role {
 	case "server":
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		// No keepalive: probes on the half-closed connections would end
+		// them as the minutes pass (and then count them as closed).
+		lc := net.ListenConfig{KeepAlive: -1}
+		ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
 		if err != nil {
 			return err
 		}
@@ -93,7 +97,7 @@ func child(role string, args []string) error {
 		held := make([]*net.TCPConn, 0, n)
 		for i := range n {
 			src := netip.AddrFrom4([4]byte{127, 77, byte(idx), 1}) // one address per client: 18,000 ephemeral ports
-			d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
+			d := net.Dialer{KeepAlive: -1, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
 			c, err := d.Dial("tcp4", "127.0.0.1:"+port)
 			if err != nil {
 				return fmt.Errorf("dial %d: %w", i, err)
@@ -111,10 +115,24 @@ func child(role string, args []string) error {
 func run() error {
 	n := flag.Int("n", 100000, "connections (traced sockets)")
 	cw := flag.String("closewait", "closewait", "the closewait binary")
+	ns := flag.Bool("netns", true, "run the servers and clients in a network namespace of their own (ip netns), so that the host's other sockets do not weigh on the measure")
 	flag.Parse()
 	self, _ := os.Executable()
+	var prefix []string
+	if *ns {
+		name := fmt.Sprintf("tracemem-%d", os.Getpid())
+		if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip netns add: %v %s", err, out)
+		}
+		defer exec.Command("ip", "netns", "delete", name).Run()
+		if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+			return fmt.Errorf("ip link set lo up: %v %s", err, out)
+		}
+		prefix = []string{"ip", "netns", "exec", name}
+	}
 	start := func(args ...string) (*exec.Cmd, *bufio.Scanner, *os.File, error) {
-		cmd := exec.Command(self, args...)
+		argv := append(append(append([]string{}, prefix...), self), args...)
+		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		stdin, _ := cmd.StdinPipe()
 		out, _ := cmd.StdoutPipe()
