@@ -16,7 +16,6 @@ import (
 	"github.com/closewait/closewait/internal/ebpfowners"
 	"github.com/closewait/closewait/internal/origins"
 	"github.com/closewait/closewait/internal/procscan"
-	"github.com/closewait/closewait/internal/report"
 	"github.com/closewait/closewait/internal/snapshot"
 	"github.com/closewait/closewait/internal/sockorigin"
 	"github.com/closewait/closewait/internal/symbolize"
@@ -84,7 +83,7 @@ func (c *TraceCmd) Run(g *Globals) error {
 	if c.JSON {
 		return writeJSON(g, rep.Report)
 	}
-	return report.WriteOrigins(g.stdout, rep.Report, report.OriginsOptions{Traced: traced, Duration: rep.elapsed, MaxFrames: c.MaxFrames})
+	return origins.WriteText(g.stdout, rep.Report, origins.TextOptions{Traced: traced, Duration: rep.elapsed, MaxFrames: c.MaxFrames})
 }
 
 // tracedReport is an origins report with how long the trace ran.

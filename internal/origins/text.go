@@ -1,4 +1,4 @@
-package report
+package origins
 
 import (
 	"bufio"
@@ -8,12 +8,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/closewait/closewait/internal/origins"
+	"github.com/closewait/closewait/internal/report"
 	"github.com/closewait/closewait/internal/symbolize"
 )
 
-// OriginsOptions shape the origins listing.
-type OriginsOptions struct {
+// TextOptions shape the origins listing.
+type TextOptions struct {
 	// Traced are the pids that were traced, and Duration for how long.
 	Traced   []int
 	Duration time.Duration
@@ -23,12 +23,12 @@ type OriginsOptions struct {
 	Indent string
 }
 
-// WriteOrigins prints where the CLOSE_WAIT sockets of a trace were made,
+// WriteText prints where the CLOSE_WAIT sockets of a trace were made,
 // worst first: per process and creation stack, the count, how many from
 // the same stack closed properly, the oldest age and the cause, then the
 // frames, innermost first, as "function file:line (module)" or
 // "module+0xoffset" with a line saying what would name them.
-func WriteOrigins(w io.Writer, r *origins.Report, opt OriginsOptions) error {
+func WriteText(w io.Writer, r *Report, opt TextOptions) error {
 	bw := bufio.NewWriter(w)
 	in := opt.Indent
 	maxFrames := opt.MaxFrames
@@ -49,9 +49,9 @@ func WriteOrigins(w io.Writer, r *origins.Report, opt OriginsOptions) error {
 	for i, o := range r.Origins {
 		fmt.Fprintln(bw)
 		fmt.Fprintf(bw, "%s%d. %s (pid %d) %s: %s in CLOSE_WAIT, %s closed properly, oldest %s\n", in, i+1, o.Comm, o.PID, o.How,
-			countWord(o.Count), Thousands(int(o.Closed)), ageText(o.OldestAgeSeconds))
+			report.Thousands(o.Count)+" socket"+plural(o.Count), report.Thousands(int(o.Closed)), ageText(o.OldestAgeSeconds))
 		if o.Cause != "" {
-			fmt.Fprintf(bw, "%s   cause: %s (%s)\n", in, o.Cause, CauseTitle(o.Cause))
+			fmt.Fprintf(bw, "%s   cause: %s (%s)\n", in, o.Cause, report.CauseTitle(o.Cause))
 		}
 		for j, f := range o.Frames {
 			if j == maxFrames {
@@ -109,4 +109,11 @@ func ageText(sec float64) string {
 		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 	}
 	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
