@@ -202,8 +202,15 @@ func TestAnalyzeMatchesLiveReport(t *testing.T) {
 		path := capture(t, dir, "ss-s.txt", "ss", "-s")
 		r := run(t, nil, "analyze", "--json", path)
 		rep := reportJSON(t, r)
-		if r.code != 0 || rep.Summary.CloseWait != 0 || !strings.Contains(strings.Join(rep.Notices, " "), "no CLOSE_WAIT count") {
-			t.Errorf("exit %d, close_wait %d, notices %q", r.code, rep.Summary.CloseWait, rep.Notices)
+		if r.code != 3 || rep.Summary.Status != "unknown" || !strings.Contains(r.stdout, `"close_wait": null`) || !strings.Contains(strings.Join(rep.Notices, " "), "no CLOSE_WAIT count") {
+			t.Errorf("exit %d, status %s, notices %q:\n%s", r.code, rep.Summary.Status, rep.Notices, r.stdout)
+		}
+		if !strings.Contains(r.stderr, "CLOSE_WAIT unknown") || strings.Count(strings.TrimSpace(r.stderr), "closewait: analyze") != 1 {
+			t.Errorf("stderr:\n%s", r.stderr)
+		}
+		text := run(t, nil, "analyze", path)
+		if text.code != 3 || !strings.Contains(text.stdout, "CLOSE_WAIT: unknown") || strings.Contains(text.stdout, " OK") {
+			t.Errorf("text: exit %d\n%s", text.code, text.stdout)
 		}
 		if rep.Summary.States["ESTABLISHED"] == 0 && rep.Summary.States["TIME_WAIT"] == 0 {
 			// The holders' test ends are FIN_WAIT2, but the host has some established socket in practice; only check it parsed.

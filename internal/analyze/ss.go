@@ -441,6 +441,6 @@ func parseSSSummary(lines []string) (*parsed, error) {
 	if !found {
 		return nil, &LineError{"ss -s", max(len(lines), 1), errors.New("no \"TCP:\" line")}
 	}
-	p.notices = append(p.notices, "ss -s counts only established and time-wait TCP sockets: the CLOSE_WAIT count shown (0) is unknown, not zero")
+	p.notices = append(p.notices, "ss -s has no CLOSE_WAIT count: its \"estab\" is the kernel's tcpCurrEstab, which counts ESTABLISHED and CLOSE_WAIT sockets together (RFC 1213), so CLOSE_WAIT is unknown, not zero (save ss -tanpi instead)")
 	return p, nil
 }

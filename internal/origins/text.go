@@ -49,7 +49,7 @@ func WriteText(w io.Writer, r *Report, opt TextOptions) error {
 	for i, o := range r.Origins {
 		fmt.Fprintln(bw)
 		fmt.Fprintf(bw, "%s%d. %s (pid %d) %s: %s in CLOSE_WAIT, %s closed properly, oldest %s\n", in, i+1, o.Comm, o.PID, o.How,
-			report.Thousands(o.Count)+" socket"+plural(o.Count), report.Thousands(int(o.Closed)), ageText(o.OldestAgeSeconds))
+			countWord(o.Count), report.Thousands(int(o.Closed)), ageText(o.OldestAgeSeconds))
 		if o.Cause != "" {
 			fmt.Fprintf(bw, "%s   cause: %s (%s)\n", in, o.Cause, report.CauseTitle(o.Cause))
 		}
@@ -111,9 +111,9 @@ func ageText(sec float64) string {
 	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
 }
 
-func plural(n int) string {
+func countWord(n int) string {
 	if n == 1 {
-		return ""
+		return "1 socket"
 	}
-	return "s"
+	return report.Thousands(n) + " sockets"
 }
