@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -107,6 +108,7 @@ func child(role string, args []string) error {
 		}
 		fmt.Println("done")
 		in.Scan()
+		runtime.KeepAlive(held) // the client ends stay open (FIN_WAIT2) until the controller ends
 		return nil
 	}
 	return nil
