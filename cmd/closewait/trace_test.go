@@ -687,6 +687,12 @@ func TestAgentTraceServesOrigins(t *testing.T) {
 		}
 	}
 
+	// The dashboard lists the top origins under the process's details.
+	if code, page := httpGet(t, fmt.Sprintf("%s/?pid=%d", base, pid)); code != http.StatusOK ||
+		!strings.Contains(page, `<pre class="origins">`) || !strings.Contains(page, "main.leakyDial") {
+		t.Errorf("dashboard of pid %d: %d, no origins block naming main.leakyDial", pid, code)
+	}
+
 	plain, _, _ := startAgent(t, nil, "--interval", "1s")
 	if code, body := httpGet(t, plain+"/api/v1/origins"); code != http.StatusNotFound || !strings.Contains(body, "--trace") {
 		t.Errorf("agent without --trace: /api/v1/origins %d %s, want 404 naming --trace", code, body)
