@@ -80,7 +80,7 @@ func NewCollector(a *Agent) *Collector {
 		procOpenFDs:  d("closewait_process_open_fds", "Open fds of the process (top N only).", g, pl...),
 		procFDLimit:  d("closewait_process_fd_limit", "Soft RLIMIT_NOFILE of the process (top N only; absent when unlimited or unknown).", g, pl...),
 		procStatus:   d("closewait_process_status", "Process status by the agent's thresholds: 0 ok, 1 warning, 2 critical (top N only).", g, pl...),
-		procFindings: d("closewait_process_findings", "CLOSE_WAIT sockets of the process explained by each finding cause (missing-close, abandoned-unread, pool-idle, not-accepted, normal-half-close); top N only.", g, "pid", "comm", "cause"),
+		procFindings: d("closewait_process_findings", "CLOSE_WAIT sockets of the process explained by each finding cause ("+diagnose.CauseIDs()+"); top N only.", g, "pid", "comm", "cause"),
 		duration:     d("closewait_scrape_duration_seconds", "Time the latest scan (socket dump, owner search, diagnosis) took.", g),
 		errors:       d("closewait_scrape_errors_total", "Scans that failed since the agent started.", c),
 		scans:        d("closewait_scrapes_total", "Scans attempted since the agent started.", c),

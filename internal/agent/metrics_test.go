@@ -60,7 +60,7 @@ closewait_process_close_wait_oldest_age_seconds{comm="other",pid=""} 7200
 # TYPE closewait_process_fd_usage_ratio gauge
 closewait_process_fd_usage_ratio{comm="java",pid="10"} 0.87890625
 closewait_process_fd_usage_ratio{comm="other",pid=""} 0.6
-# HELP closewait_process_findings CLOSE_WAIT sockets of the process explained by each finding cause (missing-close, abandoned-unread, pool-idle, not-accepted, normal-half-close); top N only.
+# HELP closewait_process_findings CLOSE_WAIT sockets of the process explained by each finding cause (growing, fd-exhausted, abandoned-unread, missing-close, not-accepted, pool-idle, normal-half-close); top N only.
 # TYPE closewait_process_findings gauge
 closewait_process_findings{cause="missing-close",comm="java",pid="10"} 60
 closewait_process_findings{cause="pool-idle",comm="java",pid="10"} 60

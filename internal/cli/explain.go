@@ -1,16 +1,20 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/origins"
 	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/report"
 	"github.com/closewait/closewait/internal/snapshot"
@@ -20,11 +24,14 @@ import (
 type ExplainCmd struct {
 	ThresholdFlags
 	ScanFlags
-	PID    int           `arg:"" optional:"" help:"The process to explain; without it, the worst process holding CLOSE_WAIT sockets."`
+	PID    string        `arg:"" optional:"" placeholder:"PID" help:"The process to explain; without it, the worst process holding CLOSE_WAIT sockets."`
 	JSON   bool          `help:"Print the process's object of the JSON contract (as in closewait --json)."`
 	Sample time.Duration `placeholder:"DURATION" help:"Take two snapshots this far apart and add growth per minute and the time until the fd limit (e.g. 10s)."`
 	Color  string        `default:"auto" enum:"auto,always,never" help:"Colour the status word: auto, always, never."`
 	Peek   bool          `help:"Show the first bytes (up to 120) the peer sent that the process never read, for each finding with unread data: application data, read without consuming it (pidfd_getfd and MSG_PEEK; needs ptrace access, e.g. root)."`
+	Trace  time.Duration `placeholder:"DURATION" help:"First trace the process's socket creation this long (eBPF, as closewait trace) and add the top origins: the code that made its CLOSE_WAIT sockets."`
+
+	origins *tracedReport
 }
 
 // Help is shown by closewait explain --help.
@@ -35,6 +42,7 @@ func (c *ExplainCmd) Help() string {
   closewait explain 4121 --json        the process's JSON object
   closewait explain 4121 --peek        also show the unread bytes the peers sent (their last words)
   closewait explain                    the worst process on the host
+  closewait explain 4121 --trace 30s   also trace 30s: which code made its CLOSE_WAIT sockets
 
 Exit status: the process's status (0 ok, 1 warning, 2 critical); 0 when it holds no
 CLOSE_WAIT sockets; 3 when the process does not exist or closewait could not run.`
@@ -47,45 +55,59 @@ func (c *ExplainCmd) Run(g *Globals) error {
 		return err
 	}
 	fs := procscan.NewFS(g.ProcRoot)
-	if c.PID == 0 {
+	if c.Trace < 0 || (c.Trace > 0 && c.PID == "") {
+		return errors.New("--trace needs a positive duration and a pid: closewait explain PID --trace 30s")
+	}
+	if c.PID == "" {
 		return c.worst(g, th, fs)
 	}
-	if c.PID < 0 {
-		return fmt.Errorf("explain: %d is not a process id", c.PID)
+	pid, err := strconv.Atoi(c.PID)
+	if err != nil || pid <= 0 {
+		return fmt.Errorf("explain: %q is not a process id (a number above 0; leave it out to explain the worst process)", c.PID)
 	}
-	proc, err := fs.Process(c.PID)
+	if c.Trace > 0 {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		c.origins, _, err = g.traceOrigins(ctx, []int{pid}, c.Trace, 5, func([]int) {
+			fmt.Fprintf(g.stderr, "closewait: tracing socket creation in process %d for %v (Ctrl-C ends early)\n", pid, c.Trace)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	proc, err := fs.Process(pid)
 	if err != nil {
 		if errors.Is(err, procscan.ErrVanished) {
-			return fmt.Errorf("explain: no process %d (it does not exist or has exited)", c.PID)
+			return fmt.Errorf("explain: no process %d (it does not exist or has exited)", pid)
 		}
 		return fmt.Errorf("explain: %w", err)
 	}
 	opt := snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet}
 	// Only the process's own network namespace can hold its sockets.
 	var st unix.Stat_t
-	if unix.Stat(fs.Path(strconv.Itoa(c.PID), "ns", "net"), &st) == nil {
+	if unix.Stat(fs.Path(strconv.Itoa(pid), "ns", "net"), &st) == nil {
 		opt.NetNS = map[uint64]bool{st.Ino: true}
 	}
 	prev, snap, err := g.sample(opt, c.Sample)
 	if err != nil {
 		return err
 	}
-	r := diagnose.Analyze(snap, th, diagnose.Options{PIDs: map[int]bool{c.PID: true}, FS: &fs, AllThreads: true, Previous: prev})
+	r := diagnose.Analyze(snap, th, diagnose.Options{PIDs: map[int]bool{pid: true}, FS: &fs, AllThreads: true, Previous: prev})
 	var p *diagnose.ProcessReport
 	for _, pr := range r.Processes {
-		if pr.PID == c.PID {
+		if pr.PID == pid {
 			p = pr
 		}
 	}
 	if p == nil && snap.Partial && proc.UID != uint32(os.Geteuid()) {
-		return fmt.Errorf("explain: cannot see which sockets process %d (user %s) holds: its fds are not readable without privilege (run as root, or grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)", c.PID, proc.User)
+		return fmt.Errorf("explain: cannot see which sockets process %d (user %s) holds: its fds are not readable without privilege (run as root, or grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)", pid, proc.User)
 	}
 	if p == nil {
 		if c.JSON {
 			rt, why := diagnose.DetectRuntimeFS(proc, &fs)
-			return writeJSON(g, report.BuildJSONProcess(&diagnose.ProcessReport{PID: c.PID, Process: proc, Runtime: rt, RuntimeEvidence: why}))
+			return writeJSON(g, report.BuildJSONProcess(&diagnose.ProcessReport{PID: pid, Process: proc, Runtime: rt, RuntimeEvidence: why}))
 		}
-		fmt.Fprintf(g.stdout, "Process %d (%s) holds no CLOSE_WAIT sockets.\n", c.PID, proc.Comm)
+		fmt.Fprintf(g.stdout, "Process %d (%s) holds no CLOSE_WAIT sockets.\n", pid, proc.Comm)
 		return nil
 	}
 	return c.write(g, p, snap)
@@ -98,17 +120,33 @@ func (c *ExplainCmd) write(g *Globals, p *diagnose.ProcessReport, snap *snapshot
 		peeks = peekFindings(p)
 	}
 	var err error
-	if c.JSON {
+	switch {
+	case c.JSON:
 		jp := report.BuildJSONProcess(p)
 		report.AddPeeks(&jp, peeks)
-		err = writeJSON(g, jp)
-	} else {
+		if c.origins != nil {
+			err = writeJSON(g, explainTraced{jp, c.origins.Origins})
+		} else {
+			err = writeJSON(g, jp)
+		}
+	default:
 		err = report.WriteExplain(g.stdout, p, report.ExplainOptions{Color: useColor(g.stdout, c.Color), Now: snap.Time, Peeks: peeks})
+		if err == nil && c.origins != nil {
+			fmt.Fprintf(g.stdout, "\nOrigins (the code that made these sockets, traced %v):\n", c.origins.elapsed.Round(100*time.Millisecond))
+			err = origins.WriteText(g.stdout, c.origins.Report, origins.TextOptions{Indent: "  ", MaxFrames: 8})
+		}
 	}
 	if err != nil {
 		return err
 	}
 	return exitCode(p.Status.ExitCode())
+}
+
+// explainTraced is explain --json --trace: the process's object with the
+// origins of closewait trace --json.
+type explainTraced struct {
+	report.JSONProcess
+	Origins []origins.Origin `json:"origins"`
 }
 
 // worst explains the worst process of the host (closewait explain without a pid).

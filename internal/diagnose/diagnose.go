@@ -97,6 +97,9 @@ type ProcessReport struct {
 	Runtime string            // "java", "node", "python", "go", "ruby", "dotnet" or "other"
 	// RuntimeEvidence says what named the runtime ("libjvm.so is mapped"), or "".
 	RuntimeEvidence string
+	// Libraries are the client libraries the process shows ("hikaricp",
+	// "pgx", …; see settings.go), sorted: pool advice names their settings.
+	Libraries []string
 
 	CloseWait   int           // CLOSE_WAIT sockets it holds (shared ones count for each holder)
 	NotAccepted int           // of which waiting in its listeners' accept queues
@@ -137,6 +140,10 @@ type Report struct {
 	Sample time.Duration
 	// Selected is true when Options.PIDs narrowed the report to some processes.
 	Selected bool
+	// CloseWaitUnknown is true when the input could not count CLOSE_WAIT
+	// sockets (saved ss -s output): CloseWait is then not 0 but unknown,
+	// and so is the status.
+	CloseWaitUnknown bool
 }
 
 // UnattributedReport judges the CLOSE_WAIT sockets with no owner found.
@@ -146,6 +153,10 @@ type UnattributedReport struct {
 	HasAge  bool
 	Status  Status
 	Reasons []string
+	// Groups are the sockets grouped by uid and listening port or remote,
+	// judged alone, worst first (at most MaxUnownedGroups): what netlink
+	// shows any user.
+	Groups []UnownedGroup
 }
 
 // Options narrow a report to some processes and say what more it may read.
@@ -195,6 +206,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 	byPID := map[int]*procWork{}
 	hints := map[string]procscan.RuntimeHints{}
 	var last *procWork // the holder of the previous socket: usually this one's too
+	var unowned unownedGroups
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
 		if s.State != sockdiag.CloseWait {
@@ -211,6 +223,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 				r.Unattributed.HasAge = true
 				r.Unattributed.Oldest = max(r.Unattributed.Oldest, age)
 			}
+			unowned.add(s, age, hasAge)
 			continue
 		}
 	owners:
@@ -228,7 +241,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 				w = byPID[o.PID]
 				if w == nil {
 					p := &ProcessReport{PID: o.PID, Process: snap.Processes[o.PID]}
-					p.Runtime, p.RuntimeEvidence = detectRuntime(p.Process, opt.FS, hints)
+					p.Runtime, p.RuntimeEvidence, p.Libraries = detectRuntime(p.Process, opt.FS, hints)
 					w = a.newWork(p, base)
 					if n := w.socketsHint(); n > 0 {
 						p.Sockets = make([]*snapshot.Socket, 0, n+n/16+4)
@@ -300,6 +313,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 	}
 	u := &r.Unattributed
 	u.Status, u.Reasons = th.judge(u.Count, 0, u.Oldest, u.HasAge)
+	u.Groups = unowned.groups(th)
 	r.Status = max(r.Status, u.Status)
 	slices.SortFunc(r.Processes, func(a, b *ProcessReport) int {
 		return cmp.Or(
@@ -325,6 +339,15 @@ func holdsUnread(p *ProcessReport) bool {
 		}
 	}
 	return false
+}
+
+// Judge applies the thresholds to one holder's numbers: its CLOSE_WAIT
+// count, its open fds as a share of its soft limit (0: unknown) and its
+// oldest CLOSE_WAIT age (when hasAge). It is the one judgement of a process:
+// the report, explain, check, watch and the agent all use it. The reasons
+// say which thresholds were crossed.
+func (th Thresholds) Judge(count int, fdShare float64, oldest time.Duration, hasAge bool) (Status, []string) {
+	return th.judge(count, fdShare, oldest, hasAge)
 }
 
 // judge applies the thresholds to one holder's numbers.

@@ -11,23 +11,9 @@ import (
 	"github.com/closewait/closewait/internal/procscan"
 )
 
-// causeTitles say what each cause means, for headlines.
-var causeTitles = map[string]string{
-	diagnose.CauseMissingClose:    "read to EOF and never closed",
-	diagnose.CauseAbandonedUnread: "never read after the peer closed",
-	diagnose.CausePoolIdle:        "idle pooled connections the server closed",
-	diagnose.CauseNotAccepted:     "never accepted (waiting in the accept queue)",
-	diagnose.CauseNormalHalfClose: "young and few: a normal half-close",
-	diagnose.CauseGrowing:         "CLOSE_WAIT count growing",
-}
-
-// CauseTitle is a cause id in words ("read to EOF and never closed").
-func CauseTitle(cause string) string {
-	if t, ok := causeTitles[cause]; ok {
-		return t
-	}
-	return cause
-}
+// CauseTitle is a cause id in words ("read to EOF and never closed"), from
+// the cause registry.
+func CauseTitle(cause string) string { return diagnose.CauseTitle(cause) }
 
 // ExplainOptions shape the explain narrative.
 type ExplainOptions struct {
