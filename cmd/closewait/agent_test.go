@@ -48,7 +48,7 @@ func startAgent(t *testing.T, cred *syscall.Credential, args ...string) (string,
 	if err != nil {
 		t.Fatalf("agent printed no address (%v); stderr: %s", err, errb.String())
 	}
-	m := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)/`).FindStringSubmatch(line)
+	m := regexp.MustCompile(`listening on (https?://(?:127\.0\.0\.1|0\.0\.0\.0|\[::1?\]):\d+)/`).FindStringSubmatch(line)
 	if m == nil {
 		t.Fatalf("first line %q does not name the bound address", line)
 	}

@@ -52,6 +52,9 @@ const (
 type Options struct {
 	// ProcRoot is the procfs mount point; empty means /proc.
 	ProcRoot string
+	// ShowSecrets serves command lines as they are; by default
+	// secret-looking arguments are redacted (package redact).
+	ShowSecrets bool
 	// Interval is the time between scans; zero means DefaultInterval.
 	Interval time.Duration
 	// Thresholds judge each process; the zero value disables every rule, so
@@ -174,6 +177,7 @@ func (a *Agent) Scan() error {
 	trust := (n-1)%uint64(a.opt.FullCheckEvery) != 0
 	snap, err := snapshot.Take(snapshot.Options{
 		ProcRoot:       a.opt.ProcRoot,
+		ShowSecrets:    a.opt.ShowSecrets,
 		CompleteScan:   a.opt.CompleteScan,
 		ForceProcNet:   a.opt.ForceProcNet,
 		OwnerSource:    a.opt.OwnerSource,

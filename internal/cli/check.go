@@ -12,6 +12,7 @@ import (
 // CheckCmd is `closewait check`: the limits and sysctls that matter to
 // CLOSE_WAIT on this host, and those that do not.
 type CheckCmd struct {
+	SecretsFlag
 	SysctlRoot string  `name:"path.sysctl" placeholder:"DIR" help:"Where /proc/sys is (default: --path.procfs/sys)."`
 	JSON       bool    `help:"Print JSON (version 1) instead of text."`
 	PID        []int   `name:"pid" sep:"," placeholder:"PID" help:"Only review these processes' limits (settings are host-wide)."`

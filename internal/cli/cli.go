@@ -16,6 +16,7 @@ import (
 
 	"github.com/closewait/closewait/internal/diagnose"
 	"github.com/closewait/closewait/internal/netns"
+	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/snapshot"
 	"github.com/closewait/closewait/internal/sockdiag"
 	"github.com/closewait/closewait/internal/sockevents"
@@ -59,6 +60,7 @@ type Globals struct {
 	Owners   string `default:"auto" enum:"auto,ebpf,proc" help:"How to find the process owning each socket: ebpf (an in-kernel task_file iterator: needs Linux ≥ 5.8 with BTF and CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN), proc (read /proc/PID/fd), or auto (ebpf where permitted and worth it, else proc)."`
 
 	stdout, stderr io.Writer
+	showSecrets    bool // set by SecretsFlag
 	owners         ownerState
 	feed           *sockevents.Feed // the change feed of watch and agent, once opened
 }
@@ -176,6 +178,22 @@ type ScanFlags struct {
 	ProcNet  bool `name:"proc-net" help:"Read /proc/net/tcp instead of netlink sock_diag (no ages)."`
 }
 
+// SecretsFlag is taken by the commands that show process command lines.
+type SecretsFlag struct {
+	ShowSecrets bool `help:"Show command lines as they are. By default secret-looking arguments (--password=…, mysql -p…, user:pass@ in URLs, token, secret and key flags, X_TOKEN=…) are shown as ***."`
+}
+
+// AfterApply hands the flag to Globals, which reads processes.
+func (f SecretsFlag) AfterApply(g *Globals) error {
+	g.showSecrets = f.ShowSecrets
+	return nil
+}
+
+// procFS returns the procfs reader of this run.
+func (g *Globals) procFS() procscan.FS {
+	return procscan.NewFS(g.ProcRoot).ShowingSecrets(g.showSecrets)
+}
+
 // FilterFlags select sockets.
 type FilterFlags struct {
 	PID    []int         `name:"pid" sep:"," placeholder:"PID" help:"Only sockets held by these processes (repeat or comma-separate)."`
@@ -248,7 +266,7 @@ func ParseStates(s string) (sockdiag.StateSet, error) {
 
 // take takes a snapshot, printing notices and, with -v, how it went.
 func (g *Globals) take(opt snapshot.Options) (*snapshot.Snapshot, error) {
-	opt.ProcRoot = g.ProcRoot
+	opt.ProcRoot, opt.ShowSecrets = g.ProcRoot, g.showSecrets
 	if !opt.NoOwners && opt.OwnerSource == nil {
 		opt.OwnerSource = g.OwnerSource(false)
 	}

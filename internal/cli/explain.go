@@ -20,6 +20,7 @@ import (
 type ExplainCmd struct {
 	ThresholdFlags
 	ScanFlags
+	SecretsFlag
 	PID    int           `arg:"" optional:"" help:"The process to explain; without it, the worst process holding CLOSE_WAIT sockets."`
 	JSON   bool          `help:"Print the process's object of the JSON contract (as in closewait --json)."`
 	Sample time.Duration `placeholder:"DURATION" help:"Take two snapshots this far apart and add growth per minute and the time until the fd limit (e.g. 10s)."`
@@ -44,7 +45,7 @@ func (c *ExplainCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	fs := procscan.NewFS(g.ProcRoot)
+	fs := g.procFS()
 	if c.PID == 0 {
 		return c.worst(g, th, fs)
 	}

@@ -4,7 +4,6 @@ import (
 	"time"
 
 	"github.com/closewait/closewait/internal/diagnose"
-	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/report"
 	"github.com/closewait/closewait/internal/snapshot"
 )
@@ -13,6 +12,7 @@ import (
 type ReportCmd struct {
 	ThresholdFlags
 	ScanFlags
+	SecretsFlag
 	JSON   bool          `help:"Print the JSON contract (version 1) instead of the text report."`
 	PID    []int         `name:"pid" sep:"," placeholder:"PID" help:"Only these processes (their status alone sets the exit code)."`
 	Color  string        `default:"auto" enum:"auto,always,never" help:"Colour the status words: auto (terminal and no NO_COLOR), always, never."`
@@ -39,7 +39,7 @@ func (c *ReportCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	fs := procscan.NewFS(g.ProcRoot)
+	fs := g.procFS()
 	opt.FS, opt.Previous = &fs, prev
 	r := diagnose.Analyze(snap, th, opt)
 	if c.History.Set {

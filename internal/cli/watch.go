@@ -26,6 +26,7 @@ import (
 type WatchCmd struct {
 	ThresholdFlags
 	ScanFlags
+	SecretsFlag
 	FeedFlag
 	PID      []int         `name:"pid" sep:"," placeholder:"PID" help:"Only these processes."`
 	Interval time.Duration `default:"2s" placeholder:"DURATION" help:"Time between snapshots (default 2s, at least 100ms)."`

@@ -90,6 +90,9 @@ type Snapshot struct {
 type Options struct {
 	// ProcRoot is the procfs mount point; empty means /proc.
 	ProcRoot string
+	// ShowSecrets keeps process command lines as they are; by default
+	// secret-looking arguments are redacted (package redact).
+	ShowSecrets bool
 	// States are the states to list socket by socket; zero means CLOSE_WAIT.
 	States sockdiag.StateSet
 	// NoOwners skips the owner scan.
@@ -162,7 +165,7 @@ func Take(opt Options) (*Snapshot, error) {
 		Detail:    detail,
 		Processes: make(map[int]*procscan.Process),
 	}
-	fs := procscan.NewFS(opt.ProcRoot)
+	fs := procscan.NewFS(opt.ProcRoot).ShowingSecrets(opt.ShowSecrets)
 	if opt.Previous != nil { // about as many sockets as last time: no regrowth of a large slice
 		snap.Sockets = make([]Socket, 0, len(opt.Previous.Sockets)+len(opt.Previous.Sockets)/8+16)
 	} else if n := tcpInUse(fs); n > 1024 {
