@@ -101,10 +101,3 @@ func (l *connLimit) connState(c net.Conn, s http.ConnState) {
 		ci.state, ci.since = s, time.Now()
 	}
 }
-
-// open returns the number of connections held (tests).
-func (l *connLimit) open() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.conns)
-}
