@@ -58,14 +58,15 @@ func NewServer(h http.Handler) *http.Server {
 //
 //	/                       the dashboard
 //	/metrics                Prometheus metrics (503 when 4 scrapes are already in flight)
-//	/healthz                200 "ok" when the latest scan succeeded and is recent, else 503
+//	/healthz                200 "ok" when the latest scan succeeded and is recent, else 503;
+//	                        then one "note: …" line per notice of the latest snapshot
 //	/api/v1/snapshot        the JSON contract of the latest report (as closewait --json)
 //	/api/v1/processes/{pid} one process of it
 //	/api/v1/history         ?pid=N&since=DURATION: a process's series; without pid, the host totals
 //	/static/{file}          embedded assets
 func (a *Agent) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(a),
+	reg.MustRegister(NewCollector(a), newPartialCollector(a),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -198,6 +199,9 @@ func (a *Agent) healthz(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	fmt.Fprintln(w, why)
+	for _, n := range a.notices() { // what the agent cannot see (no owners without privilege): on every scan
+		fmt.Fprintln(w, "note: "+n)
+	}
 }
 
 // report returns the latest report, or answers 503.

@@ -29,11 +29,11 @@ func (c *CheckCmd) Run(g *Globals) error {
 			return fmt.Errorf("%s must be a share above 0 and at most 1 (0.8 = 80%%), got %v", name, v)
 		}
 	}
+	if err := g.checkPIDs(c.PID); err != nil {
+		return err
+	}
 	pids := map[int]bool{}
 	for _, p := range c.PID {
-		if p <= 0 {
-			return fmt.Errorf("--pid %d is not a process id", p)
-		}
 		pids[p] = true
 	}
 	root := c.SysctlRoot

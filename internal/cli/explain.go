@@ -52,6 +52,9 @@ func (c *ExplainCmd) Run(g *Globals) error {
 	if c.PID < 0 {
 		return fmt.Errorf("explain: %d is not a process id", c.PID)
 	}
+	if err := g.checkPIDs([]int{c.PID}); err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
 	proc, err := fs.Process(c.PID)
 	if err != nil {
 		if errors.Is(err, procscan.ErrVanished) {

@@ -13,6 +13,7 @@ type ReportCmd struct {
 	ThresholdFlags
 	ScanFlags
 	SecretsFlag
+	ProgramFlags
 	JSON   bool          `help:"Print the JSON contract (version 1) instead of the text report."`
 	PID    []int         `name:"pid" sep:"," placeholder:"PID" help:"Only these processes (their status alone sets the exit code)."`
 	Color  string        `default:"auto" enum:"auto,always,never" help:"Colour the status words: auto (terminal and no NO_COLOR), always, never."`
@@ -28,6 +29,12 @@ func (c *ReportCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
+	if err := c.ProgramFlags.check(); err != nil {
+		return err
+	}
+	if err := g.checkPIDs(c.PID); err != nil {
+		return err
+	}
 	var opt diagnose.Options
 	if len(c.PID) > 0 {
 		opt.PIDs = map[int]bool{}
@@ -41,6 +48,7 @@ func (c *ReportCmd) Run(g *Globals) error {
 	}
 	fs := g.procFS()
 	opt.FS, opt.Previous = &fs, prev
+	opt.PIDs = c.ProgramFlags.pids(snap, fs, opt.PIDs)
 	r := diagnose.Analyze(snap, th, opt)
 	if c.History.Set {
 		d, err := c.History.recordHistory(r)

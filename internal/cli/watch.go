@@ -28,6 +28,7 @@ type WatchCmd struct {
 	ScanFlags
 	SecretsFlag
 	FeedFlag
+	ProgramFlags
 	PID      []int         `name:"pid" sep:"," placeholder:"PID" help:"Only these processes."`
 	Interval time.Duration `default:"2s" placeholder:"DURATION" help:"Time between snapshots (default 2s, at least 100ms)."`
 	Count    int           `placeholder:"N" help:"Stop after N intervals (0: run until q or Ctrl-C). The exit code is then the last interval's status."`
@@ -58,19 +59,23 @@ func (c *WatchCmd) Run(g *Globals) error {
 	if c.JSON && c.Plain {
 		return errors.New("--json and --plain exclude each other")
 	}
+	if err := c.ProgramFlags.check(); err != nil {
+		return err
+	}
+	if err := g.checkPIDs(c.PID); err != nil {
+		return err
+	}
 	var pids map[int]bool
 	if len(c.PID) > 0 {
 		pids = map[int]bool{}
 		for _, p := range c.PID {
-			if p <= 0 {
-				return fmt.Errorf("--pid %d is not a process id", p)
-			}
 			pids[p] = true
 		}
 	}
 	feed := g.changeFeed(c.Feed)
 	opt := watch.Options{
 		Thresholds: th, PIDs: pids, Window: c.Window,
+		Select: func(snap *snapshot.Snapshot) map[int]bool { return c.ProgramFlags.pids(snap, g.procFS(), pids) },
 		// Between full checks (about once a minute), a reused owner is trusted
 		// while its process lives (one check per process, not per socket) and
 		// tcp_info is carried from the previous tick (looked up for new sockets).

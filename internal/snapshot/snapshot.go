@@ -521,7 +521,13 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt Options, prev *prevIndex) e
 		}
 		snap.Processes[pid] = p
 	}
-	if res.Denied > 0 {
+	if res.Denied == 0 && opt.SkipUnowned && opt.Previous != nil && opt.Previous.Partial {
+		// The sockets nobody could be found holding were not searched
+		// again (SkipUnowned): the previous search's denials still hold,
+		// and an incremental snapshot must say so as a full one does.
+		snap.Stats.Scan.Denied = opt.Previous.Stats.Scan.Denied
+	}
+	if snap.Stats.Scan.Denied > 0 {
 		snap.Partial = true
 		unowned := 0
 		for _, s := range snap.Sockets {
@@ -532,7 +538,7 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt Options, prev *prevIndex) e
 		if unowned > 0 {
 			snap.Notices = append(snap.Notices, fmt.Sprintf(
 				"%d sockets have no owner shown: %d processes' fd tables could not be read (run as root, or grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)",
-				unowned, res.Denied))
+				unowned, snap.Stats.Scan.Denied))
 		}
 	}
 	return nil

@@ -38,6 +38,10 @@ type Options struct {
 	Thresholds diagnose.Thresholds
 	// PIDs, when set, keeps only these processes.
 	PIDs map[int]bool
+	// Select, when set, returns the processes to keep in each snapshot
+	// (processes come and go: a filter by program name is applied anew each
+	// tick); it replaces PIDs.
+	Select func(*snapshot.Snapshot) map[int]bool
 	// Window is the span growth is measured over; zero means DefaultWindow.
 	// Until a window has passed, growth covers the time since the first tick.
 	Window time.Duration
@@ -104,7 +108,11 @@ func (s *Sampler) Next() (*Tick, error) {
 	if len(s.baselines) > 0 {
 		base = s.baselines[0]
 	}
-	r := s.analyzer.Analyze(snap, s.opt.Thresholds, diagnose.Options{PIDs: s.opt.PIDs, Previous: base})
+	pids := s.opt.PIDs
+	if s.opt.Select != nil {
+		pids = s.opt.Select(snap)
+	}
+	r := s.analyzer.Analyze(snap, s.opt.Thresholds, diagnose.Options{PIDs: pids, Previous: base})
 	s.n++
 	t := &Tick{N: s.n, Report: r, Took: time.Since(start), Trends: map[int][]int{}}
 	if base != nil {
