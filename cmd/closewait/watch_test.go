@@ -190,7 +190,7 @@ func TestWatchBadFlags(t *testing.T) {
 func TestReportHistoryShowsGrowthSinceLastRun(t *testing.T) {
 	h := cwtest.Start(t, cwtest.Spec{LeakEvery: 50 * time.Millisecond, LeakMax: 600})
 	h.Next("LEAK")
-	path := filepath.Join(t.TempDir(), "state", "history.db")
+	path := filepath.Join(t.TempDir(), "history.db")
 	pid := strconv.Itoa(h.PID)
 
 	type out struct {

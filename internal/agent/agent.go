@@ -67,6 +67,11 @@ type Options struct {
 	// History stores the per-process series; nil means an in-memory ring
 	// keeping Retention (nothing is written to disk).
 	History History
+	// HistoryProblem, when set, says why the history file the user asked
+	// for is not used (it is damaged): the agent keeps its history in
+	// memory and says so in every scan's notices, on /healthz and in the
+	// closewait_history_file_ok metric.
+	HistoryProblem string
 	// Retention is how long the in-memory history keeps points; zero means
 	// DefaultRetention. Ignored when History is set.
 	Retention time.Duration
@@ -199,6 +204,9 @@ func (a *Agent) Scan() error {
 		a.log.Error("scan failed", "err", err)
 		return err
 	}
+	if a.opt.HistoryProblem != "" {
+		snap.Notices = append(snap.Notices, a.historyNotice())
+	}
 	r := a.analyzer.Analyze(snap, a.opt.Thresholds, diagnose.Options{})
 	if herr := a.hist.Record(r); herr != nil {
 		// The scan itself worked: count the error, keep serving the report.
@@ -243,5 +251,13 @@ func (a *Agent) Healthy(now time.Time) (bool, string) {
 	case now.Sub(st.Time) > 3*a.opt.Interval+10*time.Second:
 		return false, fmt.Sprintf("last scan finished %s ago (interval %s)", now.Sub(st.Time).Round(time.Second), a.opt.Interval)
 	}
+	if a.opt.HistoryProblem != "" {
+		return true, "ok; " + a.historyNotice()
+	}
 	return true, "ok"
+}
+
+// historyNotice says that the history file is not used, and why.
+func (a *Agent) historyNotice() string {
+	return "history kept in memory only, the file is not used: " + a.opt.HistoryProblem
 }

@@ -34,7 +34,7 @@ type Collector struct {
 	procCW, procOldest, procFDRatio, procStatus metricDesc
 	procOpenFDs, procFDLimit, procFindings      metricDesc
 	duration, errors, scans, success, lastScan  metricDesc
-	topN                                        metricDesc
+	topN, historyOK                             metricDesc
 }
 
 // Metric names the agent exports (without the client library's go_ and
@@ -58,6 +58,7 @@ var MetricNames = []string{
 	"closewait_scrape_success",
 	"closewait_last_scrape_timestamp_seconds",
 	"closewait_top_processes",
+	"closewait_history_file_ok",
 }
 
 // NewCollector makes the collector of an agent.
@@ -86,6 +87,7 @@ func NewCollector(a *Agent) *Collector {
 		success:      d("closewait_scrape_success", "1 if the latest scan succeeded, else 0.", g),
 		lastScan:     d("closewait_last_scrape_timestamp_seconds", "Unix time the latest scan ended.", g),
 		topN:         d("closewait_top_processes", "The agent's --top: how many processes get their own series.", g),
+		historyOK:    d("closewait_history_file_ok", "1 when the history file (--history) is in use, 0 when it was refused as damaged and the history is kept in memory only; absent without --history.", g),
 	}
 }
 
@@ -93,7 +95,7 @@ func NewCollector(a *Agent) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []metricDesc{c.sockets, c.unattributed, c.processes, c.status, c.procCW, c.procOldest,
 		c.procFDRatio, c.procOpenFDs, c.procFDLimit, c.procStatus, c.procFindings, c.duration, c.errors,
-		c.scans, c.success, c.lastScan, c.topN} {
+		c.scans, c.success, c.lastScan, c.topN, c.historyOK} {
 		ch <- d.desc
 	}
 }
@@ -125,6 +127,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- c.errors.must(float64(a.errors.Load()))
 	ch <- c.scans.must(float64(a.scans.Load()))
 	ch <- c.topN.must(float64(a.opt.TopN))
+	switch {
+	case a.opt.HistoryProblem != "":
+		ch <- c.historyOK.must(0)
+	case a.opt.History != nil:
+		ch <- c.historyOK.must(1)
+	}
 	st := a.state.Load()
 	if st == nil {
 		ch <- c.success.must(0)

@@ -62,11 +62,17 @@ func (c *AgentCmd) Run(g *Globals) error {
 	defer g.closeOwners()
 	if c.History != "" {
 		st, err := history.Open(c.History, history.Options{MaxAge: c.Retention})
-		if err != nil {
+		switch {
+		case errors.Is(err, history.ErrDamaged):
+			// Keep serving: the metrics matter more than the charts' past.
+			opt.HistoryProblem = err.Error()
+			fmt.Fprintf(g.stderr, "closewait: --history: %v; serving with the history in memory only\n", oneLine(historyError(err)))
+		case err != nil:
 			return fmt.Errorf("--history: %w", err)
+		default:
+			defer st.Close()
+			opt.History = agent.FromStore(st)
 		}
-		defer st.Close()
-		opt.History = agent.FromStore(st)
 	}
 	return c.serve(g, opt)
 }

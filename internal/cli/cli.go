@@ -45,6 +45,7 @@ type CLI struct {
 	Destroy DestroyCmd `cmd:"" help:"Destroy chosen CLOSE_WAIT sockets in the kernel (dry run unless --yes)."`
 	Analyze AnalyzeCmd `cmd:"" help:"Analyze saved ss, netstat or lsof output from another host."`
 	Check   CheckCmd   `cmd:"" help:"Review the limits and sysctls that matter to CLOSE_WAIT on this host."`
+	History HistoryCmd `cmd:"" help:"Check a history store (--history) without writing to it."`
 
 	Help       HelpCmd       `cmd:"" help:"Explain a topic (CLOSE_WAIT, causes, reading the output, runtimes, keepalive, ...) or a command; alone, list the topics."`
 	Man        ManCmd        `cmd:"" help:"Print the man page, closewait(1), generated from this command line (roff)."`

@@ -25,6 +25,7 @@ type ExplainCmd struct {
 	JSON   bool          `help:"Print the process's object of the JSON contract (as in closewait --json)."`
 	Sample time.Duration `placeholder:"DURATION" help:"Take two snapshots this far apart and add growth per minute and the time until the fd limit (e.g. 10s)."`
 	Color  string        `default:"auto" enum:"auto,always,never" help:"Colour the status word: auto, always, never."`
+	Peek   bool          `help:"Show the first bytes (up to 120) the peer sent that the process never read, for each finding with unread data: application data, read without consuming it (pidfd_getfd and MSG_PEEK; needs ptrace access, e.g. root)."`
 }
 
 // Help is shown by closewait explain --help.
@@ -33,6 +34,7 @@ func (c *ExplainCmd) Help() string {
   closewait explain 4121               what is leaking, since when, why, what to run next
   closewait explain 4121 --sample 10s  the same with growth per minute and the time to the fd limit
   closewait explain 4121 --json        the process's JSON object
+  closewait explain 4121 --peek        also show the unread bytes the peers sent (their last words)
   closewait explain                    the worst process on the host
 
 Exit status: the process's status (0 ok, 1 warning, 2 critical); 0 when it holds no
@@ -95,11 +97,17 @@ func (c *ExplainCmd) Run(g *Globals) error {
 
 // write prints one process's explanation and ends with its status.
 func (c *ExplainCmd) write(g *Globals, p *diagnose.ProcessReport, snap *snapshot.Snapshot) error {
+	var peeks map[int]report.Peek
+	if c.Peek {
+		peeks = peekFindings(p)
+	}
 	var err error
 	if c.JSON {
-		err = writeJSON(g, report.BuildJSONProcess(p))
+		jp := report.BuildJSONProcess(p)
+		report.AddPeeks(&jp, peeks)
+		err = writeJSON(g, jp)
 	} else {
-		err = report.WriteExplain(g.stdout, p, report.ExplainOptions{Color: useColor(g.stdout, c.Color), Now: snap.Time})
+		err = report.WriteExplain(g.stdout, p, report.ExplainOptions{Color: useColor(g.stdout, c.Color), Now: snap.Time, Peeks: peeks})
 	}
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -51,7 +52,7 @@ func (g *Globals) OwnerSource(longRunning bool) procscan.SocketFDSource {
 		why = "--path.procfs is not /proc"
 	case !ebpfowners.InInitPIDNS():
 		why = "not in the host's pid namespace (the iterator reports host pids)"
-	case !explicit && !longRunning && hostOpenFiles() < autoEBPFMinFDs:
+	case !explicit && !longRunning && hostOpenFiles(g.ProcRoot) < autoEBPFMinFDs:
 		if g.Verbose {
 			fmt.Fprintf(g.stderr, "closewait: owners: /proc walk (fewer than %d open files on the host: cheaper than loading eBPF)\n", autoEBPFMinFDs)
 		}
@@ -139,9 +140,9 @@ func (g *Globals) closeOwners() {
 }
 
 // hostOpenFiles reads the number of allocated file handles from
-// /proc/sys/fs/file-nr, or 0.
-func hostOpenFiles() int {
-	b, err := os.ReadFile("/proc/sys/fs/file-nr")
+// sys/fs/file-nr under the procfs mount procRoot (--path.procfs), or 0.
+func hostOpenFiles(procRoot string) int {
+	b, err := os.ReadFile(filepath.Join(procRoot, "sys", "fs", "file-nr"))
 	if err != nil {
 		return 0
 	}

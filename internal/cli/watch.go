@@ -181,6 +181,9 @@ func utf8Locale() bool {
 type HistoryFlag struct {
 	Set  bool
 	Path string
+	// Default is set when Path is history.DefaultPath(), whose directory
+	// is created when missing (a path the user names must exist).
+	Default bool
 }
 
 // Decode implements kong.MapperValue: the value is taken only when given
@@ -188,7 +191,7 @@ type HistoryFlag struct {
 func (h *HistoryFlag) Decode(ctx *kong.DecodeContext) error {
 	h.Set = true
 	if ctx.Scan.Peek().Type != kong.FlagValueToken {
-		h.Path = history.DefaultPath()
+		h.Path, h.Default = history.DefaultPath(), true
 		return nil
 	}
 	var v string
@@ -198,7 +201,7 @@ func (h *HistoryFlag) Decode(ctx *kong.DecodeContext) error {
 	if v == "" {
 		return errors.New("--history= needs a path (or use --history alone for the default)")
 	}
-	h.Path = v
+	h.Path, h.Default = v, false
 	return nil
 }
 
@@ -207,11 +210,19 @@ func (h *HistoryFlag) IsBool() bool { return true }
 
 // Open opens the store the flag names.
 func (h *HistoryFlag) Open() (*history.Store, error) {
-	st, err := history.Open(h.Path, history.Options{})
+	st, err := history.Open(h.Path, history.Options{CreateDir: h.Default})
 	if err != nil {
-		return nil, err
+		return nil, historyError(err)
 	}
 	return st, nil
+}
+
+// historyError adds to a damaged store's error what to do about it.
+func historyError(err error) error {
+	if errors.Is(err, history.ErrDamaged) {
+		return fmt.Errorf("%w; the file was left as it is: see `closewait history --help` to check or repair it", err)
+	}
+	return err
 }
 
 // recordHistory compares a report with the store's last record, then

@@ -28,6 +28,14 @@ func runChild(role string) int {
 		// hold returns only on failure: a healthy holder is killed by its test.
 		fmt.Println("ERROR", hold(spec))
 		return 2
+	case "fdleak", "pool":
+		run := runFDLeak
+		if role == "pool" {
+			run = runPool
+		}
+		// They return only on failure: a healthy child is killed by its test.
+		fmt.Println("ERROR", run())
+		return 2
 	case "sharer":
 		fmt.Println("READY")
 		_, _ = io.Copy(io.Discard, os.Stdin)

@@ -18,6 +18,7 @@ package cwtest
 
 import (
 	"bufio"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -61,6 +62,9 @@ type Spec struct {
 	Unread int
 	// UnreadBytes is how much data the test sends on each unread connection before its FIN.
 	UnreadBytes int
+	// UnreadData, when set, is what the test sends on each unread
+	// connection before its FIN, instead of UnreadBytes zero bytes.
+	UnreadData []byte
 	// NotAccepted connections are left in the listener's accept queue: the
 	// holder stops accepting after the others, and they reach CLOSE_WAIT with no fd.
 	NotAccepted int
@@ -139,30 +143,7 @@ func Start(t testing.TB, spec Spec) *Holder {
 	if spec.UID != 0 {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: spec.UID, Gid: spec.GID}}
 	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatalf("cwtest: pipe: %v", err)
-	}
-	cmd.Stdin = pr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatalf("cwtest: stdout pipe: %v", err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("cwtest: start holder: %v", err)
-	}
-	pr.Close()
-	h := &Holder{PID: cmd.Process.Pid, t: t, cmd: cmd, stdin: pw, lines: make(chan string, 64)}
-	t.Cleanup(h.Stop)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			h.lines <- sc.Text()
-		}
-		close(h.lines)
-	}()
-
+	h := launch(t, cmd)
 	f := h.expect("LISTEN")
 	h.Listen = netip.MustParseAddrPort(f[1])
 	for i := 0; i < spec.ReadEOF+spec.Unread+spec.NotAccepted; i++ {
@@ -196,6 +177,37 @@ func Start(t testing.TB, spec Spec) *Holder {
 	return h
 }
 
+// launch starts cmd as a child that speaks the holder's line protocol:
+// commands on its stdin (closed when the test ends, so that it exits),
+// one reply per line on its stdout. It is ended by its pid when the test ends.
+func launch(t testing.TB, cmd *exec.Cmd) *Holder {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatalf("cwtest: pipe: %v", err)
+	}
+	cmd.Stdin = pr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatalf("cwtest: stdout pipe: %v", err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("cwtest: start %s: %v", cmd.Path, err)
+	}
+	pr.Close()
+	h := &Holder{PID: cmd.Process.Pid, t: t, cmd: cmd, stdin: pw, lines: make(chan string, 64)}
+	t.Cleanup(h.Stop)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			h.lines <- sc.Text()
+		}
+		close(h.lines)
+	}()
+	return h
+}
+
 // dialHalfClose connects to the holder, sends data for unread connections,
 // half-closes, and waits until the kernel has acknowledged the FIN (client
 // in FIN_WAIT2), which means the holder's end is in CLOSE_WAIT.
@@ -217,8 +229,11 @@ func (h *Holder) dialHalfClose(spec Spec, mode string) *net.TCPConn {
 		tc = c.(*net.TCPConn)
 	}
 	h.clients = append(h.clients, tc)
-	if mode == "unread" && spec.UnreadBytes > 0 {
-		if _, err := tc.Write(make([]byte, spec.UnreadBytes)); err != nil {
+	if data := spec.UnreadData; mode == "unread" && (len(data) > 0 || spec.UnreadBytes > 0) {
+		if len(data) == 0 {
+			data = make([]byte, spec.UnreadBytes)
+		}
+		if _, err := tc.Write(data); err != nil {
 			h.t.Fatalf("cwtest: write: %v", err)
 		}
 	}
@@ -283,6 +298,28 @@ func (h *Holder) expect(word string) []string {
 		h.t.Fatalf("cwtest: holder %d did not say %s within 10s", h.PID, word)
 	}
 	return nil
+}
+
+// ReadAll makes the holder read each of its connections to EOF, as its
+// application would, and returns what it read from each, by the peer's port.
+func (h *Holder) ReadAll() map[uint16][]byte {
+	h.t.Helper()
+	h.send("read")
+	out := map[uint16][]byte{}
+	for {
+		f := h.expect("READ")
+		if len(f) == 2 && f[1] == "done" {
+			return out
+		}
+		if len(f) != 4 {
+			h.t.Fatalf("cwtest: holder said %q", strings.Join(f, " "))
+		}
+		b, err := hex.DecodeString(strings.TrimPrefix(f[3], "-"))
+		if err != nil {
+			h.t.Fatalf("cwtest: holder said %q: %v", strings.Join(f, " "), err)
+		}
+		out[netip.MustParseAddrPort(f[2]).Port()] = b
+	}
 }
 
 // Next waits for the next line the holder prints (e.g. "LEAK local remote"

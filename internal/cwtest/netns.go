@@ -123,6 +123,19 @@ func serveCommands(lines <-chan string, held []*net.TCPConn) {
 			}
 			fmt.Fprintln(w, "PROBE done")
 			w.Flush()
+		case "read":
+			w := bufio.NewWriter(os.Stdout)
+			for _, c := range held {
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				b, err := io.ReadAll(c)
+				if err != nil {
+					fmt.Fprintln(w, "ERROR read:", err)
+					break
+				}
+				fmt.Fprintf(w, "READ %v %v -%x\n", addrPort(c.LocalAddr()), addrPort(c.RemoteAddr()), b)
+			}
+			fmt.Fprintln(w, "READ done")
+			w.Flush()
 		}
 	}
 }

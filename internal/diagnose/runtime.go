@@ -7,9 +7,6 @@ import (
 	"github.com/closewait/closewait/internal/procscan"
 )
 
-// Runtimes are the language runtimes closewait gives specific advice for.
-var Runtimes = []string{"java", "node", "python", "go", "ruby", "dotnet", "other"}
-
 // RuntimeFacts are the inputs of runtime detection: the process's names and,
 // when they could be read, its mapped libraries and Go build info.
 type RuntimeFacts struct {
@@ -78,27 +75,18 @@ func ClassifyRuntime(f RuntimeFacts) (runtime, evidence string) {
 	return "other", ""
 }
 
-// DetectRuntime names the language runtime of a process from its executable
-// and command line: "java", "node", "python", "go", "ruby", "dotnet" or
-// "other". Without mapped libraries or build info (see [ClassifyRuntime] and
-// [procscan.FS.RuntimeHints]) a Go binary shows as "other".
-func DetectRuntime(p *procscan.Process) string {
-	if p == nil {
-		return "other"
-	}
-	rt, _ := ClassifyRuntime(RuntimeFacts{Exe: p.Exe, Cmdline: p.Cmdline, Comm: p.Comm})
-	return rt
-}
-
-// DetectRuntimeFS is DetectRuntime with the mapped libraries and Go build
-// info read through fs (nil: names only); it also says what gave the runtime away.
+// DetectRuntimeFS names the language runtime of a process ("java", "node",
+// "python", "go", "ruby", "dotnet" or "other") from its executable, command
+// line, and the mapped libraries and Go build info read through fs (nil:
+// names only, and a Go binary shows as "other"); it also says what gave the
+// runtime away.
 func DetectRuntimeFS(p *procscan.Process, fs *procscan.FS) (runtime, evidence string) {
 	return detectRuntime(p, fs, nil)
 }
 
-// detectRuntime is DetectRuntime with the hints read through fs. cache, when
-// not nil, keeps hints by executable: forked workers of one program (the
-// usual holders of many sockets) are read once.
+// detectRuntime is DetectRuntimeFS. cache, when not nil, keeps hints by
+// executable: forked workers of one program (the usual holders of many
+// sockets) are read once.
 func detectRuntime(p *procscan.Process, fs *procscan.FS, cache map[string]procscan.RuntimeHints) (string, string) {
 	if p == nil {
 		return "other", ""

@@ -8,7 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,6 +58,9 @@ type Options struct {
 	// Timeout is how long Open waits for another process's lock; zero means
 	// DefaultTimeout (3 s).
 	Timeout time.Duration
+	// CreateDir creates the file's directory when it is missing (for
+	// DefaultPath). Otherwise a path in a missing directory is refused.
+	CreateDir bool
 }
 
 // Store is an open history file.
@@ -86,7 +91,11 @@ func DefaultPath() string {
 	return filepath.Join(os.TempDir(), fmt.Sprintf("closewait-%d", os.Geteuid()), "history.db")
 }
 
-// Open opens the store at path, creating it and its directory if needed.
+// Open opens the store at path, creating the file if needed. The path
+// must name a regular file, or a new file in an existing directory (which
+// Options.CreateDir creates instead). An existing file is checked before
+// anything is written to it: a damaged one is refused with an error that
+// wraps ErrDamaged, and left as it is.
 func Open(path string, opt Options) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("history: empty path")
@@ -106,18 +115,137 @@ func Open(path string, opt Options) (*Store, error) {
 	if opt.MaxBytes < MinMaxBytes {
 		return nil, fmt.Errorf("history: max size %d bytes is below the minimum %d", opt.MaxBytes, MinMaxBytes)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("history: %w", err)
+	exists, err := checkPath(path, opt.CreateDir)
+	if err != nil {
+		return nil, fmt.Errorf("history %s: %w", path, err)
+	}
+	s := &Store{path: path, opt: opt}
+	if exists {
+		if err := s.checkExisting(nil); err != nil {
+			return nil, err
+		}
 	}
 	// A compaction interrupted by a crash leaves its unfinished copy behind.
-	os.Remove(path + ".compact")
-	s := &Store{path: path, opt: opt}
+	if fi, err := os.Lstat(path + ".compact"); err == nil && fi.Mode().IsRegular() {
+		os.Remove(path + ".compact")
+	}
 	db, err := s.open(path)
 	if err != nil {
 		return nil, err
 	}
 	s.db = db
 	return s, nil
+}
+
+// CheckFile checks the store at path without writing to it: its bbolt
+// structure (as bbolt's own consistency check does, but safe against any
+// damage) and that every record decodes. It returns what the store holds,
+// or an error wrapping ErrDamaged, ErrNotHistory or ErrLocked.
+func CheckFile(path string) (Info, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Info{}, fmt.Errorf("history %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return Info{}, fmt.Errorf("history %s: not a regular file (%s)", path, fileKind(fi.Mode()))
+	}
+	if fi.Size() == 0 {
+		return Info{}, fmt.Errorf("history %s: %w (an empty file)", path, ErrNotHistory)
+	}
+	s := &Store{path: path, opt: Options{Timeout: DefaultTimeout}}
+	var in Info
+	err = s.checkExisting(func() error {
+		if err := s.checkRecords(); err != nil {
+			return fmt.Errorf("%w: %s", ErrDamaged, strings.ReplaceAll(err.Error(), "\n", "; "))
+		}
+		var err error
+		in, err = s.Info()
+		return err
+	})
+	return in, err
+}
+
+// checkExisting checks an existing file before it is opened for writing,
+// while holding bbolt's shared lock (so that no writer changes it
+// meanwhile): the structure with plain reads (verifyFile), then bbolt's
+// own check, then that it is a closewait store, then more (if not nil) with
+// s.db open read-only. An empty file passes: bbolt initialises it.
+func (s *Store) checkExisting(more func() error) error {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return fmt.Errorf("history %s: %w", s.path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("history %s: %w", s.path, err)
+	}
+	if fi.Size() == 0 {
+		return nil
+	}
+	// Too short for bbolt's two meta pages: bbolt would refuse it too.
+	if fi.Size() < 2*int64(os.Getpagesize()) {
+		if err := verifyFile(f); errors.Is(err, ErrNotHistory) {
+			return fmt.Errorf("history %s: %w (%d bytes)", s.path, ErrNotHistory, fi.Size())
+		}
+		return fmt.Errorf("history %s: %w: the file is only %d bytes (truncated?)", s.path, ErrDamaged, fi.Size())
+	}
+	db, err := bolt.Open(s.path, 0o600, &bolt.Options{ReadOnly: true, Timeout: s.opt.Timeout})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return fmt.Errorf("history %s: %w (waited %v)", s.path, ErrLocked, s.opt.Timeout)
+		}
+		// bbolt refuses the meta pages; verifyFile says which way.
+		if verr := verifyFile(f); verr != nil {
+			return fmt.Errorf("history %s: %w", s.path, verr)
+		}
+		return fmt.Errorf("history %s: %w: %v", s.path, ErrDamaged, err)
+	}
+	defer db.Close()
+	if err := verifyFile(f); err != nil {
+		return fmt.Errorf("history %s: %w", s.path, err)
+	}
+	s.db = db
+	defer func() { s.db = nil }()
+	err = safely(func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			for err := range tx.Check() {
+				return fmt.Errorf("%w: %v", ErrDamaged, err)
+			}
+			meta := tx.Bucket(bucketMeta)
+			if meta == nil {
+				empty := true
+				tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+				if empty {
+					return nil // created, then interrupted before its first write
+				}
+				return fmt.Errorf("%w (a bbolt file without closewait's buckets)", ErrNotHistory)
+			}
+			if v := meta.Get(keyVersion); v != nil && (len(v) != 1 || v[0] != formatVersion) {
+				return fmt.Errorf("format version %v, this closewait reads %d", v, formatVersion)
+			}
+			return nil
+		})
+	})
+	if err == nil && more != nil {
+		err = safely(more)
+	}
+	if err != nil {
+		return fmt.Errorf("history %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// safely runs fn, turning a panic (an assertion inside bbolt, or a memory
+// fault in its mapping of the file) into an ErrDamaged error.
+func safely(fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrDamaged, r)
+		}
+	}()
+	return fn()
 }
 
 func (s *Store) boltOptions() *bolt.Options {
@@ -668,6 +796,21 @@ func (s *Store) Check() error {
 		for err := range tx.Check() {
 			errs = append(errs, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(errs) == 0 {
+		errs = append(errs, s.checkRecords())
+	}
+	return errors.Join(errs...)
+}
+
+// checkRecords checks that every bucket is there and every record decodes.
+func (s *Store) checkRecords() error {
+	var errs []error
+	err := s.view(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketMeta, bucketTotals, bucketPoints, bucketSockets} {
 			if tx.Bucket(name) == nil {
 				errs = append(errs, fmt.Errorf("bucket %s missing", name))

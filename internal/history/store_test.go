@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -175,7 +176,7 @@ func TestRecordSeriesTotalsFirstSeen(t *testing.T) {
 
 func TestReopenKeepsData(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", "h.db")
-	s, err := Open(path, Options{})
+	s, err := Open(path, Options{CreateDir: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,8 +221,55 @@ func TestOpenRejectsBadInput(t *testing.T) {
 	}
 }
 
+// TestOpenRefusesPath: the store is a regular file, or a new file in an
+// existing directory; anything else is refused before it is touched.
+func TestOpenRefusesPath(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink("/proc/version", link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path, want string
+	}{
+		{"procfs file", "/proc/version", "on procfs"},
+		{"symlink to a procfs file", link, "on procfs"},
+		{"new file in procfs", "/proc/closewait-history.db", "on procfs"},
+		{"sysfs file", "/sys/kernel/uevent_helper", ""},
+		{"character device", "/dev/null", "not a regular file (a character device)"},
+		{"directory", dir, "not a regular file (a directory)"},
+		{"named pipe", fifo, "not a regular file (a named pipe)"},
+		{"missing directory tree", filepath.Join(dir, "a", "b", "h.db"), "directory " + filepath.Join(dir, "a", "b") + " does not exist"},
+		{"file as directory", filepath.Join("/proc/version", "h.db"), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(tc.path, Options{Timeout: 100 * time.Millisecond})
+			if err == nil {
+				s.Close()
+				t.Fatalf("Open(%s) succeeded", tc.path)
+			}
+			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("Open(%s): %q, want one line with %q", tc.path, err, tc.want)
+			}
+			t.Log(err)
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a")); err == nil {
+		t.Error("a refused path left a directory behind")
+	}
+	// A new file in an existing directory is fine, and so is a missing
+	// directory with CreateDir (the default path).
+	open(t, filepath.Join(dir, "new.db"), Options{})
+	open(t, filepath.Join(dir, "c", "d", "h.db"), Options{CreateDir: true})
+}
+
 func TestAgeBound(t *testing.T) {
-	s := open(t, filepath.Join(t.TempDir(), "h.db"), Options{MaxAge: time.Hour})
+	path := filepath.Join(t.TempDir(), "h.db")
+	s := open(t, path, Options{MaxAge: time.Hour})
 	t0 := time.Unix(1_800_000_000, 0)
 	for i := range 300 {
 		// pids come and go, so that empty per-process buckets get removed too
@@ -244,6 +292,10 @@ func TestAgeBound(t *testing.T) {
 	}
 	if ser, _ := s.Series(1, time.Time{}); len(ser) != len(totals) {
 		t.Errorf("pid 1 has %d points, want %d", len(ser), len(totals))
+	}
+	s.Close()
+	if _, err := CheckFile(path); err != nil {
+		t.Errorf("CheckFile after pruning: %v", err)
 	}
 }
 
@@ -291,6 +343,11 @@ func TestSizeBound(t *testing.T) {
 	}
 	if err := s.Check(); err != nil {
 		t.Errorf("check: %v", err)
+	}
+	// The safe check agrees with bbolt's after churn and compactions.
+	s.Close()
+	if _, err := CheckFile(path); err != nil {
+		t.Errorf("CheckFile after churn: %v", err)
 	}
 }
 

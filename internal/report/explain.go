@@ -34,6 +34,8 @@ type ExplainOptions struct {
 	Color bool // ANSI colour for the status word
 	// Snapshot time, for "since" clock times; zero leaves them out.
 	Now time.Time
+	// Peeks are the unread bytes of findings, by index (explain --peek).
+	Peeks map[int]Peek
 }
 
 // WriteExplain writes the narrative for one process, in the shape of
@@ -123,6 +125,8 @@ func WriteExplain(w io.Writer, p *diagnose.ProcessReport, opt ExplainOptions) er
 		}
 		fmt.Fprintln(bw)
 		block(bw, "Evidence", f.Evidence)
+		pk, ok := opt.Peeks[i]
+		writePeek(bw, pk, ok)
 		if f.Check != "" {
 			fmt.Fprintf(bw, "     Check:\n       %s\n", f.Check)
 		}

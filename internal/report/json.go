@@ -126,6 +126,8 @@ type JSONFinding struct {
 	NextSteps                []string `json:"next_steps"`
 	Check                    string   `json:"check,omitempty"`
 	Fix                      []string `json:"fix"`
+	// Peeked is set by explain --peek (see AddPeeks), outside the diagnosis.
+	Peeked *JSONPeeked `json:"peeked,omitempty"`
 }
 
 // JSONScan says how the snapshot was taken.

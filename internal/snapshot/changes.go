@@ -8,15 +8,14 @@ import (
 	"time"
 
 	"github.com/closewait/closewait/internal/sockdiag"
-	"github.com/closewait/closewait/internal/sockevents"
 )
 
 // Changes is a kernel feed of TCP sockets entering and leaving CLOSE_WAIT:
-// a [sockevents.Feed].
+// the eBPF feed of package sockevents, for one.
 type Changes interface {
 	// Drain calls fn for every change since the last Drain, oldest first;
 	// complete is false when some changes were lost.
-	Drain(fn func(*sockevents.Event)) (complete bool, err error)
+	Drain(fn func(*sockdiag.StateChange)) (complete bool, err error)
 	// Drains counts the Drain calls that returned without error.
 	Drains() uint64
 }
@@ -60,7 +59,7 @@ func (snap *Snapshot) drainChanges(opt Options) *changeSet {
 		snap.Detail == sockdiag.NewStateSet(sockdiag.CloseWait) && prev.Detail == snap.Detail
 	cs := &changeSet{left: map[uint64]bool{}, entered: map[uint64]map[uint64]sockdiag.Socket{}}
 	n := 0
-	complete, err := feed.Drain(func(e *sockevents.Event) {
+	complete, err := feed.Drain(func(e *sockdiag.StateChange) {
 		n++
 		s := e.Socket
 		if e.Entered() {

@@ -420,8 +420,8 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt Options, prev *prevIndex) e
 	// so it is done once.
 	pids := map[int]bool{}
 	last := -1
-	addPIDs := func(os []procscan.Owner) {
-		for _, o := range os {
+	addPIDs := func(owners []procscan.Owner) {
+		for _, o := range owners {
 			if o.PID != last { // a process's sockets mostly come in a row
 				pids[o.PID] = true
 				last = o.PID
