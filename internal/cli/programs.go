@@ -34,8 +34,8 @@ func (f ProgramFlags) check() error {
 		}
 	}
 	for _, r := range f.Runtime {
-		if !slices.Contains(diagnose.Runtimes, r) {
-			return fmt.Errorf("--runtime %q is not a runtime (one of %s)", r, strings.Join(diagnose.Runtimes, ", "))
+		if !slices.Contains(diagnose.RuntimeNames(), r) {
+			return fmt.Errorf("--runtime %q is not a runtime (one of %s)", r, strings.Join(diagnose.RuntimeNames(), ", "))
 		}
 	}
 	return nil
