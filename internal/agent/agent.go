@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/history"
 	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/snapshot"
 )
@@ -92,6 +93,10 @@ type Options struct {
 	// DefaultFullCheckEvery, or DefaultFullCheckEveryWithChanges with
 	// Changes; 1 verifies on every scan.
 	FullCheckEvery int
+	// ReleaseMemory returns the previous scan's memory to the operating
+	// system after each scan (history.Sampler.ReleaseMemory): what a
+	// long-running agent wants, at the cost of one garbage collection a scan.
+	ReleaseMemory bool
 	// Logger receives scan errors; nil discards them.
 	Logger *slog.Logger
 	// Version is shown on the dashboard.
@@ -105,12 +110,11 @@ type Agent struct {
 	log     *slog.Logger
 	started time.Time
 
-	state    atomic.Pointer[State]
-	errors   atomic.Uint64 // failed scans
-	scans    atomic.Uint64 // all scans
-	scanMu   sync.Mutex    // serialises Scan
-	previous *snapshot.Snapshot
-	analyzer *diagnose.Analyzer // remembers each process's sockets between scans
+	state   atomic.Pointer[State]
+	errors  atomic.Uint64 // failed scans
+	scans   atomic.Uint64 // all scans
+	scanMu  sync.Mutex    // serialises Scan
+	sampler *history.Sampler
 }
 
 // State is what one scan published. It is never modified after publication.
@@ -151,13 +155,23 @@ func New(opt Options) (*Agent, error) {
 	if opt.Retention < 0 {
 		return nil, fmt.Errorf("agent: retention must be positive, got %v", opt.Retention)
 	}
-	a := &Agent{opt: opt, hist: opt.History, log: opt.Logger, started: time.Now(), analyzer: diagnose.NewAnalyzer()}
+	a := &Agent{opt: opt, hist: opt.History, log: opt.Logger, started: time.Now()}
 	if a.hist == nil {
 		a.hist = NewRing(opt.Retention, opt.Interval)
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
+	a.sampler = history.NewSampler(history.SamplerOptions{
+		Snapshot: snapshot.Options{
+			ProcRoot: opt.ProcRoot, ShowSecrets: opt.ShowSecrets, CompleteScan: opt.CompleteScan, ForceProcNet: opt.ForceProcNet, OwnerSource: opt.OwnerSource,
+		},
+		Changes:        opt.Changes,
+		FullCheckEvery: opt.FullCheckEvery,
+		Thresholds:     opt.Thresholds,
+		Window:         -1, // no per-process growth baselines: the agent's history gives trends
+		Record:         a.hist,
+	})
 	return a, nil
 }
 
@@ -167,31 +181,15 @@ func (a *Agent) Options() Options { return a.opt }
 // Latest returns the latest published state, or nil before the first scan.
 func (a *Agent) Latest() *State { return a.state.Load() }
 
-// Scan takes one snapshot (reusing the previous one's owners), judges it,
-// records it in the history and publishes it. A failed scan keeps the
-// previous report, counts an error and returns it.
+// Scan takes one sample (history.Sampler: a snapshot reusing the previous
+// one's owners, judged, recorded in the history) and publishes it. A failed
+// scan keeps the previous report, counts an error and returns it.
 func (a *Agent) Scan() error {
 	a.scanMu.Lock()
 	defer a.scanMu.Unlock()
 	start := time.Now()
-	n := a.scans.Add(1)
-	// Between full checks, trust an owner while its process lives, do not
-	// search again for sockets nobody was found holding, and carry tcp_info
-	// (ages) over from the previous snapshot: the incremental scan is then
-	// one socket dump without tcp_info plus one check per owner process.
-	trust := (n-1)%uint64(a.opt.FullCheckEvery) != 0
-	snap, err := snapshot.Take(snapshot.Options{
-		ProcRoot:       a.opt.ProcRoot,
-		ShowSecrets:    a.opt.ShowSecrets,
-		CompleteScan:   a.opt.CompleteScan,
-		ForceProcNet:   a.opt.ForceProcNet,
-		OwnerSource:    a.opt.OwnerSource,
-		Previous:       a.previous,
-		ReuseByProcess: trust,
-		SkipUnowned:    trust,
-		CarryInfo:      trust,
-		Changes:        a.opt.Changes,
-	})
+	a.scans.Add(1)
+	t, err := a.sampler.Next()
 	st := &State{Time: time.Now()}
 	if old := a.state.Load(); old != nil {
 		st.Report = old.Report
@@ -204,19 +202,20 @@ func (a *Agent) Scan() error {
 		a.log.Error("scan failed", "err", err)
 		return err
 	}
-	if a.opt.HistoryProblem != "" {
-		snap.Notices = append(snap.Notices, a.historyNotice())
+	if a.opt.HistoryProblem != "" { // not published yet: the notice may still be added
+		t.Report.Snapshot.Notices = append(t.Report.Snapshot.Notices, a.historyNotice())
 	}
-	r := a.analyzer.Analyze(snap, a.opt.Thresholds, diagnose.Options{})
-	if herr := a.hist.Record(r); herr != nil {
+	if herr := t.RecordErr; herr != nil {
 		// The scan itself worked: count the error, keep serving the report.
 		a.errors.Add(1)
 		st.Err = fmt.Errorf("history: %w", herr)
 		a.log.Error("history record failed", "err", herr)
 	}
-	a.previous = snap
-	st.Report, st.Time, st.Duration = r, time.Now(), time.Since(start)
+	st.Report, st.Time, st.Duration = t.Report, time.Now(), time.Since(start)
 	a.state.Store(st)
+	if a.opt.ReleaseMemory {
+		a.sampler.ReleaseMemory() // the previous report is no longer published
+	}
 	return st.Err
 }
 

@@ -1,16 +1,15 @@
 package agent
 
 import (
-	"cmp"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/history"
+	"github.com/closewait/closewait/internal/procscan"
 )
 
 // Point is one moment of a series: a process's (or, for totals, the host's)
-// CLOSE_WAIT count and fd usage.
+// CLOSE_WAIT count and fd usage, as the dashboard and the JSON API show it.
 type Point struct {
 	Time      time.Time
 	CloseWait int
@@ -19,8 +18,8 @@ type Point struct {
 	OldestAge float64 // seconds; 0 when unknown
 }
 
-// History is what the agent needs from a history store: record each report,
-// read a process's series and the host's totals back. Implementations must be
+// History is what the agent needs from a history: record each report, read
+// a process's series and the host's totals back. Implementations must be
 // safe for concurrent use (one writer, many readers).
 type History interface {
 	Record(r *diagnose.Report) error
@@ -28,99 +27,47 @@ type History interface {
 	Totals(since time.Time) ([]Point, error)
 }
 
-// MaxRingProcesses bounds the processes a Ring tracks per record: the ones
-// with the most CLOSE_WAIT sockets.
-const MaxRingProcesses = 500
-
-// Ring is a bounded in-memory History: at most retention/interval+1 points
-// per series, at most MaxRingProcesses processes recorded per report, and
-// series of processes not seen for the retention dropped.
-type Ring struct {
-	mu        sync.RWMutex
-	retention time.Duration
-	max       int
-	procs     map[int][]Point
-	totals    []Point
+// NewRing makes the in-memory History keeping retention of points taken
+// every interval (a history.Ring).
+func NewRing(retention, interval time.Duration) History {
+	return FromStore(history.NewRing(retention, interval))
 }
 
-// NewRing makes a Ring keeping retention of points taken every interval.
-func NewRing(retention, interval time.Duration) *Ring {
-	n := 2
-	if interval > 0 {
-		n = int(retention/interval) + 1
-	}
-	return &Ring{retention: retention, max: max(n, 2), procs: map[int][]Point{}}
-}
+// readerHistory adapts a history.Reader (a Store file or a Ring) to History.
+type readerHistory struct{ r history.Reader }
 
-func appendBounded(s []Point, p Point, n int) []Point {
-	if len(s) >= n {
-		// Shift in place: the backing array never grows past n.
-		copy(s, s[len(s)-n+1:])
-		s = s[:n-1]
-	}
-	return append(s, p)
-}
+// FromStore makes a History of a history store (an open history.Store, or a
+// history.Ring). The caller closes a Store after the agent has stopped.
+func FromStore(r history.Reader) History { return readerHistory{r} }
 
-// Record adds one point per process (the MaxRingProcesses with the most
-// CLOSE_WAIT sockets) and one to the totals.
-func (h *Ring) Record(r *diagnose.Report) error {
-	if r == nil || r.Snapshot == nil {
-		return nil
+func (h readerHistory) Record(r *diagnose.Report) error { return h.r.Record(r) }
+
+func (h readerHistory) Series(pid int, since time.Time) ([]Point, error) {
+	pts, err := h.r.Series(pid, since)
+	if err != nil {
+		return nil, err
 	}
-	t := r.Snapshot.Time
-	procs := r.Processes
-	if len(procs) > MaxRingProcesses {
-		procs = slices.Clone(procs)
-		slices.SortFunc(procs, func(a, b *diagnose.ProcessReport) int { return cmp.Compare(b.CloseWait, a.CloseWait) })
-		procs = procs[:MaxRingProcesses]
-	}
-	tot := Point{Time: t, CloseWait: r.CloseWait}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, p := range procs {
-		pt := Point{Time: t, CloseWait: p.CloseWait}
-		if p.Process != nil {
-			pt.OpenFDs = p.Process.OpenFDs
-			if p.Process.FDUsage() > 0 {
-				pt.FDLimit = p.Process.FDSoft
-			}
+	out := make([]Point, len(pts))
+	for i, p := range pts {
+		out[i] = Point{Time: p.Time, CloseWait: p.CloseWait, OpenFDs: p.OpenFDs, FDLimit: p.FDLimit}
+		if p.FDLimit == procscan.Unlimited {
+			out[i].FDLimit = 0
 		}
 		if p.HasAge {
-			pt.OldestAge = p.Oldest.Seconds()
-		}
-		tot.OpenFDs += pt.OpenFDs
-		h.procs[p.PID] = appendBounded(h.procs[p.PID], pt, h.max)
-	}
-	h.totals = appendBounded(h.totals, tot, h.max)
-	cut := t.Add(-h.retention)
-	for pid, s := range h.procs {
-		if len(s) == 0 || s[len(s)-1].Time.Before(cut) {
-			delete(h.procs, pid)
+			out[i].OldestAge = p.OldestAge.Seconds()
 		}
 	}
-	return nil
+	return out, nil
 }
 
-func since(s []Point, t time.Time) []Point {
-	i, _ := slices.BinarySearchFunc(s, t, func(p Point, t time.Time) int { return p.Time.Compare(t) })
-	return slices.Clone(s[i:])
-}
-
-// Series returns the process's points at or after since, oldest first; nil
-// when the process is not in the history.
-func (h *Ring) Series(pid int, t time.Time) ([]Point, error) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	s, ok := h.procs[pid]
-	if !ok {
-		return nil, nil
+func (h readerHistory) Totals(since time.Time) ([]Point, error) {
+	tps, err := h.r.Totals(since)
+	if err != nil {
+		return nil, err
 	}
-	return since(s, t), nil
-}
-
-// Totals returns the host's points at or after since, oldest first.
-func (h *Ring) Totals(t time.Time) ([]Point, error) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return since(h.totals, t), nil
+	out := make([]Point, len(tps))
+	for i, p := range tps {
+		out[i] = Point{Time: p.Time, CloseWait: p.CloseWait, OpenFDs: p.OpenFDs}
+	}
+	return out, nil
 }

@@ -141,35 +141,3 @@ func (f *filtered) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
-
-// TestRingBounded: the in-memory history never holds more than
-// retention/interval+1 points per series and forgets processes not seen
-// for the retention.
-func TestRingBounded(t *testing.T) {
-	h := NewRing(time.Minute, 10*time.Second) // 7 points
-	t0 := time.Unix(1_700_000_000, 0)
-	for i := 0; i < 50; i++ {
-		procs := []*diagnose.ProcessReport{proc(1, i, "a", 10, 100, 0, diagnose.OK)}
-		if i < 5 {
-			procs = append(procs, proc(2, 1, "b", 10, 100, 0, diagnose.OK))
-		}
-		r := &diagnose.Report{Snapshot: &snapshot.Snapshot{Time: t0.Add(time.Duration(i) * 10 * time.Second)}, Processes: procs, CloseWait: i}
-		if err := h.Record(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s, _ := h.Series(1, time.Time{})
-	if len(s) != 7 || s[6].CloseWait != 49 || s[0].CloseWait != 43 {
-		t.Errorf("series of 1: %d points, %+v", len(s), s)
-	}
-	if s, _ := h.Series(2, time.Time{}); s != nil {
-		t.Errorf("process 2 not seen for 45 intervals still has %d points", len(s))
-	}
-	tot, _ := h.Totals(t0.Add(480 * time.Second))
-	if len(tot) != 2 || tot[0].CloseWait != 48 {
-		t.Errorf("totals since 480s: %+v", tot)
-	}
-	if cap(h.procs[1]) > 8 {
-		t.Errorf("series backing array grew to %d", cap(h.procs[1]))
-	}
-}

@@ -58,6 +58,7 @@ func (c *AgentCmd) Run(g *Globals) error {
 		ProcRoot: g.ProcRoot, ShowSecrets: c.ShowSecrets, Interval: c.Interval, Thresholds: th, TopN: c.Top,
 		Retention: c.Retention, CompleteScan: c.FullScan, ForceProcNet: c.ProcNet,
 		Version: Version, OwnerSource: g.OwnerSource(true), Changes: g.changeFeed(c.Feed),
+		ReleaseMemory: true,
 	}
 	defer g.closeOwners()
 	if c.History != "" {

@@ -267,11 +267,17 @@ func ParseStates(s string) (sockdiag.StateSet, error) {
 
 // take takes a snapshot, printing notices and, with -v, how it went.
 func (g *Globals) take(opt snapshot.Options) (*snapshot.Snapshot, error) {
+	return g.takeAfter(opt, snapshot.Successive{})
+}
+
+// takeAfter is take for a snapshot after another (the samplers of watch
+// and agent).
+func (g *Globals) takeAfter(opt snapshot.Options, succ snapshot.Successive) (*snapshot.Snapshot, error) {
 	opt.ProcRoot, opt.ShowSecrets = g.ProcRoot, g.showSecrets
 	if !opt.NoOwners && opt.OwnerSource == nil {
 		opt.OwnerSource = g.OwnerSource(false)
 	}
-	snap, err := snapshot.Take(opt)
+	snap, err := snapshot.TakeAfter(opt, succ)
 	if err != nil {
 		return nil, &exitError{ExitError, fmt.Errorf("snapshot: %w", err)}
 	}

@@ -154,15 +154,16 @@ func (g *Globals) sample(opt snapshot.Options, d time.Duration) (base *diagnose.
 	if d < 0 {
 		return nil, nil, errors.New("--sample must not be negative")
 	}
+	var succ snapshot.Successive
 	if d > 0 {
 		prev, err := g.take(opt)
 		if err != nil {
 			return nil, nil, err
 		}
 		time.Sleep(d)
-		opt.Previous = prev
+		succ.Previous = prev
 		base = diagnose.NewBaseline(prev)
 	}
-	cur, err = g.take(opt)
+	cur, err = g.takeAfter(opt, succ)
 	return base, cur, err
 }

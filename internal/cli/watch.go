@@ -40,6 +40,20 @@ type WatchCmd struct {
 	History  HistoryFlag   `help:"Also record every interval in the history store (--history uses the default path; --history=PATH another)." placeholder:"PATH"`
 }
 
+// Help is shown by closewait watch --help: the live view's keys and columns.
+func (c *WatchCmd) Help() string {
+	var b strings.Builder
+	b.WriteString("Keys of the live view (on a terminal, without --json or --plain):\n")
+	for _, k := range watch.Keys {
+		b.WriteString("  " + k + "\n")
+	}
+	b.WriteString("\nColumns:\n")
+	for _, l := range watch.Columns {
+		b.WriteString("  " + l + "\n")
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
 // Run watches until the count is reached, q, Ctrl-C or SIGTERM.
 func (c *WatchCmd) Run(g *Globals) error {
 	longRunningGC()
@@ -72,18 +86,20 @@ func (c *WatchCmd) Run(g *Globals) error {
 			pids[p] = true
 		}
 	}
-	feed := g.changeFeed(c.Feed)
-	opt := watch.Options{
+	opt := history.SamplerOptions{
+		Snapshot:   snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet, OwnerSource: g.OwnerSource(true)},
+		Take:       g.takeAfter,
+		Changes:    g.changeFeed(c.Feed),
 		Thresholds: th, PIDs: pids, Window: c.Window,
-		Select: func(snap *snapshot.Snapshot) map[int]bool { return c.ProgramFlags.pids(snap, g.procFS(), pids) },
-		// Between full checks (about once a minute), a reused owner is trusted
-		// while its process lives (one check per process, not per socket) and
-		// tcp_info is carried from the previous tick (looked up for new sockets).
-		VerifyEvery: max(1, int(time.Minute/c.Interval)),
-		Take: func(prev *snapshot.Snapshot, verify bool) (*snapshot.Snapshot, error) {
-			return g.take(snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet, Previous: prev, OwnerSource: g.OwnerSource(true),
-				ReuseByProcess: !verify, SkipUnowned: !verify, CarryInfo: !verify, Changes: feed})
-		},
+		// A full check about once a minute; between them a reused owner is
+		// trusted while its process lives (one check per process, not per
+		// socket) and tcp_info is carried from the previous tick (looked up
+		// for new sockets).
+		FullCheckEvery: max(1, int(time.Minute/c.Interval)),
+		ReleaseMemory:  true,
+	}
+	if c.ProgramFlags.set() {
+		opt.Select = func(snap *snapshot.Snapshot, pids map[int]bool) map[int]bool { return c.ProgramFlags.pids(snap, g.procFS(), pids) }
 	}
 	if c.History.Set {
 		st, err := c.History.Open()
@@ -91,9 +107,9 @@ func (c *WatchCmd) Run(g *Globals) error {
 			return err
 		}
 		defer st.Close()
-		opt.History = st
+		opt.Record = st
 	}
-	sampler := watch.NewSampler(opt)
+	sampler := history.NewSampler(opt)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -127,7 +143,7 @@ func (c *WatchCmd) Run(g *Globals) error {
 	return nil
 }
 
-func (c *WatchCmd) runTUI(ctx context.Context, g *Globals, sampler *watch.Sampler) error {
+func (c *WatchCmd) runTUI(ctx context.Context, g *Globals, sampler *history.Sampler) error {
 	ascii := c.ASCII || !utf8Locale()
 	m := watch.NewModel(watch.UIOptions{Interval: c.Interval, ASCII: ascii})
 	opts := []tea.ProgramOption{tea.WithContext(ctx), tea.WithOutput(g.stdout)}

@@ -58,9 +58,7 @@ func (s *Store) Compare(r *diagnose.Report) (*Delta, error) {
 	if ok {
 		d.HasPrevious, d.Previous, d.CloseWaitBefore = true, tp.Time, tp.CloseWait
 		d.Since = now.Sub(tp.Time)
-		if d.Since > 0 {
-			d.PerMin = float64(r.CloseWait-tp.CloseWait) / d.Since.Minutes()
-		}
+		d.PerMin, _ = PerMinute(tp.CloseWait, r.CloseWait, tp.Time, now)
 		for _, p := range pts {
 			before[p.PID] = p
 		}
@@ -74,8 +72,8 @@ func (s *Store) Compare(r *diagnose.Report) (*Delta, error) {
 		if b, ok := before[p.PID]; ok && (p.Process == nil || b.StartTime.IsZero() || b.StartTime.Equal(p.Process.StartTime)) {
 			pd.InPrevious, pd.Before = true, b.CloseWait
 		}
-		if d.HasPrevious && d.Since > 0 {
-			pd.PerMin = float64(pd.Now-pd.Before) / d.Since.Minutes()
+		if d.HasPrevious {
+			pd.PerMin, _ = PerMinute(pd.Before, pd.Now, d.Previous, now)
 		}
 		for _, so := range p.Sockets {
 			if t, ok := first[so.Inode]; ok && (!pd.HasFirstSeen || t.Before(pd.FirstSeen)) {

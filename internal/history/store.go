@@ -332,12 +332,42 @@ type TotalPoint struct {
 	CloseWait    int
 	Unattributed int // CLOSE_WAIT sockets with no owner found
 	Processes    int // processes holding CLOSE_WAIT sockets
-	Status       diagnose.Status
+	// OpenFDs sums the open fds of those processes; kept by a Ring only
+	// (a Store's records do not hold it: 0).
+	OpenFDs int
+	Status  diagnose.Status
 	// States counts every TCP socket by state name ("ESTABLISHED", ...).
 	States map[string]int
 	// Entered and Left count the CLOSE_WAIT sockets (with an inode) first seen
 	// in this record and those of the previous record that are gone.
 	Entered, Left int
+}
+
+// pointOf is the point of one process of a report taken at t.
+func pointOf(t time.Time, p *diagnose.ProcessReport) Point {
+	pt := Point{Time: t, PID: p.PID, CloseWait: p.CloseWait, NotAccepted: p.NotAccepted, OldestAge: p.Oldest, HasAge: p.HasAge, Status: p.Status}
+	if pr := p.Process; pr != nil {
+		pt.OpenFDs, pt.FDLimit, pt.Comm, pt.StartTime = pr.OpenFDs, pr.FDSoft, pr.Comm, pr.StartTime
+	}
+	return pt
+}
+
+// totalOf is the host record of a report (without Entered and Left, which
+// only a Store counts).
+func totalOf(r *diagnose.Report) TotalPoint {
+	tp := TotalPoint{
+		Time: r.Snapshot.Time, CloseWait: r.CloseWait, Unattributed: r.Unattributed.Count,
+		Processes: len(r.Processes), Status: r.Status, States: make(map[string]int, len(r.Snapshot.States)),
+	}
+	for st, n := range r.Snapshot.States {
+		tp.States[st.String()] = n
+	}
+	for _, p := range r.Processes {
+		if p.Process != nil {
+			tp.OpenFDs += p.Process.OpenFDs
+		}
+	}
+	return tp
 }
 
 type sockKey struct {
@@ -403,14 +433,8 @@ func (s *Store) Record(r *diagnose.Report) error {
 		if err != nil {
 			return fmt.Errorf("first-seen: %w", err)
 		}
-		tp := TotalPoint{
-			Time: now, CloseWait: r.CloseWait, Unattributed: r.Unattributed.Count,
-			Processes: len(r.Processes), Status: r.Status, Entered: entered, Left: left,
-			States: map[string]int{},
-		}
-		for st, n := range snap.States {
-			tp.States[st.String()] = n
-		}
+		tp := totalOf(r)
+		tp.Entered, tp.Left = entered, left
 		totals := tx.Bucket(bucketTotals)
 		totals.FillPercent = appendFill
 		if err := totals.Put(timeKey(now), encodeTotal(tp)); err != nil {
@@ -419,11 +443,7 @@ func (s *Store) Record(r *diagnose.Report) error {
 		points := tx.Bucket(bucketPoints)
 		points.FillPercent = appendFill
 		for _, p := range r.Processes {
-			pt := Point{Time: now, CloseWait: p.CloseWait, NotAccepted: p.NotAccepted, OldestAge: p.Oldest, HasAge: p.HasAge, Status: p.Status}
-			if pr := p.Process; pr != nil {
-				pt.OpenFDs, pt.FDLimit, pt.Comm, pt.StartTime = pr.OpenFDs, pr.FDSoft, pr.Comm, pr.StartTime
-			}
-			if err := points.Put(pointKey(now, p.PID), encodePoint(pt)); err != nil {
+			if err := points.Put(pointKey(now, p.PID), encodePoint(pointOf(now, p))); err != nil {
 				return err
 			}
 		}

@@ -412,7 +412,7 @@ func TestRecordLiveHolder(t *testing.T) {
 	var prev *snapshot.Snapshot
 	var first time.Time
 	for i := range 2 {
-		snap, err := snapshot.Take(snapshot.Options{Previous: prev})
+		snap, err := snapshot.TakeAfter(snapshot.Options{}, snapshot.Successive{Previous: prev})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -31,7 +31,7 @@ func TestTakeCarryInfo(t *testing.T) {
 		h.Next("LEAK")
 	}
 	time.Sleep(300 * time.Millisecond)
-	carried, err := Take(Options{CurrentNetNSOnly: true, NoOwners: true, Previous: prev, CarryInfo: true})
+	carried, err := TakeAfter(Options{CurrentNetNSOnly: true, NoOwners: true}, Successive{Previous: prev, CarryInfo: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ type changeSet struct {
 // before on the same feed (no drain in between, none failed), nothing was
 // lost, and the caller accepts carried details (CarryInfo) for a
 // CLOSE_WAIT-only snapshot. It returns nil without a feed.
-func (snap *Snapshot) drainChanges(opt Options) *changeSet {
+func (snap *Snapshot) drainChanges(opt config) *changeSet {
 	feed := opt.Changes
 	if feed == nil {
 		return nil

@@ -75,7 +75,7 @@ func TestTakeAppliesChangeFeed(t *testing.T) {
 	gone := cwtest.Start(t, cwtest.Spec{Unread: 2, ReadEOF: 1})
 	stays := cwtest.Start(t, cwtest.Spec{Unread: 1, ReadEOF: 1, NotAccepted: 1})
 
-	base, err := snapshot.Take(snapshot.Options{Changes: feed})
+	base, err := snapshot.TakeAfter(snapshot.Options{}, snapshot.Successive{Changes: feed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestTakeAppliesChangeFeed(t *testing.T) {
 
 	incr := func(prev *snapshot.Snapshot) *snapshot.Snapshot {
 		t.Helper()
-		s, err := snapshot.Take(snapshot.Options{Previous: prev, Changes: feed, CarryInfo: true, ReuseByProcess: true, SkipUnowned: true})
+		s, err := snapshot.TakeAfter(snapshot.Options{}, snapshot.Successive{Previous: prev, Changes: feed, CarryInfo: true, ReuseByProcess: true, SkipUnowned: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -171,8 +171,8 @@ func (f *lossyFeed) Drain(fn func(*sockevents.Event)) (bool, error) {
 func TestTakeAfterLostChanges(t *testing.T) {
 	feed := &lossyFeed{Feed: openFeed(t)}
 	h := cwtest.Start(t, cwtest.Spec{Unread: 2})
-	opt := func(prev *snapshot.Snapshot) snapshot.Options {
-		return snapshot.Options{Previous: prev, Changes: feed, CarryInfo: true, ReuseByProcess: true, SkipUnowned: true}
+	succ := func(prev *snapshot.Snapshot) snapshot.Successive {
+		return snapshot.Successive{Previous: prev, Changes: feed, CarryInfo: true, ReuseByProcess: true, SkipUnowned: true}
 	}
 	var prev *snapshot.Snapshot
 	for i, tt := range []struct {
@@ -185,7 +185,7 @@ func TestTakeAfterLostChanges(t *testing.T) {
 		{false, snapshot.ChangesApplied},
 	} {
 		feed.lose = tt.lose
-		s, err := snapshot.Take(opt(prev))
+		s, err := snapshot.TakeAfter(snapshot.Options{}, succ(prev))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,7 +15,7 @@ import (
 // sockets of the states that are only counted, keep those listed in full.
 type dumper struct {
 	snap        *Snapshot
-	opt         Options
+	opt         config
 	count, keep func(*sockdiag.Socket) bool
 	seen        map[uint64]bool
 	denied      int

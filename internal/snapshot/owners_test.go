@@ -125,7 +125,7 @@ func TestNewSocketsSearchedInPreviousOwnersFirst(t *testing.T) {
 		// Not SkipUnowned: a socket leaked while the first snapshot ran
 		// may have no owner there (the one-shot owner pass runs beside the
 		// dump) and must be searched again.
-		s, err := snapshot.Take(snapshot.Options{Previous: prev, OwnerSource: it, ReuseByProcess: prev != nil, CarryInfo: prev != nil})
+		s, err := snapshot.TakeAfter(snapshot.Options{OwnerSource: it}, snapshot.Successive{Previous: prev, ReuseByProcess: prev != nil, CarryInfo: prev != nil})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,7 +18,7 @@ const verifyByPassMin = 4096
 // (Options.ReuseByProcess: the owner process is alive, checked once per pid;
 // otherwise one readlink per socket, or, with many sockets and a one-pass
 // owner source, never: they are all searched again in that pass).
-func newReuser(fs procscan.FS, opt Options) (still func(procscan.Owner, uint64) bool) {
+func newReuser(fs procscan.FS, opt config) (still func(procscan.Owner, uint64) bool) {
 	still = fs.StillOwns
 	if opt.Previous == nil {
 		return still

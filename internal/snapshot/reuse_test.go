@@ -17,7 +17,7 @@ func TestTakeReuseByProcessAndSkipUnowned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := snapshot.Take(snapshot.Options{Previous: first, ReuseByProcess: true})
+	second, err := snapshot.TakeAfter(snapshot.Options{}, snapshot.Successive{Previous: first, ReuseByProcess: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestTakeReuseByProcessAndSkipUnowned(t *testing.T) {
 		skip   bool
 		owners int
 	}{{true, 0}, {false, 1}} {
-		snap, err := snapshot.Take(snapshot.Options{Previous: &blind, ReuseByProcess: true, SkipUnowned: tc.skip})
+		snap, err := snapshot.TakeAfter(snapshot.Options{}, snapshot.Successive{Previous: &blind, ReuseByProcess: true, SkipUnowned: tc.skip})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +58,7 @@ func TestTakeReuseByProcessAndSkipUnowned(t *testing.T) {
 
 	// An owner that exited is not trusted: its sockets are gone with it.
 	h.Stop()
-	third, err := snapshot.Take(snapshot.Options{Previous: second, ReuseByProcess: true})
+	third, err := snapshot.TakeAfter(snapshot.Options{}, snapshot.Successive{Previous: second, ReuseByProcess: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,9 +104,6 @@ type Options struct {
 	Workers int
 	// ForceProcNet reads /proc/net/tcp{,6} instead of netlink.
 	ForceProcNet bool
-	// Previous, when set, is the last snapshot: owners it found are reused
-	// after a cheap check (one readlink each) instead of a scan.
-	Previous *Snapshot
 	// Now overrides the clock (tests).
 	Now func() time.Time
 	// CurrentNetNSOnly reads only closewait's own network namespace. By
@@ -120,6 +117,16 @@ type Options struct {
 	// iterator) instead of the /proc walk; on error the walk is used and
 	// Stats.Scan.Fallback says why.
 	OwnerSource procscan.SocketFDSource
+}
+
+// Successive are the settings of a snapshot taken right after another by a
+// periodic caller (history.Sampler, for watch and the agent): what it may
+// take over from the previous snapshot instead of reading it again. Options
+// hold the settings of every snapshot, one-shot or not.
+type Successive struct {
+	// Previous, when set, is the last snapshot: owners it found are reused
+	// after a cheap check (one readlink each) instead of a scan.
+	Previous *Snapshot
 	// ReuseByProcess, with Previous, keeps a previous owner while its process
 	// lives (one check per process) instead of re-reading the fd link of each
 	// socket (one readlink per socket). A socket still listed whose owner
@@ -148,8 +155,20 @@ type Options struct {
 	Changes Changes
 }
 
+// config is what Take works with: the one-shot settings and, for a
+// successive snapshot, what it may carry over.
+type config struct {
+	Options
+	Successive
+}
+
 // Take reads the kernel's sockets and their owners.
-func Take(opt Options) (*Snapshot, error) {
+func Take(opt Options) (*Snapshot, error) { return TakeAfter(opt, Successive{}) }
+
+// TakeAfter takes a snapshot after an earlier one (succ.Previous), reusing
+// what succ allows.
+func TakeAfter(o Options, succ Successive) (*Snapshot, error) {
+	opt := config{o, succ}
 	now := time.Now
 	if opt.Now != nil {
 		now = opt.Now
@@ -166,9 +185,21 @@ func Take(opt Options) (*Snapshot, error) {
 		Processes: make(map[int]*procscan.Process),
 	}
 	fs := procscan.NewFS(opt.ProcRoot).ShowingSecrets(opt.ShowSecrets)
-	if opt.Previous != nil { // about as many sockets as last time: no regrowth of a large slice
-		snap.Sockets = make([]Socket, 0, len(opt.Previous.Sockets)+len(opt.Previous.Sockets)/8+16)
-	} else if n := tcpInUse(fs); n > 1024 {
+	changes := snap.drainChanges(opt)
+	switch prev := opt.Previous; {
+	case changes != nil && changes.apply:
+		// The previous snapshot's sockets less those that left plus those
+		// that entered: reserve exactly the upper bound. (Two snapshots are
+		// alive while this one is taken: slack here is paid twice.)
+		n := len(prev.Sockets) + 16
+		for _, m := range changes.entered {
+			n += len(m)
+		}
+		snap.Sockets = make([]Socket, 0, n)
+	case prev != nil: // about as many sockets as last time: no regrowth of a large slice
+		snap.Sockets = make([]Socket, 0, len(prev.Sockets)+len(prev.Sockets)/8+16)
+	}
+	if n := tcpInUse(fs); opt.Previous == nil && n > 1024 {
 		// Regrowing a slice of 100k sockets copies and clears it several
 		// times over: reserve the upper bound instead. Pages never touched
 		// cost address space, not memory.
@@ -182,7 +213,6 @@ func Take(opt Options) (*Snapshot, error) {
 		opt.OwnerSource = procscan.Prefetch(l)
 	}
 	var listeners []Socket
-	changes := snap.drainChanges(opt)
 	prev := newPrevIndex(opt.Previous)
 	if err := snap.dump(fs, opt, &listeners, prev, changes); err != nil {
 		return nil, err
@@ -201,7 +231,7 @@ func Take(opt Options) (*Snapshot, error) {
 
 // dump fills States, Sockets and the candidate listeners, from netlink or
 // from /proc/net when netlink is unavailable.
-func (snap *Snapshot) dump(fs procscan.FS, opt Options, listeners *[]Socket, prev *prevIndex, changes *changeSet) error {
+func (snap *Snapshot) dump(fs procscan.FS, opt config, listeners *[]Socket, prev *prevIndex, changes *changeSet) error {
 	detail := snap.Detail
 	keep := func(s *sockdiag.Socket) bool {
 		snap.States[s.State]++
@@ -408,7 +438,7 @@ func (snap *Snapshot) compactOwners() {
 
 // findOwners attributes sockets and listeners to processes and reads the
 // facts of every owner.
-func (snap *Snapshot) findOwners(fs procscan.FS, opt Options, prev *prevIndex) error {
+func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) error {
 	start := time.Now()
 	wanted := map[uint64]struct{}{} // no size hint: in incremental snapshots few or none are new
 	uids := map[uint32]bool{}

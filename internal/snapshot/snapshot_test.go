@@ -116,7 +116,7 @@ func TestTakeReusesPreviousOwners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := snapshot.Take(snapshot.Options{Previous: first})
+	second, err := snapshot.TakeAfter(snapshot.Options{}, snapshot.Successive{Previous: first})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestTakeReusesPreviousOwners(t *testing.T) {
 	}
 	// A reused owner that no longer holds the socket must not be kept.
 	h.Stop()
-	third, err := snapshot.Take(snapshot.Options{Previous: second})
+	third, err := snapshot.TakeAfter(snapshot.Options{}, snapshot.Successive{Previous: second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -129,22 +129,23 @@ const (
 // Addresses are normalised: an IPv4-mapped IPv6 address (::ffff:a.b.c.d)
 // is returned as the IPv4 address, so dual-stack sockets group with IPv4 peers.
 type Socket struct {
-	Family  uint8 // AF_INET or AF_INET6: the socket's own family, before normalising
-	State   State
+	// Fields are ordered largest first: at 1M sockets every padding byte is a megabyte.
 	Local   netip.AddrPort
 	Remote  netip.AddrPort
+	Inode   uint64 // 0 when the socket has no file (e.g. not yet accepted)
+	Cookie  uint64 // the kernel's socket cookie, needed by Destroy
+	NetNS   uint64 // inode of the network namespace the socket was dumped from; 0 if unknown
 	RecvQ   uint32 // bytes not read by the app; for CLOSE_WAIT the FIN counts as one. For LISTEN: the accept queue length.
 	SendQ   uint32 // bytes not acknowledged by the peer. For LISTEN: the backlog.
-	Inode   uint64 // 0 when the socket has no file (e.g. not yet accepted)
 	UID     uint32
-	Cookie  uint64 // the kernel's socket cookie, needed by Destroy
 	IfIndex uint32 // bound interface, 0 if none
-	NetNS   uint64 // inode of the network namespace the socket was dumped from; 0 if unknown
 
-	Timer        uint8  // one of the Timer constants
 	TimerExpires uint32 // ms until the timer fires
+	Timer        uint8  // one of the Timer constants
 	TimerRetrans uint8  // idiag_retrans: probes or retransmits sent by the timer
 
+	Family  uint8 // AF_INET or AF_INET6: the socket's own family, before normalising
+	State   State
 	HasInfo bool    // Info was reported by the kernel
 	Info    TCPInfo // valid only when HasInfo
 }

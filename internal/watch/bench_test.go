@@ -11,6 +11,7 @@ import (
 	"github.com/closewait/closewait/internal/cwtest"
 	"github.com/closewait/closewait/internal/diagnose"
 	"github.com/closewait/closewait/internal/ebpfowners"
+	"github.com/closewait/closewait/internal/history"
 	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/snapshot"
 	"github.com/closewait/closewait/internal/sockevents"
@@ -25,21 +26,19 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func newLiveSampler(verifyEvery int) *Sampler {
+func newLiveSampler(verifyEvery int) *history.Sampler {
 	return newLiveSamplerFrom(verifyEvery, nil, nil)
 }
 
 // newLiveSamplerFrom takes snapshots as closewait watch does, finding the
 // owners of new sockets through src (nil: the /proc walk) and following
 // CLOSE_WAIT sockets through feed (nil: a full dump each tick).
-func newLiveSamplerFrom(verifyEvery int, src procscan.SocketFDSource, feed snapshot.Changes) *Sampler {
-	return NewSampler(Options{
-		Thresholds:  diagnose.DefaultThresholds,
-		VerifyEvery: verifyEvery,
-		Take: func(prev *snapshot.Snapshot, verify bool) (*snapshot.Snapshot, error) {
-			return snapshot.Take(snapshot.Options{Previous: prev, OwnerSource: src, Changes: feed,
-				ReuseByProcess: !verify, SkipUnowned: !verify, CarryInfo: !verify})
-		},
+func newLiveSamplerFrom(verifyEvery int, src procscan.SocketFDSource, feed snapshot.Changes) *history.Sampler {
+	return history.NewSampler(history.SamplerOptions{
+		Snapshot:       snapshot.Options{OwnerSource: src},
+		Changes:        feed,
+		Thresholds:     diagnose.DefaultThresholds,
+		FullCheckEvery: verifyEvery,
 	})
 }
 

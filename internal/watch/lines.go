@@ -41,8 +41,8 @@ func BuildJSONTick(t *Tick, interval time.Duration) *JSONTick {
 		v := math.Round(t.GrowthPerMin*100) / 100
 		jt.GrowthPerMin = &v
 	}
-	if t.HistoryErr != nil {
-		jt.HistoryError = t.HistoryErr.Error()
+	if t.RecordErr != nil {
+		jt.HistoryError = t.RecordErr.Error()
 	}
 	return jt
 }
@@ -91,8 +91,8 @@ func WritePlain(w io.Writer, t *Tick) error {
 		}
 		fmt.Fprintf(bw, " status=%s\n", p.Status)
 	}
-	if t.HistoryErr != nil {
-		fmt.Fprintf(bw, "time=%s history_error=%s\n", ts, logfmtValue(t.HistoryErr.Error()))
+	if t.RecordErr != nil {
+		fmt.Fprintf(bw, "time=%s history_error=%s\n", ts, logfmtValue(t.RecordErr.Error()))
 	}
 	return bw.Flush()
 }

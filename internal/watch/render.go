@@ -91,6 +91,9 @@ func (m *Model) columns() (cols []column, cmdWidth int) {
 		}
 	}
 	cmdWidth = m.width - need() + 10
+	if m.cmdlines {
+		return cols, cmdWidth // command lines take all the room there is
+	}
 	return cols, min(cmdWidth, 40)
 }
 
@@ -259,6 +262,9 @@ func (m *Model) tableHeader(cols []column, cmdW int) string {
 			w = cmdW
 		}
 		name := c.name
+		if c.name == "COMMAND" && m.cmdlines {
+			name = "COMMAND LINE"
+		}
 		if c.sort == m.sortBy {
 			mark := "▼"
 			if m.reverse {
@@ -328,6 +334,9 @@ func (m *Model) row(p *diagnose.ProcessReport, cols []column, cmdW int, sel bool
 		case "COMMAND":
 			w = cmdW
 			v = comm(p)
+			if m.cmdlines {
+				v = cmdline(p)
+			}
 		case "CW":
 			v = report.Thousands(p.CloseWait)
 		case "Δ/MIN":
@@ -556,22 +565,41 @@ func (m *Model) footer() string {
 		return "enter expand • / filter • q quit • ? more"
 	}
 	sortName := sortNames[m.sortBy]
-	return "↑/k up • ↓/j down • enter expand • / filter • s sort (" + sortName + ") • p pause • ? more • q quit"
+	return "↑/k up • ↓/j down • enter expand • / filter • s sort (" + sortName + ") • c cmdline • p pause • ? more • q quit"
 }
 
-var helpLines = []string{
-	"",
-	"  ↑ ↓ / k j      move            PgUp PgDn Home End   page, first, last",
-	"  enter / →      expand the process: findings, fd outlook, remotes",
-	"  esc / ←        collapse; esc again clears the filter",
-	"  /              filter by command, pid, user, container, port or remote",
-	"  s  < >         next / previous sort column     r  reverse the order",
-	"  1..7           sort by CW, Δ/MIN, OLDEST, FD USE, PID, COMMAND, STATUS",
-	"  p / space      pause the display (data keeps being collected)",
-	"  a              problems only (warning and critical) / all processes",
-	"  q              quit (Ctrl-C quits anywhere)",
-	"",
-	"  CW: CLOSE_WAIT sockets held. Δ/MIN: net change per minute over the window.",
-	"  OLDEST: oldest CLOSE_WAIT age (tcp_info estimate). FD USE: open fds / soft limit.",
-	"  TREND: CLOSE_WAIT over the last intervals. STATUS: CRIT, WARN or ok.",
+// Keys are the live view's keys, one line each, as its help screen and
+// `closewait watch --help` list them.
+var Keys = []string{
+	"↑ ↓ / k j      move            PgUp PgDn Home End   page, first, last",
+	"enter / →      expand the process: findings, fd outlook, remotes",
+	"esc / ←        collapse; esc again clears the filter",
+	"/              filter by command, command line, pid, user, container, port or remote",
+	"s  < >         next / previous sort column     r  reverse the order",
+	"1..7           sort by CW, Δ/MIN, OLDEST, FD USE, PID, COMMAND, STATUS",
+	"c              command lines instead of command names (c again: names)",
+	"p / space      pause the display (data keeps being collected)",
+	"a              problems only (warning and critical) / all processes",
+	"?              this list of keys and columns",
+	"q              quit (Ctrl-C quits anywhere)",
 }
+
+// Columns explains the live view's columns, as its help screen and
+// `closewait watch --help` show them.
+var Columns = []string{
+	"CW: CLOSE_WAIT sockets held. Δ/MIN: net change per minute over the window.",
+	"OLDEST: oldest CLOSE_WAIT age (tcp_info estimate). FD USE: open fds / soft limit.",
+	"TREND: CLOSE_WAIT over the last intervals. STATUS: CRIT, WARN or ok.",
+}
+
+var helpLines = func() []string {
+	out := []string{""}
+	for _, k := range Keys {
+		out = append(out, "  "+k)
+	}
+	out = append(out, "")
+	for _, c := range Columns {
+		out = append(out, "  "+c)
+	}
+	return out
+}()

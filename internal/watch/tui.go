@@ -60,6 +60,7 @@ type Model struct {
 	editing     bool // typing a filter
 	input       string
 	problems    bool // only processes that are not ok
+	cmdlines    bool // the COMMAND column shows command lines
 	help        bool
 	selectedPID int
 	expandedPID int
@@ -188,6 +189,8 @@ func (m *Model) key(k tea.KeyPressMsg) tea.Cmd {
 	case "a":
 		m.problems = !m.problems
 		m.refresh()
+	case "c":
+		m.cmdlines = !m.cmdlines
 	}
 	m.scrollToSelection()
 	return nil
@@ -274,6 +277,15 @@ func growth(p *diagnose.ProcessReport) float64 {
 		return 0
 	}
 	return p.Growth.NetPerMin
+}
+
+// cmdline is the process's command line, or its command name when the
+// command line is empty (a kernel thread, a zombie) or unknown.
+func cmdline(p *diagnose.ProcessReport) string {
+	if p.Process != nil && p.Process.Cmdline != "" {
+		return p.Process.Cmdline
+	}
+	return comm(p)
 }
 
 func comm(p *diagnose.ProcessReport) string {

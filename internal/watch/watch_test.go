@@ -53,10 +53,11 @@ func TestSparklineShortSigned(t *testing.T) {
 func liveTick(t *testing.T, pids ...int) *Tick {
 	t.Helper()
 	s := newLiveSampler(1)
-	s.opt.PIDs = map[int]bool{}
+	sel := map[int]bool{}
 	for _, p := range pids {
-		s.opt.PIDs[p] = true
+		sel[p] = true
 	}
+	s.SetPIDs(sel)
 	var tk *Tick
 	for range 2 {
 		var err error
@@ -74,7 +75,7 @@ func TestSamplerGrowthAndOutputs(t *testing.T) {
 	h := cwtest.Start(t, cwtest.Spec{ReadEOF: 1, LeakEvery: 20 * time.Millisecond, LeakMax: 800})
 	h.Next("LEAK")
 	s := newLiveSampler(1)
-	s.opt.PIDs = map[int]bool{h.PID: true}
+	s.SetPIDs(map[int]bool{h.PID: true})
 	first, err := s.Next()
 	if err != nil {
 		t.Fatal(err)
@@ -212,5 +213,50 @@ func TestModelLayoutAndKeys(t *testing.T) {
 	}
 	if _, cmd := m.Update(tea.KeyPressMsg{Code: 'c', Mod: tea.ModCtrl}); cmd == nil || !m.Interrupted {
 		t.Error("Ctrl-C did not quit")
+	}
+}
+
+// TestModelCommandLines: c shows each process's command line in the
+// COMMAND column (wider, as the terminal allows) and c again its name.
+func TestModelCommandLines(t *testing.T) {
+	h := cwtest.Start(t, cwtest.Spec{Unread: 1})
+	tk := liveTick(t, h.PID)
+	p := tk.Report.Processes[0]
+	if p.Process == nil || p.Process.Cmdline == "" || p.Process.Cmdline == p.Process.Comm {
+		t.Fatalf("holder %d: command line %+v, want one beside its name", h.PID, p.Process)
+	}
+	m := NewModel(UIOptions{Interval: time.Second})
+	m.Update(tea.WindowSizeMsg{Width: 250, Height: 24})
+	m.Update(TickMsg{Tick: tk})
+	line := func(scr string) string {
+		for _, l := range strings.Split(scr, "\n") {
+			if f := strings.Fields(strings.TrimLeft(l, "▸▾ ")); len(f) > 2 && f[0] == strconv.Itoa(h.PID) {
+				return l
+			}
+		}
+		t.Fatalf("holder %d not on screen:\n%s", h.PID, scr)
+		return ""
+	}
+	want := p.Process.Cmdline
+	if r := []rune(want); len(r) > 60 {
+		want = string(r[:60]) // the start is what must show; a long one is cut at the edge
+	}
+	scr := screenOf(m)
+	if l := line(scr); strings.Contains(l, want) || strings.Contains(scr, "COMMAND LINE") {
+		t.Errorf("command line shown before c:\n%s", scr)
+	}
+	press(m, "c")
+	scr = screenOf(m)
+	if l := line(scr); !strings.Contains(l, want) || !strings.Contains(scr, "COMMAND LINE") {
+		t.Errorf("after c, the row does not show %q:\n%s", want, scr)
+	}
+	for _, l := range strings.Split(scr, "\n") {
+		if ansi.StringWidth(l) > 250 {
+			t.Errorf("line of %d columns: %q", ansi.StringWidth(l), l)
+		}
+	}
+	press(m, "c")
+	if l := line(screenOf(m)); strings.Contains(l, want) {
+		t.Errorf("c again still shows the command line: %q", l)
 	}
 }
