@@ -99,7 +99,9 @@ func (c *WatchCmd) Run(g *Globals) error {
 		ReleaseMemory:  true,
 	}
 	if c.ProgramFlags.set() {
-		opt.Select = func(snap *snapshot.Snapshot, pids map[int]bool) map[int]bool { return c.ProgramFlags.pids(snap, g.procFS(), pids) }
+		opt.Select = func(snap *snapshot.Snapshot, pids map[int]bool) map[int]bool {
+			return c.ProgramFlags.pids(snap, g.procFS(), pids)
+		}
 	}
 	if c.History.Set {
 		st, err := c.History.Open()
