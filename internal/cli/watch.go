@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -113,7 +114,7 @@ func (c *WatchCmd) Run(g *Globals) error {
 	}
 	sampler := history.NewSampler(opt)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop, signalled := signalContext()
 	defer stop()
 
 	tui := !c.JSON && !c.Plain
@@ -122,7 +123,7 @@ func (c *WatchCmd) Run(g *Globals) error {
 		fmt.Fprintln(g.stderr, "closewait: not a terminal: printing one line per process per interval (--plain)")
 	}
 	if tui {
-		return c.runTUI(ctx, g, sampler)
+		return c.runTUI(ctx, g, sampler, signalled)
 	}
 
 	var last *watch.Tick
@@ -136,8 +137,8 @@ func (c *WatchCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if ctx.Err() != nil {
-		return exitCode(130)
+	if code := signalled(); code != 0 {
+		return exitCode(code)
 	}
 	if c.Count > 0 && last != nil {
 		return exitCode(last.Report.Status.ExitCode())
@@ -145,7 +146,7 @@ func (c *WatchCmd) Run(g *Globals) error {
 	return nil
 }
 
-func (c *WatchCmd) runTUI(ctx context.Context, g *Globals, sampler *history.Sampler) error {
+func (c *WatchCmd) runTUI(ctx context.Context, g *Globals, sampler *history.Sampler, signalled func() int) error {
 	ascii := c.ASCII || !utf8Locale()
 	m := watch.NewModel(watch.UIOptions{Interval: c.Interval, ASCII: ascii})
 	opts := []tea.ProgramOption{tea.WithContext(ctx), tea.WithOutput(g.stdout)}
@@ -173,10 +174,42 @@ func (c *WatchCmd) runTUI(ctx context.Context, g *Globals, sampler *history.Samp
 	if err != nil && !errors.Is(err, tea.ErrProgramKilled) && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("watch: %w", err)
 	}
-	if m.Interrupted || ctx.Err() != nil {
-		return exitCode(130)
+	if code := signalled(); code != 0 {
+		return exitCode(code)
+	}
+	if m.Interrupted { // Ctrl-C in the full-screen view: as SIGINT
+		return exitCode(128 + int(syscall.SIGINT))
 	}
 	return nil
+}
+
+// signalContext returns a context cancelled by SIGINT or SIGTERM, and a
+// function returning the shell's exit code for the signal that came (128 +
+// its number: 130 for SIGINT, 143 for SIGTERM), or 0 before any.
+func signalContext() (ctx context.Context, stop func(), signalled func() int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	var got atomic.Int32
+	go func() {
+		select {
+		case s := <-ch:
+			got.Store(int32(s.(syscall.Signal)))
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	stop = func() {
+		signal.Stop(ch)
+		cancel()
+	}
+	signalled = func() int {
+		if n := got.Load(); n != 0 {
+			return 128 + int(n)
+		}
+		return 0
+	}
+	return ctx, stop, signalled
 }
 
 func isTerminal(f *os.File) bool {
@@ -208,7 +241,19 @@ type HistoryFlag struct {
 // with "=", so that --history alone is a switch.
 func (h *HistoryFlag) Decode(ctx *kong.DecodeContext) error {
 	h.Set = true
-	if ctx.Scan.Peek().Type != kong.FlagValueToken {
+	if next := ctx.Scan.Peek(); next.Type != kong.FlagValueToken {
+		// --history PATH (with a space) names the file when the next word
+		// looks like one: a path with a '/' or a file name with an
+		// extension. Neither report nor watch takes arguments, so any other
+		// word would be an error anyway: say to use '='.
+		if v, ok := next.Value.(string); ok && (next.Type == kong.UntypedToken || next.Type == kong.PositionalArgumentToken) && !strings.HasPrefix(v, "-") {
+			if !strings.ContainsAny(v, "/.") {
+				return fmt.Errorf("a path goes with '=' (--history=%s), or use --history alone for the default store", v)
+			}
+			ctx.Scan.Pop()
+			h.Path, h.Default = v, false
+			return nil
+		}
 		h.Path, h.Default = history.DefaultPath(), true
 		return nil
 	}
