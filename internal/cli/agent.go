@@ -23,6 +23,7 @@ const DefaultAgentListen = "127.0.0.1:10717"
 
 // AgentCmd is `closewait agent`.
 type AgentCmd struct {
+	HostFlags
 	ThresholdFlags
 	ScanFlags
 	SecretsFlag

@@ -12,10 +12,11 @@ import (
 // CheckCmd is `closewait check`: the limits and sysctls that matter to
 // CLOSE_WAIT on this host, and those that do not.
 type CheckCmd struct {
+	HostFlags
 	SecretsFlag
 	SysctlRoot string  `name:"path.sysctl" placeholder:"DIR" help:"Where /proc/sys is (default: --path.procfs/sys)."`
-	JSON       bool    `help:"Print JSON (version 1) instead of text."`
-	PID        []int   `name:"pid" sep:"," placeholder:"PID" help:"Only review these processes' limits (settings are host-wide)."`
+	JSON       bool    `short:"j" help:"Print JSON (version 1) instead of text."`
+	PID        []int   `name:"pid" short:"p" sep:"," placeholder:"PID" help:"Only review these processes' limits (settings are host-wide)."`
 	FDWarning  float64 `name:"fd-warning" default:"0.8" help:"Warn when a process holding CLOSE_WAIT uses more than this share of its soft fd limit, 0..1."`
 	FileWarn   float64 `name:"file-warning" default:"0.8" help:"Warn when the host's allocated files (fs.file-nr) exceed this share of fs.file-max, 0..1."`
 	FullScan   bool    `help:"Read every process's fd table (also finds sockets passed to unrelated processes; slower)."`

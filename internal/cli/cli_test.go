@@ -113,7 +113,7 @@ func TestMainHelpAndVersion(t *testing.T) {
 func TestParse(t *testing.T) {
 	for _, args := range [][]string{
 		nil, {"--json"}, {"--pid", "1,2"}, {"sockets", "--state", "all", "--ndjson"},
-		{"explain", "1", "--sample", "10s"}, {"watch", "--count", "3"}, {"agent", "--listen", "[::]:10717"},
+		{"explain", "1", "--sample", "10s"}, {"watch", "--count", "3"}, {"watch", "-n", "3", "-d", "1s", "-p", "1", "-j"}, {"agent", "--listen", "[::]:10717"},
 		{"destroy", "--pid", "1", "--yes"}, {"--history=/tmp/h.db"}, {"--comm", "java", "--runtime", "java"},
 	} {
 		if err := Parse(args); err != nil {

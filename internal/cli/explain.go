@@ -18,11 +18,12 @@ import (
 
 // ExplainCmd is `closewait explain PID`.
 type ExplainCmd struct {
+	HostFlags
 	ThresholdFlags
 	ScanFlags
 	SecretsFlag
 	PID    int           `arg:"" optional:"" help:"The process to explain; without it, the worst process holding CLOSE_WAIT sockets."`
-	JSON   bool          `help:"Print the process's object of the JSON contract (as in closewait --json)."`
+	JSON   bool          `short:"j" help:"Print the process's object of the JSON contract (as in closewait --json)."`
 	Sample time.Duration `placeholder:"DURATION" help:"Take two snapshots this far apart and add growth per minute and the time until the fd limit (e.g. 10s)."`
 	Color  string        `default:"auto" enum:"auto,always,never" help:"Colour the status word: auto, always, never."`
 	Peek   bool          `help:"Show the first bytes (up to 120) the peer sent that the process never read, for each finding with unread data: application data, read without consuming it (pidfd_getfd and MSG_PEEK; needs ptrace access, e.g. root)."`

@@ -10,12 +10,13 @@ import (
 
 // ReportCmd is `closewait` / `closewait report`.
 type ReportCmd struct {
+	HostFlags
 	ThresholdFlags
 	ScanFlags
 	SecretsFlag
 	ProgramFlags
-	JSON   bool          `help:"Print the JSON contract (version 1) instead of the text report."`
-	PID    []int         `name:"pid" sep:"," placeholder:"PID" help:"Only these processes (their status alone sets the exit code)."`
+	JSON   bool          `short:"j" help:"Print the JSON contract (version 1) instead of the text report."`
+	PID    []int         `name:"pid" short:"p" sep:"," placeholder:"PID" help:"Only these processes (their status alone sets the exit code)."`
 	Color  string        `default:"auto" enum:"auto,always,never" help:"Colour the status words: auto (terminal and no NO_COLOR), always, never."`
 	Sample time.Duration `placeholder:"DURATION" help:"Take two snapshots this far apart (e.g. 10s) and report sockets entering and leaving CLOSE_WAIT per minute, growth and the time until the fd limit."`
 

@@ -9,11 +9,13 @@ import (
 
 // SocketsCmd is `closewait sockets`.
 type SocketsCmd struct {
+	HostFlags
 	FilterFlags
+	NetNSFlag
 	ProgramFlags
 	ScanFlags
 	State     string `default:"close-wait" help:"States to list: all, or a comma-separated list (close-wait, established, listen, time-wait, ...)."`
-	JSON      bool   `help:"Print one JSON array."`
+	JSON      bool   `short:"j" help:"Print one JSON array."`
 	NDJSON    bool   `name:"ndjson" help:"Print one JSON object per line (large hosts)."`
 	CSV       bool   `name:"csv" help:"Print CSV with a header row."`
 	NoHeaders bool   `help:"Leave out the table's header and footnote."`
@@ -37,6 +39,9 @@ func (c *SocketsCmd) Run(g *Globals) error {
 	}
 	f, err := c.Filter()
 	if err != nil {
+		return err
+	}
+	if f.NetNS, err = c.namespaces(); err != nil {
 		return err
 	}
 	if c.NoOwners && (len(f.PIDs) > 0 || c.ProgramFlags.set()) {

@@ -25,20 +25,22 @@ import (
 
 // WatchCmd is `closewait watch`.
 type WatchCmd struct {
+	HostFlags
 	ThresholdFlags
 	ScanFlags
 	SecretsFlag
 	FeedFlag
 	ProgramFlags
-	PID      []int         `name:"pid" sep:"," placeholder:"PID" help:"Only these processes."`
-	Interval time.Duration `default:"2s" placeholder:"DURATION" help:"Time between snapshots (default 2s, at least 100ms)."`
-	Count    int           `placeholder:"N" help:"Stop after N intervals (0: run until q or Ctrl-C). The exit code is then the last interval's status."`
-	Window   time.Duration `default:"1m" placeholder:"DURATION" help:"Span over which growth per minute and the time to the fd limit are measured (default 1m)."`
-	JSON     bool          `help:"Print one JSON object per interval (NDJSON): the report contract plus growth_per_min and fd_exhaustion_eta_seconds per process."`
-	Plain    bool          `help:"Print plain lines (one per process per interval) instead of the full-screen view; the default when not on a terminal."`
-	Color    string        `default:"auto" enum:"auto,always,never" help:"Colour: auto (terminal and no NO_COLOR), always, never."`
-	ASCII    bool          `name:"ascii" help:"Draw trends and marks in ASCII (automatic when the locale is not UTF-8)."`
-	History  HistoryFlag   `help:"Also record every interval in the history store (--history uses the default path; --history=PATH another)." placeholder:"PATH"`
+	PID        []int         `name:"pid" short:"p" sep:"," placeholder:"PID" help:"Only these processes."`
+	Interval   time.Duration `short:"d" default:"2s" placeholder:"DURATION" help:"Time between snapshots (default 2s, at least 100ms; -d as top's delay)."`
+	Iterations int           `short:"n" placeholder:"N" help:"Stop after N intervals (0: run until q or Ctrl-C; -n as top's). The exit code is then the last interval's status."`
+	Count      int           `name:"count" hidden:"" placeholder:"N" help:"Old name of --iterations."`
+	Window     time.Duration `default:"1m" placeholder:"DURATION" help:"Span over which growth per minute and the time to the fd limit are measured (default 1m)."`
+	JSON       bool          `short:"j" help:"Print one JSON object per interval (NDJSON): the report contract plus growth_per_min and fd_exhaustion_eta_seconds per process."`
+	Plain      bool          `help:"Print plain lines (one per process per interval) instead of the full-screen view; the default when not on a terminal."`
+	Color      string        `default:"auto" enum:"auto,always,never" help:"Colour: auto (terminal and no NO_COLOR), always, never."`
+	ASCII      bool          `name:"ascii" help:"Draw trends and marks in ASCII (automatic when the locale is not UTF-8)."`
+	History    HistoryFlag   `help:"Also record every interval in the history store (--history uses the default path; --history=PATH another)." placeholder:"PATH"`
 }
 
 // Help is shown by closewait watch --help: the live view's keys and columns.
@@ -65,8 +67,11 @@ func (c *WatchCmd) Run(g *Globals) error {
 	if c.Interval < 100*time.Millisecond {
 		return fmt.Errorf("--interval %v is too short (at least 100ms)", c.Interval)
 	}
-	if c.Count < 0 {
-		return fmt.Errorf("--count %d must not be negative", c.Count)
+	if c.Iterations == 0 {
+		c.Iterations = c.Count // the old name, kept hidden
+	}
+	if c.Iterations < 0 {
+		return fmt.Errorf("--iterations %d must not be negative", c.Iterations)
 	}
 	if c.Window < c.Interval {
 		return fmt.Errorf("--window %v must be at least the interval %v", c.Window, c.Interval)
@@ -127,7 +132,7 @@ func (c *WatchCmd) Run(g *Globals) error {
 	}
 
 	var last *watch.Tick
-	err = sampler.Run(ctx, c.Interval, c.Count, func(t *watch.Tick) error {
+	err = sampler.Run(ctx, c.Interval, c.Iterations, func(t *watch.Tick) error {
 		last = t
 		if c.JSON {
 			return watch.WriteJSON(g.stdout, t, c.Interval)
@@ -140,7 +145,7 @@ func (c *WatchCmd) Run(g *Globals) error {
 	if code := signalled(); code != 0 {
 		return exitCode(code)
 	}
-	if c.Count > 0 && last != nil {
+	if c.Iterations > 0 && last != nil {
 		return exitCode(last.Report.Status.ExitCode())
 	}
 	return nil
@@ -158,7 +163,7 @@ func (c *WatchCmd) runTUI(ctx context.Context, g *Globals, sampler *history.Samp
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- sampler.Run(runCtx, c.Interval, c.Count, func(t *watch.Tick) error {
+		done <- sampler.Run(runCtx, c.Interval, c.Iterations, func(t *watch.Tick) error {
 			p.Send(watch.TickMsg{Tick: t})
 			return nil
 		}, func(err error) { p.Send(watch.ErrMsg{Err: err}) })
