@@ -23,7 +23,7 @@ type Topic struct {
 }
 
 // Order is the order topics are listed and printed in (the man page, the guide).
-var Order = []string{"close-wait", "causes", "reading", "runtimes", "keepalive", "thresholds", "permissions", "json", "exit-codes", "environment"}
+var Order = []string{"close-wait", "causes", "reading", "runtimes", "trace", "keepalive", "thresholds", "permissions", "json", "exit-codes", "environment"}
 
 // Topics returns every topic, in Order, then any others by name.
 func Topics() []Topic {

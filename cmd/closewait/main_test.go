@@ -20,21 +20,42 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	if os.Getenv("CLOSEWAIT_CWTEST_ROLE") == "" {
-		dir, err := os.MkdirTemp("", "closewait-test-")
-		if err != nil {
-			panic(err)
-		}
-		os.Chmod(dir, 0o755) // the unprivileged test runs it as nobody
-		binary = filepath.Join(dir, "closewait")
-		out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-		if err != nil {
-			os.Stderr.Write(out)
-			os.Exit(2)
-		}
-		defer os.RemoveAll(dir)
+	if os.Getenv("CLOSEWAIT_CWTEST_ROLE") != "" {
+		cwtest.Main(m) // a holder child: no binary needed
+		return
 	}
-	cwtest.Main(m)
+	dir, err := os.MkdirTemp("", "closewait-test-")
+	if err != nil {
+		panic(err)
+	}
+	os.Chmod(dir, 0o755) // the unprivileged test runs it as nobody
+	binary = filepath.Join(dir, "closewait")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		os.Stderr.Write(out)
+		os.RemoveAll(dir)
+		os.Exit(2)
+	}
+	cwtest.Main(m, func() { os.RemoveAll(dir) })
+}
+
+// TestMainRemovesItsBinary runs this test binary again, running no test,
+// with its own TMPDIR: the directory of the closewait binary it builds must
+// be gone when it exits.
+func TestMainRemovesItsBinary(t *testing.T) {
+	tmp := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	left, err := os.ReadDir(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		t.Errorf("left behind in TMPDIR: %s", e.Name())
+	}
 }
 
 type result struct {

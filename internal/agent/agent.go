@@ -29,6 +29,7 @@ import (
 
 	"github.com/closewait/closewait/internal/diagnose"
 	"github.com/closewait/closewait/internal/history"
+	"github.com/closewait/closewait/internal/origins"
 	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/snapshot"
 )
@@ -101,6 +102,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is shown on the dashboard.
 	Version string
+	// Origins, when set (agent --trace), is updated after every scan and
+	// served at /api/v1/origins: the creation stacks of the sockets in
+	// CLOSE_WAIT.
+	Origins *origins.Table
 }
 
 // Agent scans periodically and serves the results. Create it with New.
@@ -210,6 +215,11 @@ func (a *Agent) Scan() error {
 		a.errors.Add(1)
 		st.Err = fmt.Errorf("history: %w", herr)
 		a.log.Error("history record failed", "err", herr)
+	}
+	if a.opt.Origins != nil {
+		if oerr := a.opt.Origins.Update(t.Report.Snapshot); oerr != nil {
+			a.log.Error("origins update failed", "err", oerr)
+		}
 	}
 	st.Report, st.Time, st.Duration = t.Report, time.Now(), time.Since(start)
 	a.state.Store(st)

@@ -80,6 +80,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/snapshot", a.apiSnapshot)
 	mux.HandleFunc("GET /api/v1/processes/{pid}", a.apiProcess)
 	mux.HandleFunc("GET /api/v1/history", a.apiHistory)
+	mux.HandleFunc("GET /api/v1/origins", a.apiOrigins)
 	mux.HandleFunc("GET /static/{name}", serveStatic)
 	mux.HandleFunc("GET /{$}", a.dashboard)
 	return secureHeaders(mux)
@@ -212,6 +213,27 @@ func (a *Agent) latestReport(w http.ResponseWriter) *State {
 		return nil
 	}
 	return st
+}
+
+// apiOrigins serves the origins table of agent --trace (origins.Report).
+func (a *Agent) apiOrigins(w http.ResponseWriter, r *http.Request) {
+	if _, err := checkQuery(r); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if a.opt.Origins == nil {
+		httpError(w, http.StatusNotFound, "origins are recorded only by closewait agent --trace")
+		return
+	}
+	rep, err := a.opt.Origins.Report()
+	switch {
+	case rep == nil && err != nil:
+		httpError(w, http.StatusServiceUnavailable, "origins: "+err.Error())
+	case rep == nil:
+		httpError(w, http.StatusServiceUnavailable, "no origins yet: the first scan has not finished")
+	default:
+		writeJSON(w, rep)
+	}
 }
 
 func (a *Agent) apiSnapshot(w http.ResponseWriter, r *http.Request) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/closewait/closewait/internal/agent"
 	"github.com/closewait/closewait/internal/history"
+	"github.com/closewait/closewait/internal/origins"
 )
 
 // DefaultAgentListen is the agent's default address. Port 10717: the
@@ -34,6 +35,7 @@ type AgentCmd struct {
 	Top       int           `default:"20" help:"Processes with the most CLOSE_WAIT sockets that get their own metric series; the rest are summed under comm=\"other\" (1..1000)."`
 	Retention time.Duration `default:"1h" help:"How long the history (dashboard charts, /api/v1/history) keeps points."`
 	History   string        `placeholder:"PATH" help:"Keep the history in this file (bbolt; see closewait watch) instead of memory only. Without it the agent writes nothing."`
+	Trace     bool          `help:"Record the creation stack of every socket made by the processes holding CLOSE_WAIT sockets (eBPF, as closewait trace; from when each is first seen) and serve the origins of the CLOSE_WAIT sockets at /api/v1/origins."`
 }
 
 // Run serves until SIGTERM or SIGINT, then shuts the server down cleanly.
@@ -62,6 +64,15 @@ func (c *AgentCmd) Run(g *Globals) error {
 		ReleaseMemory: true,
 	}
 	defer g.closeOwners()
+	if c.Trace {
+		rec, err := openRecorder("agent --trace")
+		if err != nil {
+			return err
+		}
+		defer rec.Close()
+		opt.Origins = origins.NewTable(rec, g.ProcRoot, 100)
+		defer opt.Origins.Close()
+	}
 	if c.History != "" {
 		st, err := history.Open(c.History, history.Options{MaxAge: c.Retention})
 		switch {

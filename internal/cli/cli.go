@@ -42,6 +42,7 @@ type CLI struct {
 	Explain ExplainCmd `cmd:"" help:"Explain one process's CLOSE_WAIT sockets: causes, evidence, what to run next."`
 	Watch   WatchCmd   `cmd:"" help:"Watch CLOSE_WAIT live: growth per process, fd pressure, findings."`
 	Agent   AgentCmd   `cmd:"" help:"Serve Prometheus metrics, a JSON API and a web dashboard (binds 127.0.0.1 by default)."`
+	Trace   TraceCmd   `cmd:"" help:"Find the code that made the CLOSE_WAIT sockets: trace socket creation (eBPF) and report the creation stacks of those now in CLOSE_WAIT."`
 	Destroy DestroyCmd `cmd:"" help:"Destroy chosen CLOSE_WAIT sockets in the kernel (dry run unless --yes)."`
 	Analyze AnalyzeCmd `cmd:"" help:"Analyze saved ss, netstat or lsof output from another host."`
 	Check   CheckCmd   `cmd:"" help:"Review the limits and sysctls that matter to CLOSE_WAIT on this host."`

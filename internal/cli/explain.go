@@ -1,16 +1,20 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/origins"
 	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/report"
 	"github.com/closewait/closewait/internal/snapshot"
@@ -27,6 +31,9 @@ type ExplainCmd struct {
 	Sample time.Duration `placeholder:"DURATION" help:"Take two snapshots this far apart and add growth per minute and the time until the fd limit (e.g. 10s)."`
 	Color  string        `default:"auto" enum:"auto,always,never" help:"Colour the status word: auto, always, never."`
 	Peek   bool          `help:"Show the first bytes (up to 120) the peer sent that the process never read, for each finding with unread data: application data, read without consuming it (pidfd_getfd and MSG_PEEK; needs ptrace access, e.g. root)."`
+	Trace  time.Duration `placeholder:"DURATION" help:"First trace the process's socket creation this long (eBPF, as closewait trace) and add the top origins: the code that made its CLOSE_WAIT sockets."`
+
+	origins *tracedReport
 }
 
 // Help is shown by closewait explain --help.
@@ -37,6 +44,7 @@ func (c *ExplainCmd) Help() string {
   closewait explain 4121 --json        the process's JSON object
   closewait explain 4121 --peek        also show the unread bytes the peers sent (their last words)
   closewait explain                    the worst process on the host
+  closewait explain 4121 --trace 30s   also trace 30s: which code made its CLOSE_WAIT sockets
 
 Exit status: the process's status (0 ok, 1 warning, 2 critical); 0 when it holds no
 CLOSE_WAIT sockets; 3 when the process does not exist or closewait could not run.`
@@ -49,6 +57,9 @@ func (c *ExplainCmd) Run(g *Globals) error {
 		return err
 	}
 	fs := g.procFS()
+	if c.Trace < 0 || (c.Trace > 0 && c.PID == 0) {
+		return errors.New("--trace needs a positive duration and a pid: closewait explain PID --trace 30s")
+	}
 	if c.PID == 0 {
 		return c.worst(g, th, fs)
 	}
@@ -57,6 +68,16 @@ func (c *ExplainCmd) Run(g *Globals) error {
 	}
 	if err := g.checkPIDs([]int{c.PID}); err != nil {
 		return fmt.Errorf("explain: %w", err)
+	}
+	if c.Trace > 0 {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		c.origins, _, err = g.traceOrigins(ctx, []int{c.PID}, c.Trace, 5, func([]int) {
+			fmt.Fprintf(g.stderr, "closewait: tracing socket creation in process %d for %v (Ctrl-C ends early)\n", c.PID, c.Trace)
+		})
+		if err != nil {
+			return err
+		}
 	}
 	proc, err := fs.Process(c.PID)
 	if err != nil {
@@ -103,17 +124,33 @@ func (c *ExplainCmd) write(g *Globals, p *diagnose.ProcessReport, snap *snapshot
 		peeks = peekFindings(p)
 	}
 	var err error
-	if c.JSON {
+	switch {
+	case c.JSON:
 		jp := report.BuildJSONProcess(p)
 		report.AddPeeks(&jp, peeks)
-		err = writeJSON(g, jp)
-	} else {
+		if c.origins != nil {
+			err = writeJSON(g, explainTraced{jp, c.origins.Origins})
+		} else {
+			err = writeJSON(g, jp)
+		}
+	default:
 		err = report.WriteExplain(g.stdout, p, report.ExplainOptions{Color: useColor(g.stdout, c.Color), Now: snap.Time, Peeks: peeks})
+		if err == nil && c.origins != nil {
+			fmt.Fprintf(g.stdout, "\nOrigins (the code that made these sockets, traced %v):\n", c.origins.elapsed.Round(100*time.Millisecond))
+			err = origins.WriteText(g.stdout, c.origins.Report, origins.TextOptions{Indent: "  ", MaxFrames: 8})
+		}
 	}
 	if err != nil {
 		return err
 	}
 	return exitCode(p.Status.ExitCode())
+}
+
+// explainTraced is explain --json --trace: the process's object with the
+// origins of closewait trace --json.
+type explainTraced struct {
+	report.JSONProcess
+	Origins []origins.Origin `json:"origins"`
 }
 
 // worst explains the worst process of the host (closewait explain without a pid).

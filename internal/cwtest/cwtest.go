@@ -40,14 +40,19 @@ const envRole = "CLOSEWAIT_CWTEST_ROLE"
 const envSpec = "CLOSEWAIT_CWTEST_SPEC"
 
 // Main runs the child roles of this package when the test binary was started
-// as one, and the tests otherwise. Call it from TestMain.
-func Main(m *testing.M) {
+// as one, and the tests otherwise, then the cleanups (in order) before it
+// exits. Call it from TestMain; a TestMain's own deferred calls would never
+// run, since Main ends the process.
+func Main(m *testing.M, cleanups ...func()) {
 	if role := os.Getenv(envRole); role != "" {
 		os.Exit(runChild(role))
 	}
 	code := m.Run()
 	if copyPath != "" {
 		os.RemoveAll(filepath.Dir(copyPath))
+	}
+	for _, c := range cleanups {
+		c()
 	}
 	os.Exit(code)
 }

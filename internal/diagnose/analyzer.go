@@ -85,6 +85,11 @@ const (
 
 var causeNames = [numCauses]string{CauseNotAccepted, CauseMissingClose, CausePoolIdle, CauseAbandonedUnread}
 
+// SocketCause names the cause of one CLOSE_WAIT socket from its own facts
+// (accept queue, Recv-Q, direction): the per-socket part of a finding's
+// cause, for callers that group sockets otherwise (by creation stack).
+func SocketCause(s *snapshot.Socket) string { return causeNames[causeOf(s)] }
+
 // causeOf names the cause of one CLOSE_WAIT socket from its own facts (an
 // index into causeNames).
 func causeOf(s *snapshot.Socket) int {

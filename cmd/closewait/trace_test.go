@@ -1,0 +1,663 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"debug/elf"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/closewait/closewait/internal/cwtest"
+	"github.com/closewait/closewait/internal/origins"
+)
+
+// tracing is a `closewait trace` running in the background.
+type tracing struct {
+	cmd       *exec.Cmd
+	out, errb bytes.Buffer
+}
+
+// startTrace starts closewait trace with args and waits until it traces,
+// skipping the test where eBPF tracing cannot run.
+func startTrace(t *testing.T, args ...string) *tracing {
+	t.Helper()
+	return startTracing(t, append([]string{"trace"}, args...)...)
+}
+
+// startTracing starts closewait with args (a command that traces) and waits
+// until it says it traces.
+func startTracing(t *testing.T, args ...string) *tracing {
+	t.Helper()
+	tr := &tracing{cmd: exec.Command(binary, args...)}
+	tr.cmd.Stdout = &tr.out
+	pr, pw := io.Pipe()
+	tr.cmd.Stderr = pw
+	if err := tr.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if tr.cmd.ProcessState == nil {
+			tr.cmd.Process.Kill()
+			tr.cmd.Wait()
+		}
+	})
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	go func() { tr.cmd.Wait(); pw.Close() }()
+	select {
+	case l, ok := <-lines:
+		if ok && strings.Contains(l, "tracing socket creation") {
+			go func() {
+				for l := range lines {
+					tr.errb.WriteString(l + "\n")
+				}
+			}()
+			return tr
+		}
+		var rest strings.Builder
+		rest.WriteString(l + "\n")
+		for l := range lines {
+			rest.WriteString(l + "\n")
+		}
+		if !cwtest.EBPFExpected() {
+			t.Skipf("closewait trace cannot run here (needs root, BTF and CAP_BPF+CAP_PERFMON): %s", rest.String())
+		}
+		t.Fatalf("closewait trace did not start: %s", rest.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("closewait trace did not start within 30s")
+	}
+	return nil
+}
+
+// stop ends the trace with Ctrl-C (SIGINT) and returns its report.
+func (tr *tracing) stop(t *testing.T) origins.Report {
+	t.Helper()
+	if code := tr.interrupt(t); code != 0 {
+		t.Fatalf("closewait trace: exit %d: %s", code, tr.errb.String())
+	}
+	var rep origins.Report
+	if err := json.Unmarshal(tr.out.Bytes(), &rep); err != nil {
+		t.Fatalf("trace output is not JSON (%v):\n%s", err, tr.out.String())
+	}
+	return rep
+}
+
+// interrupt sends SIGINT and returns the exit code.
+func (tr *tracing) interrupt(t *testing.T) int {
+	t.Helper()
+	tr.cmd.Process.Signal(syscall.SIGINT)
+	deadline := time.Now().Add(30 * time.Second)
+	for tr.cmd.ProcessState == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if tr.cmd.ProcessState == nil {
+		t.Fatal("closewait did not end within 30s of SIGINT")
+	}
+	return tr.cmd.ProcessState.ExitCode()
+}
+
+// closingServer accepts connections on loopback and closes each at once,
+// so that the client's end goes to CLOSE_WAIT unless the client closes it.
+func closingServer(t *testing.T) (addr string, accepted chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	accepted = make(chan struct{}, 100)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+			accepted <- struct{}{}
+		}
+	}()
+	return ln.Addr().String(), accepted
+}
+
+// lineOf returns the 1-based line of src holding marker.
+func lineOf(t *testing.T, src, marker string) int {
+	t.Helper()
+	for i, l := range strings.Split(src, "\n") {
+		if strings.Contains(l, marker) {
+			return i + 1
+		}
+	}
+	t.Fatalf("no %q in the source", marker)
+	return 0
+}
+
+// origin returns the origin of pid whose first frame named fn... is fn.
+func originOf(rep origins.Report, pid int, fn string) *origins.Origin {
+	for i, o := range rep.Origins {
+		if o.PID != pid {
+			continue
+		}
+		for _, f := range o.Frames {
+			if f.Function == fn {
+				return &rep.Origins[i]
+			}
+		}
+	}
+	return nil
+}
+
+const goLeaker = `package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+)
+
+var held []net.Conn
+
+func leakyDial(addr string) {
+	c, err := net.Dial("tcp4", addr) // LEAK SITE
+	if err != nil {
+		panic(err)
+	}
+	held = append(held, c) // the bug: never closed
+}
+
+func sometimesDial(addr string, keep bool) {
+	c, err := net.Dial("tcp4", addr) // SOMETIMES SITE
+	if err != nil {
+		panic(err)
+	}
+	if keep {
+		held = append(held, c)
+		return
+	}
+	c.Close()
+}
+
+func main() {
+	addr := os.Args[1]
+	in := bufio.NewScanner(os.Stdin)
+	fmt.Println("ready")
+	for in.Scan() {
+		switch in.Text() {
+		case "leak":
+			leakyDial(addr)
+		case "keep", "close": // one call site: one stack for both
+			sometimesDial(addr, in.Text() == "keep")
+		}
+		fmt.Println("ok")
+	}
+}
+`
+
+// child is a test program driven line by line on stdin.
+type child struct {
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	lines *bufio.Scanner
+}
+
+func startChild(t *testing.T, bin string, args ...string) *child {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close(); cmd.Process.Kill(); cmd.Wait() })
+	c := &child{cmd: cmd, in: in, lines: bufio.NewScanner(out)}
+	c.expect(t, "ready")
+	return c
+}
+
+func (c *child) expect(t *testing.T, word string) {
+	t.Helper()
+	if !c.lines.Scan() || c.lines.Text() != word {
+		t.Fatalf("child said %q (%v), want %q", c.lines.Text(), c.lines.Err(), word)
+	}
+}
+
+func (c *child) do(t *testing.T, cmd string, n int) {
+	t.Helper()
+	for range n {
+		fmt.Fprintln(c.in, cmd)
+		c.expect(t, "ok")
+	}
+}
+
+// TestTraceGoLeakyDial: a Go program whose leakyDial never closes what it
+// dials. The top origin of its CLOSE_WAIT sockets names main.leakyDial at
+// the line of its net.Dial, with the right count and nothing closed; a
+// second function that leaks some of its sockets shows both counts. The
+// compiler inlines leakyDial into main.main: the frame comes from the
+// inline tree. The same from a stripped binary (-ldflags=-s -w): the
+// pclntab stays.
+func TestTraceGoLeakyDial(t *testing.T) {
+	needRoot(t)
+	for _, tc := range []struct {
+		name  string
+		flags []string
+	}{{"unstripped", nil}, {"stripped", []string{"-ldflags=-s -w"}}} {
+		t.Run(tc.name, func(t *testing.T) { testTraceGo(t, tc.flags) })
+	}
+}
+
+func testTraceGo(t *testing.T, flags []string) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "main.go")
+	os.WriteFile(src, []byte(goLeaker), 0o644)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module leaker\n\ngo 1.22\n"), 0o644)
+	bin := filepath.Join(dir, "leaker")
+	build := exec.Command("go", append(append([]string{"build", "-o", bin}, flags...), ".")...)
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	addr, accepted := closingServer(t)
+	c := startChild(t, bin, addr)
+	tr := startTrace(t, "--pid", fmt.Sprint(c.cmd.Process.Pid), "--duration", "2m", "--json")
+	const leaks, keeps, closes = 5, 2, 4
+	c.do(t, "leak", leaks)
+	c.do(t, "keep", keeps)
+	c.do(t, "close", closes)
+	for range leaks + keeps + closes {
+		<-accepted // the server closed it: the child's end is in CLOSE_WAIT or closed
+	}
+	rep := tr.stop(t)
+
+	pid := c.cmd.Process.Pid
+	if len(rep.Origins) == 0 || rep.Origins[0].PID != pid {
+		t.Fatalf("origins %+v, want the leaker's first", rep.Origins)
+	}
+	top := rep.Origins[0]
+	var site *struct {
+		file string
+		line int
+	}
+	for _, f := range top.Frames {
+		if strings.HasPrefix(f.Function, "main.") {
+			site = &struct {
+				file string
+				line int
+			}{f.File, f.Line}
+			if f.Function != "main.leakyDial" {
+				t.Errorf("first main frame of the top origin is %s, want main.leakyDial", f.Function)
+			}
+			break
+		}
+	}
+	if site == nil {
+		t.Fatalf("top origin has no main.* frame: %+v", top.Frames)
+	}
+	if want := lineOf(t, goLeaker, "LEAK SITE"); site.file != src || site.line != want {
+		t.Errorf("main.leakyDial at %s:%d, want %s:%d", site.file, site.line, src, want)
+	}
+	if top.Count != leaks || top.Closed != 0 || top.How != "connect" || top.Comm != "leaker" {
+		t.Errorf("top origin: count %d closed %d how %s comm %q, want %d, 0, connect, leaker", top.Count, top.Closed, top.How, top.Comm, leaks)
+	}
+	if top.Cause == "" || top.OldestAgeSeconds <= 0 || top.OldestAgeSeconds > 120 {
+		t.Errorf("top origin: cause %q, oldest %vs", top.Cause, top.OldestAgeSeconds)
+	}
+	if originOf(rep, pid, "main.main") == nil {
+		t.Errorf("no origin reaches main.main: %+v", rep.Origins)
+	}
+	some := originOf(rep, pid, "main.sometimesDial")
+	if some == nil {
+		t.Fatalf("no origin names main.sometimesDial: %+v", rep.Origins)
+	}
+	if some.Count != keeps || some.Closed != closes {
+		t.Errorf("main.sometimesDial: count %d closed %d, want %d and %d", some.Count, some.Closed, keeps, closes)
+	}
+	for _, f := range some.Frames {
+		if f.Function == "main.sometimesDial" && f.Line != lineOf(t, goLeaker, "SOMETIMES SITE") {
+			t.Errorf("main.sometimesDial at line %d, want %d", f.Line, lineOf(t, goLeaker, "SOMETIMES SITE"))
+		}
+	}
+	if rep.Dropped != 0 {
+		t.Errorf("dropped %d", rep.Dropped)
+	}
+}
+
+const cLeaker = `#include <stdio.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+static int held[4096];
+static int nheld;
+
+/* The accept loop forgets close(): every connection is read to EOF and kept. */
+__attribute__((noinline)) static void serve(int ln) {
+	for (;;) {
+		int fd = accept(ln, NULL, NULL); /* LEAK SITE */
+		if (fd < 0)
+			return;
+		char buf[64];
+		while (read(fd, buf, sizeof buf) > 0) {
+		}
+		held[nheld++] = fd;
+		printf("accepted\n");
+		fflush(stdout);
+	}
+}
+
+int main(void) {
+	int ln = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof a;
+	if (ln < 0 || bind(ln, (struct sockaddr *)&a, sizeof a) || listen(ln, 64) || getsockname(ln, (struct sockaddr *)&a, &l))
+		return 1;
+	printf("%d\n", ntohs(a.sin_port));
+	fflush(stdout);
+	serve(ln);
+	return 0;
+}
+`
+
+// buildC compiles src with gcc -fno-omit-frame-pointer -g, skipping
+// without gcc.
+func buildC(t *testing.T, src string) (bin, srcPath string) {
+	t.Helper()
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("needs gcc (.ci/run installs it)")
+	}
+	dir := t.TempDir()
+	srcPath = filepath.Join(dir, "leaker.c")
+	os.WriteFile(srcPath, []byte(src), 0o644)
+	bin = filepath.Join(dir, "leaker-c")
+	if out, err := exec.Command(gcc, "-O0", "-g", "-fno-omit-frame-pointer", "-o", bin, srcPath).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	return bin, srcPath
+}
+
+// traceCServer runs the C server bin, traces it while n clients connect and
+// half-close, and returns the report and the server's pid.
+func traceCServer(t *testing.T, bin string, n int) (origins.Report, int) {
+	t.Helper()
+	c := &child{}
+	cmd := exec.Command(bin)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	c.cmd, c.lines = cmd, bufio.NewScanner(out)
+	if !c.lines.Scan() {
+		t.Fatal("the C server did not print its port")
+	}
+	port := c.lines.Text()
+	tr := startTrace(t, "--pid", fmt.Sprint(cmd.Process.Pid), "--duration", "2m", "--json")
+	for range n {
+		conn, err := net.Dial("tcp4", "127.0.0.1:"+port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		conn.(*net.TCPConn).CloseWrite()
+		c.expect(t, "accepted") // read to EOF: its end is in CLOSE_WAIT
+	}
+	return tr.stop(t), cmd.Process.Pid
+}
+
+// TestTraceCAcceptLoop: a C server built with -fno-omit-frame-pointer -g
+// whose accept loop forgets close(). The origin names serve() at the line
+// of its accept() call: libc's accept keeps no frame pointer, so that frame
+// comes from the return address on the stack, and the line from DWARF.
+func TestTraceCAcceptLoop(t *testing.T) {
+	needRoot(t)
+	bin, src := buildC(t, cLeaker)
+	const n = 4
+	rep, pid := traceCServer(t, bin, n)
+	o := originOf(rep, pid, "serve")
+	if o == nil {
+		t.Fatalf("no origin names serve(): %+v", rep.Origins)
+	}
+	if o.Count != n || o.How != "accept" || o.Cause != "missing-close" {
+		t.Errorf("serve(): count %d how %s cause %s, want %d, accept, missing-close", o.Count, o.How, o.Cause, n)
+	}
+	var names []string
+	for _, f := range o.Frames {
+		names = append(names, f.Function)
+		if f.Function == "serve" && (f.File != src || f.Line != lineOf(t, cLeaker, "LEAK SITE") || f.Module != bin) {
+			t.Errorf("serve() at %s:%d in %s, want %s:%d in %s", f.File, f.Line, f.Module, src, lineOf(t, cLeaker, "LEAK SITE"), bin)
+		}
+	}
+	if !slices.Contains(names, "main") {
+		t.Errorf("frames %v: want serve's caller main too", names)
+	}
+}
+
+// TestTraceNoSymbols: the same server, stripped. Its own frames cannot be
+// named: each keeps module+offset (the offset of the call in serve(), as
+// the unstripped binary's symbols confirm) and the origin says that debug
+// symbols would name them.
+func TestTraceNoSymbols(t *testing.T) {
+	needRoot(t)
+	bin, _ := buildC(t, cLeaker)
+	stripped := bin + "-stripped"
+	if out, err := exec.Command("strip", "-o", stripped, bin).CombinedOutput(); err != nil {
+		t.Skipf("strip: %v %s", err, out)
+	}
+	const n = 3
+	rep, pid := traceCServer(t, stripped, n)
+	var o *origins.Origin
+	for i := range rep.Origins {
+		if rep.Origins[i].PID == pid {
+			o = &rep.Origins[i]
+		}
+	}
+	if o == nil || o.Count != n {
+		t.Fatalf("origins %+v, want one of pid %d with %d sockets", rep.Origins, pid, n)
+	}
+	if !strings.Contains(o.Hint, "debug symbols would name "+filepath.Base(stripped)) {
+		t.Errorf("hint %q, want it to say debug symbols would name %s", o.Hint, filepath.Base(stripped))
+	}
+	syms := symbolsOf(t, bin)
+	var own []string
+	for _, f := range o.Frames {
+		if f.Module != stripped {
+			continue
+		}
+		if f.Function != "" || f.Offset == 0 {
+			t.Errorf("frame %+v of the stripped binary: want no name and an offset", f)
+		}
+		own = append(own, syms(f.Offset-1))
+	}
+	if len(own) < 2 || own[0] != "serve" || own[1] != "main" {
+		t.Errorf("the stripped frames are, by the unstripped binary's symbols, %v; want serve, main", own)
+	}
+	if rep.UnsymbolisedFrames < 2 {
+		t.Errorf("unsymbolised_frames %d, want at least 2", rep.UnsymbolisedFrames)
+	}
+}
+
+// symbolsOf returns a function naming a file offset of the ELF file path
+// from its symbol table.
+func symbolsOf(t *testing.T, path string) func(off uint64) string {
+	t.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	syms, err := f.Symbols()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(off uint64) string {
+		for _, p := range f.Progs {
+			if p.Type != elf.PT_LOAD || off < p.Off || off >= p.Off+p.Filesz {
+				continue
+			}
+			va := off - p.Off + p.Vaddr
+			for _, s := range syms {
+				if elf.ST_TYPE(s.Info) == elf.STT_FUNC && va >= s.Value && va < s.Value+s.Size {
+					return s.Name
+				}
+			}
+		}
+		return "?"
+	}
+}
+
+// TestExplainTraceAddsOrigins: explain PID --trace adds the origins to the
+// explanation, in text and JSON.
+func TestExplainTraceAddsOrigins(t *testing.T) {
+	needRoot(t)
+	bin, src := buildC(t, cLeaker)
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			cmd := exec.Command(bin)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+			out, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			c := &child{cmd: cmd, lines: bufio.NewScanner(out)}
+			c.lines.Scan()
+			port := c.lines.Text()
+			args := []string{"explain", fmt.Sprint(cmd.Process.Pid), "--trace", "2m"}
+			if format == "json" {
+				args = append(args, "--json")
+			}
+			tr := startTracing(t, args...)
+			for range 2 {
+				conn, err := net.Dial("tcp4", "127.0.0.1:"+port)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { conn.Close() })
+				conn.(*net.TCPConn).CloseWrite()
+				c.expect(t, "accepted")
+			}
+			if code := tr.interrupt(t); code == 3 {
+				t.Fatalf("explain --trace: exit 3: %s", tr.errb.String())
+			}
+			site := fmt.Sprintf("serve %s:%d", src, lineOf(t, cLeaker, "LEAK SITE"))
+			if format == "text" {
+				if !strings.Contains(tr.out.String(), "Origins (the code that made these sockets") || !strings.Contains(tr.out.String(), site) {
+					t.Errorf("explain --trace output lacks the origins with %q:\n%s", site, tr.out.String())
+				}
+				return
+			}
+			var p struct {
+				PID     int              `json:"pid"`
+				Origins []origins.Origin `json:"origins"`
+			}
+			if err := json.Unmarshal(tr.out.Bytes(), &p); err != nil {
+				t.Fatalf("not JSON (%v): %s", err, tr.out.String())
+			}
+			if p.PID != cmd.Process.Pid || originOf(origins.Report{Origins: p.Origins}, p.PID, "serve") == nil {
+				t.Errorf("explain --json --trace: pid %d origins %+v", p.PID, p.Origins)
+			}
+		})
+	}
+}
+
+// buildGoLeaker builds goLeaker and starts it against a closing server.
+func buildGoLeaker(t *testing.T) (*child, string, chan struct{}) {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "main.go")
+	os.WriteFile(src, []byte(goLeaker), 0o644)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module leaker\n\ngo 1.22\n"), 0o644)
+	bin := filepath.Join(dir, "leaker")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	addr, accepted := closingServer(t)
+	return startChild(t, bin, addr), src, accepted
+}
+
+// TestAgentTraceServesOrigins: agent --trace starts tracing a process once
+// a scan sees it holding CLOSE_WAIT sockets, and /api/v1/origins then names
+// the code that makes its later ones. Without --trace the path says how to
+// get it.
+func TestAgentTraceServesOrigins(t *testing.T) {
+	needRoot(t)
+	c, src, accepted := buildGoLeaker(t)
+	c.do(t, "leak", 1) // made before tracing: no stack
+	<-accepted
+	base, _, rest := startAgent(t, nil, "--trace", "--interval", "1s")
+	pid := c.cmd.Process.Pid
+	var rep origins.Report
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		code, body := httpGet(t, base+"/api/v1/origins")
+		if code == http.StatusOK {
+			json.Unmarshal([]byte(body), &rep)
+			if rep.Recorded >= 0 && rep.Origins != nil {
+				break
+			}
+		} else if code != http.StatusServiceUnavailable {
+			if !cwtest.EBPFExpected() {
+				t.Skipf("agent --trace cannot run here: %d %s", code, body)
+			}
+			t.Fatalf("GET /api/v1/origins: %d %s; stderr %s", code, body, rest.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The first scan has run: the leaker is traced now.
+	const n = 3
+	c.do(t, "leak", n)
+	for range n {
+		<-accepted
+	}
+	var o *origins.Origin
+	for time.Now().Before(deadline) && (o == nil || o.Count != n) {
+		time.Sleep(500 * time.Millisecond)
+		code, body := httpGet(t, base+"/api/v1/origins")
+		if code != http.StatusOK {
+			continue
+		}
+		rep = origins.Report{}
+		if err := json.Unmarshal([]byte(body), &rep); err != nil {
+			t.Fatalf("origins not JSON: %v: %s", err, body)
+		}
+		o = originOf(rep, pid, "main.leakyDial")
+	}
+	if o == nil || o.Count != n {
+		t.Fatalf("origins %+v: want main.leakyDial of pid %d with %d sockets", rep.Origins, pid, n)
+	}
+	for _, f := range o.Frames {
+		if f.Function == "main.leakyDial" && (f.File != src || f.Line != lineOf(t, goLeaker, "LEAK SITE")) {
+			t.Errorf("main.leakyDial at %s:%d", f.File, f.Line)
+		}
+	}
+
+	plain, _, _ := startAgent(t, nil, "--interval", "1s")
+	if code, body := httpGet(t, plain+"/api/v1/origins"); code != http.StatusNotFound || !strings.Contains(body, "--trace") {
+		t.Errorf("agent without --trace: /api/v1/origins %d %s, want 404 naming --trace", code, body)
+	}
+}

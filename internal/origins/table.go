@@ -1,0 +1,115 @@
+package origins
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/closewait/closewait/internal/netns"
+	"github.com/closewait/closewait/internal/procscan"
+	"github.com/closewait/closewait/internal/snapshot"
+	"github.com/closewait/closewait/internal/sockorigin"
+	"github.com/closewait/closewait/internal/symbolize"
+)
+
+// Table keeps the origins of the CLOSE_WAIT sockets for a long-running
+// command (closewait agent --trace). Each Update traces every process that
+// holds CLOSE_WAIT sockets in the snapshot (from then on: sockets made
+// earlier have no recorded stack), stops tracing processes that exited, and
+// rebuilds the report, bounded to Max origins. Safe for concurrent use.
+type Table struct {
+	rec  *sockorigin.Recorder
+	fs   procscan.FS
+	max  int
+	root string
+
+	mu     sync.Mutex
+	sym    *symbolize.Symbolizer
+	traced map[int]bool
+	latest *Report
+	err    error
+}
+
+// NewTable makes a table over rec, which it does not close, reading
+// processes under procfs root; max bounds the origins kept (0 means 100).
+func NewTable(rec *sockorigin.Recorder, root string, max int) *Table {
+	if max <= 0 {
+		max = 100
+	}
+	return &Table{rec: rec, fs: procscan.NewFS(root), root: root, max: max,
+		sym: symbolize.New(root), traced: map[int]bool{}}
+}
+
+// Update traces the CLOSE_WAIT holders of snap and rebuilds the report.
+func (t *Table) Update(snap *snapshot.Snapshot) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for pid := range t.traced {
+		if _, err := os.Stat(t.fs.Path(strconv.Itoa(pid))); errors.Is(err, os.ErrNotExist) {
+			_ = t.rec.RemovePID(pid)
+			delete(t.traced, pid)
+		}
+	}
+	for pid := range snap.Processes {
+		if !t.traced[pid] && len(t.traced) < sockorigin.MaxPIDs {
+			if err := t.rec.AddPID(pid); err != nil {
+				t.err = err
+				return err
+			}
+			t.traced[pid] = true
+		}
+	}
+	pids := make([]int, 0, len(t.traced))
+	for pid := range t.traced {
+		pids = append(pids, pid)
+		t.sym.Forget(pid) // memory maps change (dlopen, JIT code)
+	}
+	smp, err := t.rec.Sample(NetNSPaths(t.fs, pids)...)
+	if err != nil {
+		t.err = fmt.Errorf("origins: %w", err)
+		return t.err
+	}
+	t.latest, t.err = Build(smp, snap, t.sym, Options{Max: t.max}), nil
+	return nil
+}
+
+// Report returns the latest report (nil before the first Update) and the
+// latest Update's error.
+func (t *Table) Report() (*Report, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.latest, t.err
+}
+
+// Close releases the symbolizer's files; the recorder is the caller's.
+func (t *Table) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sym.Close()
+}
+
+// NetNSPaths returns a path to each network namespace of pids other than
+// the caller's own, once each: where Recorder.Sample must look for their
+// sockets.
+func NetNSPaths(fs procscan.FS, pids []int) []string {
+	own, err := netns.Current()
+	if err != nil {
+		return nil
+	}
+	seen := map[uint64]bool{own: true}
+	var out []string
+	for _, pid := range pids {
+		p := fs.Path(strconv.Itoa(pid), "ns", "net")
+		var st unix.Stat_t
+		if unix.Stat(p, &st) != nil || seen[st.Ino] {
+			continue
+		}
+		seen[st.Ino] = true
+		out = append(out, p)
+	}
+	return out
+}

@@ -1,0 +1,50 @@
+// Package sockorigin records where TCP sockets are made: for every socket
+// a traced process creates, by connect() or by accept(), the user stack of
+// the thread that made it, so that a socket later found in CLOSE_WAIT can be
+// tied to the code that opened it, from outside the process.
+//
+// # Kernel side
+//
+// Two programs, written with cilium/ebpf/asm (no clang):
+//
+//   - tp_btf on sock:inet_sock_set_state. CLOSE→SYN_SENT runs in the
+//     context of the thread calling connect(): if its tgid is traced, the
+//     socket is recorded. Any →CLOSE of a recorded socket (the socket is
+//     done: closed by the application, reset, or a failed connect) adds one
+//     to the "closed" count of its stack and forgets the socket.
+//   - tp_btf on raw_syscalls:sys_exit, in the context of the thread
+//     returning from accept() or accept4(): the socket behind the returned
+//     fd (task->files->fdt->fd[ret]->private_data->sk, read with
+//     bpf_probe_read_kernel) is recorded if the tgid is traced. fexit on
+//     inet_csk_accept would be cheaper (no program on every system call)
+//     but some kernels refuse fentry/fexit programs (EPERM on the Firecracker
+//     kernel this was written on, which also has no kprobes); every system
+//     call then pays the tracepoint and a compare of the call number.
+//   - iter/tcp, run by Sample: gives each recorded socket its cookie (the
+//     accept hook has the socket as a plain address, which
+//     bpf_get_socket_cookie does not take).
+//
+// A record is the user stack, walked by the kernel through frame pointers
+// (bpf_get_stackid with BPF_F_USER_STACK, deduplicated in a stack-trace
+// map), plus the 64 bytes at the user stack pointer: the leaf function
+// (a libc or runtime syscall wrapper) usually keeps no frame pointer, so its
+// caller's return address is on the stack but not in the frame chain;
+// package symbolize finds it there.
+//
+// Processes are chosen by tgid in a hash map the programs read first:
+// other processes pay one map lookup per connect and accept, and one
+// lookup by socket address when one of their sockets closes. Sockets are
+// keyed by their struct sock address, deleted when they reach TCP_CLOSE
+// (before the kernel frees them), so an address is never stale.
+//
+// # Bounds
+//
+// [MaxSockets] live recorded sockets, [MaxStacks] distinct stacks of at
+// most [MaxDepth] frames, [MaxClosed] (process, stack) closed counters,
+// [MaxPIDs] traced processes. A creation that finds a map full, or whose
+// stack cannot be stored, is counted as dropped.
+//
+// Needs Linux 5.15 or later with BTF (bpf_task_pt_regs) and CAP_BPF with
+// CAP_PERFMON (or CAP_SYS_ADMIN), in the host's pid namespace (the kernel
+// reports host tgids).
+package sockorigin

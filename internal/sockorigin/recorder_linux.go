@@ -1,0 +1,334 @@
+package sockorigin
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/closewait/closewait/internal/btflayout"
+	"github.com/closewait/closewait/internal/netns"
+)
+
+// Program names, as the kernel's BPF statistics name them.
+const (
+	StateProgram  = "cw_origin_state"
+	AcceptProgram = "cw_origin_accept"
+	cookieProg    = "cw_origin_cookie"
+)
+
+// Recorder is the loaded and attached pair of programs with their maps.
+// Create it with Open. Its methods are safe for use by one goroutine at a
+// time.
+type Recorder struct {
+	coll   *ebpf.Collection
+	links  []link.Link
+	cookie *link.Iter
+}
+
+// Open reads the kernel BTF, builds, verifies and attaches the programs.
+// No process is traced until AddPID. Errors wrap ErrNotSupported when the
+// kernel or the process's capabilities do not allow it (with EPERM,
+// errors.Is(err, os.ErrPermission) also holds).
+func Open() (_ *Recorder, err error) {
+	_ = rlimit.RemoveMemlock() // kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("sockorigin: load kernel BTF: %w", classify(err))
+	}
+	o, err := kernelOffsets(spec)
+	if err != nil {
+		return nil, fmt.Errorf("sockorigin: kernel BTF layout: %w: %w", ErrNotSupported, err)
+	}
+	state, err := stateProgram(o)
+	if err != nil {
+		return nil, fmt.Errorf("sockorigin: build program: %w", err)
+	}
+	accept, err := acceptProgram(o)
+	if err != nil {
+		return nil, fmt.Errorf("sockorigin: build program: %w", err)
+	}
+	cs := &ebpf.CollectionSpec{
+		Maps: map[string]*ebpf.MapSpec{
+			pidsMap:    {Name: "cw_or_pids", Type: ebpf.Hash, KeySize: 4, ValueSize: 1, MaxEntries: MaxPIDs},
+			socksMap:   {Name: "cw_or_socks", Type: ebpf.Hash, KeySize: 8, ValueSize: valSize, MaxEntries: MaxSockets, Flags: unix.BPF_F_NO_PREALLOC},
+			stacksMap:  {Name: "cw_or_stacks", Type: ebpf.StackTrace, KeySize: 4, ValueSize: MaxDepth * 8, MaxEntries: MaxStacks},
+			closedMap:  {Name: "cw_or_closed", Type: ebpf.Hash, KeySize: keySize, ValueSize: 8, MaxEntries: MaxClosed, Flags: unix.BPF_F_NO_PREALLOC},
+			droppedMap: {Name: "cw_or_dropped", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1},
+		},
+		Programs: map[string]*ebpf.ProgramSpec{
+			StateProgram: {
+				Name: StateProgram, Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp,
+				AttachTo: "inet_sock_set_state", License: License, Instructions: state,
+			},
+			AcceptProgram: {
+				Name: AcceptProgram, Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp,
+				AttachTo: "sys_exit", License: License, Instructions: accept,
+			},
+			cookieProg: {
+				Name: cookieProg, Type: ebpf.Tracing, AttachType: ebpf.AttachTraceIter,
+				AttachTo: "tcp", License: License, Instructions: cookieProgram(),
+			},
+		},
+	}
+	r := &Recorder{}
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+	r.coll, err = ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{
+		Programs: ebpf.ProgramOptions{KernelTypes: spec},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sockorigin: load programs: %w", classify(err))
+	}
+	for _, p := range []struct {
+		name string
+		at   ebpf.AttachType
+	}{{StateProgram, ebpf.AttachTraceRawTp}, {AcceptProgram, ebpf.AttachTraceRawTp}} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: r.coll.Programs[p.name], AttachType: p.at})
+		if err != nil {
+			return nil, fmt.Errorf("sockorigin: attach %s: %w", p.name, classify(err))
+		}
+		r.links = append(r.links, l)
+	}
+	r.cookie, err = link.AttachIter(link.IterOptions{Program: r.coll.Programs[cookieProg]})
+	if err != nil {
+		return nil, fmt.Errorf("sockorigin: attach the tcp iterator: %w", classify(err))
+	}
+	return r, nil
+}
+
+// kernelOffsets reads the struct members the programs load from BTF.
+func kernelOffsets(spec *btf.Spec) (offsets, error) {
+	structs := map[string]*btf.Struct{}
+	for _, name := range []string{"sock", "pt_regs", "task_struct", "files_struct", "fdtable", "file", "socket"} {
+		var s *btf.Struct
+		if err := spec.TypeByName(name, &s); err != nil {
+			return offsets{}, fmt.Errorf("btf struct %s: %w", name, err)
+		}
+		structs[name] = s
+	}
+	sysNr := "orig_ax"
+	if runtime.GOARCH == "arm64" {
+		sysNr = "syscallno"
+	}
+	var o offsets
+	var nr btflayout.Field
+	for _, w := range []struct {
+		st, member string
+		dst        *uint32
+		size       uint32 // 0: any
+	}{
+		{"sock", "sk_protocol", &o.protocol, 2},
+		{"pt_regs", "sp", &o.regsSP, 8},
+		{"pt_regs", sysNr, &nr.Off, 0},
+		{"task_struct", "files", &o.taskFiles, 8},
+		{"files_struct", "fdt", &o.filesFdt, 8},
+		{"fdtable", "fd", &o.fdtFd, 8},
+		{"file", "private_data", &o.filePrivate, 8},
+		{"socket", "sk", &o.socketSk, 8},
+	} {
+		f, err := btflayout.Member(structs[w.st], w.member)
+		if err != nil {
+			return offsets{}, fmt.Errorf("btf %s.%s: %w", w.st, w.member, err)
+		}
+		if w.size != 0 && f.Size != w.size {
+			return offsets{}, fmt.Errorf("btf %s.%s: %d bytes, want %d", w.st, w.member, f.Size, w.size)
+		}
+		*w.dst = f.Off
+		if w.member == sysNr {
+			nr = f
+		}
+	}
+	switch nr.Size {
+	case 4:
+		o.sysNrSize = asm.Word
+	case 8:
+		o.sysNrSize = asm.DWord
+	default:
+		return offsets{}, fmt.Errorf("btf pt_regs.%s: %d bytes", sysNr, nr.Size)
+	}
+	o.regsSysNr = nr.Off
+	return o, nil
+}
+
+// classify adds ErrNotSupported to errors that mean "cannot run here". A
+// verifier rejection is not one: it means the program is wrong for this
+// kernel.
+func classify(err error) error {
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) {
+		return err
+	}
+	if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, btf.ErrNotSupported) ||
+		errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("%w: %w", ErrNotSupported, err)
+	}
+	return err
+}
+
+// AddPID traces the process pid (a host tgid) from now on: every TCP
+// socket it creates by connect() or accept() is recorded.
+func (r *Recorder) AddPID(pid int) error {
+	if err := r.coll.Maps[pidsMap].Update(uint32(pid), uint8(1), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("sockorigin: trace pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// RemovePID stops tracing pid; its recorded sockets are kept.
+func (r *Recorder) RemovePID(pid int) error {
+	err := r.coll.Maps[pidsMap].Delete(uint32(pid))
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("sockorigin: untrace pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// Program returns one of the loaded programs by name (StateProgram,
+// AcceptProgram), for its kernel statistics.
+func (r *Recorder) Program(name string) *ebpf.Program { return r.coll.Programs[name] }
+
+// Sample reads what the recorder holds now: the recorded sockets not yet
+// closed, the closed counts, the stacks they name, and the drop count.
+// Sockets get their cookie here, from a pass over the TCP sockets of the
+// current network namespace and of each namespace in netns (paths such as
+// /proc/PID/ns/net; entering them needs CAP_SYS_ADMIN).
+func (r *Recorder) Sample(netnsPaths ...string) (*Sample, error) {
+	if err := r.fillCookies(); err != nil {
+		return nil, err
+	}
+	for _, p := range netnsPaths {
+		if err := netns.Do(p, r.fillCookies); err != nil {
+			return nil, fmt.Errorf("sockorigin: cookies in %s: %w", p, err)
+		}
+	}
+	s := &Sample{Closed: map[StackKey]uint64{}, Stacks: map[int32][]uint64{}}
+	now, mono := time.Now(), monotonicNow()
+	var (
+		cookie uint64
+		v      []byte
+	)
+	it := r.coll.Maps[socksMap].Iterate()
+	for it.Next(&cookie, &v) {
+		if len(v) < valSize {
+			return nil, fmt.Errorf("sockorigin: socket record of %d bytes", len(v))
+		}
+		ne := binary.NativeEndian
+		sock := Socket{
+			Addr:    cookie,
+			TGID:    ne.Uint32(v[valTGID:]),
+			TID:     ne.Uint32(v[valTID:]),
+			How:     ne.Uint32(v[valHow:]),
+			Created: now.Add(time.Duration(ne.Uint64(v[valTime:])) - mono),
+			Cookie:  ne.Uint64(v[valCookie:]),
+			Key:     decodeKey(v),
+		}
+		for i := range sock.Top {
+			sock.Top[i] = ne.Uint64(v[valTop+8*i:])
+		}
+		s.Sockets = append(s.Sockets, sock)
+		s.Stacks[sock.Key.StackID] = nil
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("sockorigin: read sockets: %w", err)
+	}
+	var (
+		k []byte
+		n uint64
+	)
+	cit := r.coll.Maps[closedMap].Iterate()
+	for cit.Next(&k, &n) {
+		key := decodeKey(k)
+		s.Closed[key] += n
+		s.Stacks[key.StackID] = nil
+	}
+	if err := cit.Err(); err != nil {
+		return nil, fmt.Errorf("sockorigin: read closed counts: %w", err)
+	}
+	buf := make([]uint64, MaxDepth)
+	for id := range s.Stacks {
+		if err := r.coll.Maps[stacksMap].Lookup(uint32(id), buf); err != nil {
+			continue // a stack id with no stack: its frames are unknown
+		}
+		n := 0
+		for n < len(buf) && buf[n] != 0 {
+			n++
+		}
+		s.Stacks[id] = append([]uint64(nil), buf[:n]...)
+	}
+	if err := r.coll.Maps[droppedMap].Lookup(uint32(0), &s.Dropped); err != nil {
+		return nil, fmt.Errorf("sockorigin: read drop count: %w", err)
+	}
+	return s, nil
+}
+
+// fillCookies runs the cookie iterator over the TCP sockets of the calling
+// thread's network namespace.
+func (r *Recorder) fillCookies() error {
+	rd, err := r.cookie.Open()
+	if err != nil {
+		return fmt.Errorf("sockorigin: open the tcp iterator: %w", err)
+	}
+	defer rd.Close()
+	buf := make([]byte, 4096)
+	for {
+		_, err := rd.Read(buf)
+		if err == io.EOF {
+			return nil
+		}
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("sockorigin: read the tcp iterator: %w", err)
+		}
+	}
+}
+
+func decodeKey(b []byte) StackKey {
+	ne := binary.NativeEndian
+	return StackKey{TGID: ne.Uint32(b[valTGID:]), StackID: int32(ne.Uint32(b[valStackID:]))}
+}
+
+// monotonicNow is CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
+func monotonicNow() time.Duration {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return time.Duration(ts.Nano())
+}
+
+// Close detaches and unloads the programs. It is safe to call more than once.
+func (r *Recorder) Close() error {
+	if r == nil {
+		return nil
+	}
+	var errs []error
+	if r.cookie != nil {
+		errs = append(errs, r.cookie.Close())
+		r.cookie = nil
+	}
+	for _, l := range r.links {
+		errs = append(errs, l.Close())
+	}
+	r.links = nil
+	if r.coll != nil {
+		r.coll.Close()
+		r.coll = nil
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sockorigin: close: %w", err)
+	}
+	return nil
+}
