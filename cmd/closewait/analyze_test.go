@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -202,8 +206,15 @@ func TestAnalyzeMatchesLiveReport(t *testing.T) {
 		path := capture(t, dir, "ss-s.txt", "ss", "-s")
 		r := run(t, nil, "analyze", "--json", path)
 		rep := reportJSON(t, r)
-		if r.code != 0 || rep.Summary.CloseWait != 0 || !strings.Contains(strings.Join(rep.Notices, " "), "no CLOSE_WAIT count") {
-			t.Errorf("exit %d, close_wait %d, notices %q", r.code, rep.Summary.CloseWait, rep.Notices)
+		if r.code != 3 || rep.Summary.Status != "unknown" || !strings.Contains(r.stdout, `"close_wait": null`) || !strings.Contains(strings.Join(rep.Notices, " "), "no CLOSE_WAIT count") {
+			t.Errorf("exit %d, status %s, notices %q:\n%s", r.code, rep.Summary.Status, rep.Notices, r.stdout)
+		}
+		if !strings.Contains(r.stderr, "CLOSE_WAIT unknown") || strings.Count(strings.TrimSpace(r.stderr), "closewait: analyze") != 1 {
+			t.Errorf("stderr:\n%s", r.stderr)
+		}
+		text := run(t, nil, "analyze", path)
+		if text.code != 3 || !strings.Contains(text.stdout, "CLOSE_WAIT: unknown") || strings.Contains(text.stdout, " OK") {
+			t.Errorf("text: exit %d\n%s", text.code, text.stdout)
 		}
 		if rep.Summary.States["ESTABLISHED"] == 0 && rep.Summary.States["TIME_WAIT"] == 0 {
 			// The holders' test ends are FIN_WAIT2, but the host has some established socket in practice; only check it parsed.
@@ -288,6 +299,62 @@ func TestAnalyzeBadInput(t *testing.T) {
 			}
 			if r.stdout != "" && !strings.Contains(r.stdout, "Usage") {
 				t.Errorf("stdout not empty: %q", r.stdout)
+			}
+		})
+	}
+}
+
+// peakRSS runs the binary with args and returns its result and its peak
+// resident set (the kernel's ru_maxrss, the VmHWM the child reached).
+func peakRSS(t *testing.T, args ...string) (result, int64) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		t.Fatal("no rusage")
+	}
+	return result{out.String(), errb.String(), cmd.ProcessState.ExitCode()}, ru.Maxrss << 10
+}
+
+// TestAnalyzeMemoryBounded: analyze reads its input as a stream. A 48 KB
+// gzip of 50 M newlines (2.9 GB of RSS before) and /dev/zero (2.16 GB)
+// end in one line and exit 3, under 150 MB at the peak.
+func TestAnalyzeMemoryBounded(t *testing.T) {
+	bomb := filepath.Join(t.TempDir(), "newlines.gz")
+	f, err := os.Create(bomb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw, _ := gzip.NewWriterLevel(f, gzip.BestCompression)
+	nl := bytes.Repeat([]byte{'\n'}, 1_000_000)
+	for range 50 {
+		zw.Write(nl)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, tc := range []struct {
+		name, path, want string
+	}{
+		{"gzip of 50M newlines", bomb, "the input is empty"},
+		{"/dev/zero", "/dev/zero", "longer than 16 MiB"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, rss := peakRSS(t, "analyze", tc.path)
+			t.Logf("peak RSS %d MB: %s", rss>>20, strings.TrimSpace(r.stderr))
+			if r.code != 3 || !strings.Contains(r.stderr, tc.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
+				t.Errorf("exit %d, stderr %q; want 3 and one line naming %q", r.code, r.stderr, tc.want)
+			}
+			if rss > 150<<20 {
+				t.Errorf("peak RSS %d MB, want under 150 MB", rss>>20)
 			}
 		})
 	}

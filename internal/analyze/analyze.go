@@ -18,8 +18,10 @@ import (
 	"github.com/closewait/closewait/internal/sockdiag"
 )
 
-// MaxInput is the largest input Read accepts (a host with a million sockets
-// saved by ss -tanpi is about 500 MB; this allows that with room).
+// MaxInput is the largest input Read accepts, decompressed (a host with a
+// million sockets saved by ss -tanpi is about 500 MB; this allows that with
+// room). The input is read as a stream: memory follows the sockets found,
+// not the size of the input.
 const MaxInput = 1 << 30
 
 // ErrEmpty is returned for an input with nothing but blank lines.
@@ -66,8 +68,8 @@ type Result struct {
 // HasAges reports whether the input carries age estimates (ss -i).
 func (res *Result) HasAges() bool { return res.ages }
 
-// Read detects the format of r and parses it. Gzip-compressed input is
-// decompressed first.
+// Read detects the format of r and parses it, one line at a time.
+// Gzip-compressed input is decompressed as it is read.
 func Read(r io.Reader, opt Options) (*Result, error) {
 	br := bufio.NewReader(r)
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
@@ -80,40 +82,50 @@ func Read(r io.Reader, opt Options) (*Result, error) {
 	} else {
 		r = br
 	}
-	data, err := io.ReadAll(io.LimitReader(r, MaxInput+1))
-	if err != nil {
-		return nil, fmt.Errorf("read input: %w", err)
-	}
-	if len(data) > MaxInput {
-		return nil, fmt.Errorf("the input is larger than %d MiB", MaxInput>>20)
-	}
-	return Parse(data, opt)
+	return parse(newLineSource(r), opt)
 }
 
 // Parse detects the format of data and parses it.
 func Parse(data []byte, opt Options) (*Result, error) {
-	lines := splitLines(data)
-	kind := detect(lines)
+	return parse(newLineSource(bytes.NewReader(data)), opt)
+}
+
+func parse(ls *lineSource, opt Options) (*Result, error) {
+	// Detect the format from the first meaningful line; the lines read
+	// meanwhile are replayed to the parser.
+	kind := ""
+	var head []numbered
+	for n, l := range ls.all() {
+		head = append(head, numbered{n, l})
+		if kind = detect(l); kind != "" {
+			break
+		}
+	}
+	ls.pending = head
+	if ls.err != nil {
+		return nil, ls.err
+	}
 	var p *parsed
 	var err error
 	switch kind {
 	case "":
-		for _, l := range lines {
-			if strings.TrimSpace(l) != "" {
-				return nil, ErrUnknownFormat
-			}
+		if len(ls.pending) > 0 {
+			return nil, ErrUnknownFormat
 		}
 		return nil, ErrEmpty
 	case "ss":
-		p, err = parseSS(lines)
+		p, err = parseSS(ls)
 	case "ss -s":
-		p, err = parseSSSummary(lines)
+		p, err = parseSSSummary(ls)
 	case "netstat":
-		p, err = parseNetstat(lines)
+		p, err = parseNetstat(ls)
 	case "lsof":
-		p, err = parseLsof(lines)
+		p, err = parseLsof(ls)
 	default:
 		return nil, ErrUnknownFormat
+	}
+	if ls.err != nil { // the input ended early: that is the problem to report
+		return nil, ls.err
 	}
 	if err != nil {
 		return nil, err
@@ -121,46 +133,33 @@ func Parse(data []byte, opt Options) (*Result, error) {
 	return p.result(opt), nil
 }
 
-func splitLines(data []byte) []string {
-	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a BOM from an editor
-	var lines []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), len(data)+1)
-	for sc.Scan() {
-		lines = append(lines, strings.TrimRight(sc.Text(), "\r"))
+// detect names the format from one non-blank line: "" when the line does
+// not tell (a warning lsof prints before its table), "?" when it is none of
+// the formats.
+func detect(l string) string {
+	f := strings.Fields(l)
+	switch {
+	case len(f) == 0:
+		return ""
+	case f[0] == "Total:":
+		return "ss -s"
+	case f[0] == "Netid" || (f[0] == "State" && len(f) > 1 && f[1] == "Recv-Q") || (f[0] == "Recv-Q" && len(f) > 1 && f[1] == "Send-Q"):
+		return "ss"
+	case f[0] == "Active" || f[0] == "Proto" || f[0] == "tcp" && len(f) > 5 && !strings.Contains(f[1], ":") || f[0] == "tcp6":
+		return "netstat"
+	case f[0] == "COMMAND" && slices.Contains(f, "NAME"):
+		return "lsof"
+	case f[0] == "tcp" || f[0] == "udp" || isSSState(f[0]):
+		return "ss" // ss -H
+	case len(f) >= 4 && isUint(f[0]) && isUint(f[1]) && strings.Contains(f[2], ":"):
+		return "ss" // ss -H with a state filter
+	case strings.HasPrefix(l, "lsof: ") || strings.HasPrefix(strings.TrimSpace(l), "Output information may be incomplete"):
+		return ""
 	}
-	return lines
-}
-
-// detect names the format from the first meaningful line.
-func detect(lines []string) string {
-	for _, l := range lines {
-		f := strings.Fields(l)
-		if len(f) == 0 {
-			continue
-		}
-		switch {
-		case f[0] == "Total:":
-			return "ss -s"
-		case f[0] == "Netid" || (f[0] == "State" && len(f) > 1 && f[1] == "Recv-Q") || (f[0] == "Recv-Q" && len(f) > 1 && f[1] == "Send-Q"):
-			return "ss"
-		case f[0] == "Active" || f[0] == "Proto" || f[0] == "tcp" && len(f) > 5 && !strings.Contains(f[1], ":") || f[0] == "tcp6":
-			return "netstat"
-		case f[0] == "COMMAND" && slices.Contains(f, "NAME"):
-			return "lsof"
-		case f[0] == "tcp" || f[0] == "udp" || isSSState(f[0]):
-			return "ss" // ss -H
-		case len(f) >= 4 && isUint(f[0]) && isUint(f[1]) && strings.Contains(f[2], ":"):
-			return "ss" // ss -H with a state filter
-		case strings.HasPrefix(l, "lsof: ") || strings.HasPrefix(strings.TrimSpace(l), "Output information may be incomplete"):
-			continue
-		}
-		if len(f) >= 9 && isUint(f[1]) && slices.Contains(f, "TCP") {
-			return "lsof" // lsof -nP without its header
-		}
-		return "?"
+	if len(f) >= 9 && isUint(f[1]) && slices.Contains(f, "TCP") {
+		return "lsof" // lsof -nP without its header
 	}
-	return ""
+	return "?"
 }
 
 func isSSState(s string) bool {

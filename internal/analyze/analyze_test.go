@@ -185,6 +185,15 @@ func TestParseForms(t *testing.T) {
 			procs: map[int]string{77: "nginx: worker"},
 		},
 		{
+			name: "ss owner listed twice is one owner",
+			in: ssHead +
+				"CLOSE-WAIT 1 0 10.1.1.1:51000 10.2.2.2:5432 users:((\"a\",pid=9,fd=4),(\"a\",pid=9,fd=5),(\"a\",pid=9,fd=4),(\"b\",pid=10,fd=4))\n",
+			want: []sock{
+				{"CLOSE_WAIT", "10.1.1.1:51000", "10.2.2.2:5432", 1, owners(9, 4, 9, 5, 10, 4), false, false, 0, false},
+			},
+			procs: map[int]string{9: "a", 10: "b"},
+		},
+		{
 			name: "ss wrapped by a terminal, inside users:((...)) and before it",
 			in: ssHead +
 				"CLOSE-WAIT 1 0 10.1.1.1:51000 10.2.2.2:5432 users:((\"postgres-clie\n" +

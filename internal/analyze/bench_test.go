@@ -34,3 +34,38 @@ func BenchmarkParseSS(b *testing.B) {
 		}
 	}
 }
+
+// ssManyOwners builds one ss -tanp line whose socket n processes share
+// (users:((...),(...),...)), as a fork server's listener or a hostile input.
+func ssManyOwners(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString("State      Recv-Q Send-Q Local Address:Port  Peer Address:Port Process\n")
+	b.WriteString("CLOSE-WAIT 1      0          10.0.0.1:8080    10.0.0.2:4000 users:(")
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "(\"worker\",pid=%d,fd=%d)", 1000+i, 3+i%1000)
+	}
+	b.WriteString(")\n")
+	return b.Bytes()
+}
+
+// BenchmarkParseSSManyOwners parses one ss line listing 100k owners: linear,
+// not quadratic, in the owners of one socket (issue 16).
+//
+//	go test ./internal/analyze -run '^$' -bench ParseSSManyOwners -benchtime 3x
+func BenchmarkParseSSManyOwners(b *testing.B) {
+	data := ssManyOwners(100_000)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := Parse(data, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n := len(res.Snapshot.Sockets[0].Owners); n != 100_000 {
+			b.Fatalf("%d owners", n)
+		}
+	}
+}

@@ -13,6 +13,14 @@
 //
 // Gzip-compressed input is read as well.
 //
+// # Memory
+//
+// The input is read as a stream, one line at a time: memory follows the
+// sockets the parsers keep (CLOSE_WAIT and listening ones; the other states
+// are only counted), not the size of the input. A line (with its ss
+// continuation lines) longer than [MaxLine] (16 MiB) or an input longer
+// than [MaxInput] (1 GiB, decompressed) ends with an error saying so.
+//
 // Each format sees only part of what closewait reads on the host itself;
 // [Result.Missing] names what the input could not tell (owners, queues,
 // ages, fd limits), so the report can say so.

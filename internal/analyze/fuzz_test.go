@@ -59,7 +59,7 @@ func FuzzParse(f *testing.F) {
 // are no seeds: the engine minimises every new input it finds interesting,
 // and the first one, a mutated whole sample, took the whole -fuzztime to
 // minimise (FuzzNetstat made 4 executions in 20 s).
-func fuzzParser(f *testing.F, glob string, parse func([]string) (*parsed, error)) {
+func fuzzParser(f *testing.F, glob string, parse func(*lineSource) (*parsed, error)) {
 	files, _ := filepath.Glob(filepath.Join("testdata", glob))
 	for _, name := range files {
 		b, err := os.ReadFile(name)
@@ -76,7 +76,7 @@ func fuzzParser(f *testing.F, glob string, parse func([]string) (*parsed, error)
 		}
 	}
 	f.Fuzz(func(t *testing.T, text string) {
-		p, err := parse(splitLines([]byte(text)))
+		p, err := parse(newLineSource(strings.NewReader(text)))
 		if err != nil {
 			if p != nil {
 				t.Fatal("a result with an error")

@@ -6,21 +6,13 @@ import (
 	"github.com/closewait/closewait/internal/diagnose"
 )
 
-// queueCauses are the causes told apart by Recv-Q (0: read to EOF, 1: never
-// read since the FIN), which some formats do not show.
-var queueCauses = map[string]bool{
-	"missing-close":     true,
-	"abandoned-unread":  true,
-	"pool-idle":         true,
-	"normal-half-close": true,
-}
-
 // Judge runs the diagnosis on the input's snapshot, then drops the findings
 // the input cannot support: without Recv-Q (lsof without -T qs) every socket
 // would look read to EOF, so causes decided by Recv-Q are left out, and a
 // notice says so.
 func (res *Result) Judge(th diagnose.Thresholds, opt diagnose.Options) *diagnose.Report {
 	r := diagnose.Analyze(res.Snapshot, th, opt)
+	r.CloseWaitUnknown = res.CloseWaitUnknown()
 	if res.queues {
 		return r
 	}
@@ -28,7 +20,7 @@ func (res *Result) Judge(th diagnose.Thresholds, opt diagnose.Options) *diagnose
 	for _, p := range r.Processes {
 		kept := p.Findings[:0]
 		for _, f := range p.Findings {
-			if queueCauses[f.Cause] {
+			if c := diagnose.LookupCause(f.Cause); c != nil && c.NeedsRecvQ {
 				dropped++
 				continue
 			}
@@ -42,3 +34,7 @@ func (res *Result) Judge(th diagnose.Thresholds, opt diagnose.Options) *diagnose
 	}
 	return r
 }
+
+// CloseWaitUnknown reports whether the input cannot count CLOSE_WAIT
+// sockets (ss -s: its "estab" counts ESTABLISHED and CLOSE_WAIT together).
+func (res *Result) CloseWaitUnknown() bool { return res.Snapshot.Stats.Source == "ss -s" }

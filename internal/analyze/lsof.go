@@ -19,15 +19,14 @@ type lsofKey struct {
 // parseLsof reads lsof -nP -iTCP output (also with -sTCP:STATE, -T qs, -K).
 // Each row is one fd of one process; rows with the same socket (DEVICE
 // column, the inode) are one socket with several owners.
-func parseLsof(lines []string) (*parsed, error) {
+func parseLsof(lines *lineSource) (*parsed, error) {
 	p := newParsed("lsof -nP -iTCP")
 	index := map[lsofKey]int{} // into all
 	var all []snapshot.Socket
 	rows, queues := 0, 0
-	for i, l := range lines {
-		ln := i + 1
+	for ln, l := range lines.all() {
 		f := strings.Fields(l)
-		if len(f) == 0 || (f[0] == "COMMAND" && i < 5) || strings.HasPrefix(l, "lsof: ") || strings.HasPrefix(strings.TrimSpace(l), "Output information") {
+		if len(f) == 0 || (f[0] == "COMMAND" && ln <= 5) || strings.HasPrefix(l, "lsof: ") || strings.HasPrefix(strings.TrimSpace(l), "Output information") {
 			continue
 		}
 		// COMMAND PID [TID TASKCMD] USER FD TYPE DEVICE SIZE/OFF NODE NAME
@@ -131,7 +130,7 @@ func parseLsof(lines []string) (*parsed, error) {
 		rows++
 	}
 	if rows == 0 {
-		return nil, &LineError{"lsof", max(len(lines), 1), errors.New("no TCP lines")}
+		return nil, &LineError{"lsof", lines.lastLine(), errors.New("no TCP lines")}
 	}
 	for _, s := range all {
 		p.add(s)

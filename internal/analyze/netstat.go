@@ -15,12 +15,11 @@ import (
 var netstatTimer = regexp.MustCompile(`\s(off|on|keepalive|timewait|probe|unkn-\d+) \([^)]*\)\s*$`)
 
 // parseNetstat reads netstat -ant[p][e][o][W] output.
-func parseNetstat(lines []string) (*parsed, error) {
+func parseNetstat(lines *lineSource) (*parsed, error) {
 	p := newParsed("netstat")
 	var hasUser, hasPID, hasTimer, header bool
 	rows := 0
-	for i, l := range lines {
-		ln := i + 1
+	for ln, l := range lines.all() {
 		f := strings.Fields(l)
 		if len(f) == 0 {
 			continue
@@ -117,7 +116,7 @@ func parseNetstat(lines []string) (*parsed, error) {
 		p.add(s)
 		rows++
 	}
-	return p.netstatDone(rows, max(len(lines), 1), hasPID, hasTimer)
+	return p.netstatDone(rows, lines.lastLine(), hasPID, hasTimer)
 }
 
 func (p *parsed) netstatDone(rows, line int, hasPID, hasTimer bool) (*parsed, error) {

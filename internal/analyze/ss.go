@@ -15,20 +15,56 @@ import (
 // (-i puts tcp_info on a continuation line; a narrow terminal wraps).
 type ssRecord struct {
 	line   int
-	fields []string // leading columns
-	rest   string   // everything after them: users:(...), key:value tokens
+	fields []string        // leading columns
+	rest   strings.Builder // everything after them: users:(...), key:value tokens
+	// The parenthesis depth and quoting at the end of rest, kept as it
+	// grows (a terminal may wrap users:((...)) in the middle).
+	depth   int
+	inQuote bool
 }
+
+// addRest appends text after the leading columns: glued to what is there
+// when a users:((...)) was cut in the middle, else after a space.
+func (r *ssRecord) addRest(t string) error {
+	if t == "" {
+		return nil
+	}
+	if r.rest.Len()+len(t) > MaxLine {
+		return fmt.Errorf("the socket continues over more than %d MiB of lines", MaxLine>>20)
+	}
+	if r.rest.Len() > 0 && !r.unbalanced() {
+		r.rest.WriteByte(' ')
+	}
+	r.rest.WriteString(t)
+	for i := 0; i < len(t); i++ {
+		switch c := t[i]; {
+		case c == '"':
+			r.inQuote = !r.inQuote
+		case r.inQuote:
+		case c == '(':
+			r.depth++
+		case c == ')':
+			r.depth--
+		}
+	}
+	return nil
+}
+
+// unbalanced reports whether the record's text has an open parenthesis or
+// quote, as when a terminal wrapped users:((...)) in the middle.
+func (r *ssRecord) unbalanced() bool { return r != nil && (r.depth > 0 || r.inQuote) }
 
 // parseSS reads ss -tan[p][i][e][o] output, with or without a header (-H),
 // with or without a State column (a "state close-wait" filter drops it), with
-// or without a Netid column (-tuan).
-func parseSS(lines []string) (*parsed, error) {
+// or without a Netid column (-tuan). Each socket is judged when the next one
+// starts: only the sockets that matter are kept.
+func parseSS(lines *lineSource) (*parsed, error) {
 	p := newParsed("ss")
 	hasNetid, hasState := false, true
 	decided := false
 	var flags struct{ p, i, e, o bool }
-	var recs []*ssRecord
 	var cur *ssRecord
+	records := 0
 	want := func() int {
 		n := 4
 		if hasNetid {
@@ -39,26 +75,61 @@ func parseSS(lines []string) (*parsed, error) {
 		}
 		return n
 	}
-	for i, l := range lines {
-		ln := i + 1
-		if cur != nil && l != "" && (l[0] == '\t' || l[0] == ' ') && len(cur.fields) >= want() {
+	// finish turns the record into a socket.
+	finish := func(r *ssRecord) error {
+		if len(r.fields) < want() {
+			return &LineError{"ss", r.line, fmt.Errorf("the line has %d columns, expected %d (%s)", len(r.fields), want(), ssExpect(hasNetid, hasState))}
+		}
+		fl := r.fields
+		if hasNetid {
+			if fl[0] != "tcp" {
+				return nil
+			}
+			fl = fl[1:]
+		}
+		s := snapshot.Socket{}
+		s.State = sockdiag.CloseWait
+		if hasState {
+			st, err := sockdiag.ParseState(fl[0])
+			if err != nil {
+				return &LineError{"ss", r.line, err}
+			}
+			s.State = st
+			fl = fl[1:]
+		}
+		rq, ok1 := parseUint(fl[0], 32)
+		sq, ok2 := parseUint(fl[1], 32)
+		if !ok1 || !ok2 {
+			return &LineError{"ss", r.line, fmt.Errorf("Recv-Q %q and Send-Q %q must be numbers", fl[0], fl[1])}
+		}
+		s.RecvQ, s.SendQ = uint32(rq), uint32(sq)
+		fam := 4
+		if strings.Count(fl[2], ":") > 1 {
+			fam = 6
+		}
+		var err error
+		if s.Local, err = parseEndpoint(fl[2], fam); err != nil {
+			return &LineError{"ss", r.line, fmt.Errorf("local address: %w", err)}
+		}
+		if s.Remote, err = parseEndpoint(fl[3], fam); err != nil {
+			return &LineError{"ss", r.line, fmt.Errorf("peer address: %w", err)}
+		}
+		s.Family = familyOf(fl[2])
+		if err := p.ssRest(&s, r.rest.String(), &flags); err != nil {
+			return &LineError{"ss", r.line, err}
+		}
+		p.add(s)
+		return nil
+	}
+	for ln, l := range lines.all() {
+		if cur != nil && (l[0] == '\t' || l[0] == ' ') && len(cur.fields) >= want() {
 			// A continuation (tcp_info, or a wrapped process column): kept as text.
-			t := strings.TrimSpace(l)
-			switch {
-			case t == "":
-			case unbalanced(cur):
-				cur.rest += t
-			case cur.rest == "":
-				cur.rest = t
-			default:
-				cur.rest += " " + t
+			if err := cur.addRest(strings.TrimSpace(l)); err != nil {
+				return nil, &LineError{"ss", cur.line, err}
 			}
 			continue
 		}
 		f := strings.Fields(l)
-		if len(f) == 0 {
-			continue
-		}
 		if !decided {
 			decided = true
 			switch {
@@ -77,7 +148,7 @@ func parseSS(lines []string) (*parsed, error) {
 				hasState = false
 			}
 		}
-		startsRecord := l[0] != ' ' && l[0] != '\t' && (cur == nil || len(cur.fields) >= want()) && !unbalanced(cur)
+		startsRecord := l[0] != ' ' && l[0] != '\t' && (cur == nil || len(cur.fields) >= want()) && !cur.unbalanced()
 		if startsRecord {
 			first := f[0]
 			if hasNetid && len(f) > 1 {
@@ -94,8 +165,13 @@ func parseSS(lines []string) (*parsed, error) {
 				return nil, &LineError{"ss", ln, fmt.Errorf("%q does not start a socket line (expected %s)", truncate(l), ssExpect(hasNetid, hasState))}
 			}
 			if ok {
+				if cur != nil {
+					if err := finish(cur); err != nil {
+						return nil, err
+					}
+				}
 				cur = &ssRecord{line: ln}
-				recs = append(recs, cur)
+				records++
 			}
 		}
 		if cur == nil {
@@ -108,64 +184,18 @@ func parseSS(lines []string) (*parsed, error) {
 			k++
 		}
 		if k < len(f) {
-			rest := strings.Join(f[k:], " ")
-			if unbalanced(cur) {
-				cur.rest += rest // a users:((...)) cut in the middle
-			} else if cur.rest == "" {
-				cur.rest = rest
-			} else {
-				cur.rest += " " + rest
+			if err := cur.addRest(strings.Join(f[k:], " ")); err != nil {
+				return nil, &LineError{"ss", cur.line, err}
 			}
 		}
 	}
-	if len(recs) == 0 {
-		return nil, &LineError{"ss", max(len(lines), 1), errors.New("no socket lines")}
+	if records == 0 {
+		return nil, &LineError{"ss", lines.lastLine(), errors.New("no socket lines")}
+	}
+	if err := finish(cur); err != nil {
+		return nil, err
 	}
 	p.stateless = !hasState
-	for _, r := range recs {
-		if len(r.fields) < want() {
-			return nil, &LineError{"ss", r.line, fmt.Errorf("the line has %d columns, expected %d (%s)", len(r.fields), want(), ssExpect(hasNetid, hasState))}
-		}
-		fl := r.fields
-		if hasNetid {
-			if fl[0] != "tcp" {
-				continue
-			}
-			fl = fl[1:]
-		}
-		s := snapshot.Socket{}
-		s.State = sockdiag.CloseWait
-		if hasState {
-			st, err := sockdiag.ParseState(fl[0])
-			if err != nil {
-				return nil, &LineError{"ss", r.line, err}
-			}
-			s.State = st
-			fl = fl[1:]
-		}
-		rq, ok1 := parseUint(fl[0], 32)
-		sq, ok2 := parseUint(fl[1], 32)
-		if !ok1 || !ok2 {
-			return nil, &LineError{"ss", r.line, fmt.Errorf("Recv-Q %q and Send-Q %q must be numbers", fl[0], fl[1])}
-		}
-		s.RecvQ, s.SendQ = uint32(rq), uint32(sq)
-		fam := 4
-		if strings.Count(fl[2], ":") > 1 {
-			fam = 6
-		}
-		var err error
-		if s.Local, err = parseEndpoint(fl[2], fam); err != nil {
-			return nil, &LineError{"ss", r.line, fmt.Errorf("local address: %w", err)}
-		}
-		if s.Remote, err = parseEndpoint(fl[3], fam); err != nil {
-			return nil, &LineError{"ss", r.line, fmt.Errorf("peer address: %w", err)}
-		}
-		s.Family = familyOf(fl[2])
-		if err := p.ssRest(&s, r.rest, &flags); err != nil {
-			return nil, &LineError{"ss", r.line, err}
-		}
-		p.add(s)
-	}
 	p.owners, p.info, p.inodes, p.timers, p.queues = flags.p, flags.i, flags.e, flags.o, true
 	p.format = "ss -tan"
 	for _, x := range []struct {
@@ -192,27 +222,6 @@ func ssExpect(netid, state bool) string {
 		s = "Netid " + s
 	}
 	return s
-}
-
-// unbalanced reports whether the record's text has an open parenthesis, as
-// when a terminal wrapped users:((...)) in the middle.
-func unbalanced(r *ssRecord) bool {
-	if r == nil {
-		return false
-	}
-	depth, inQuote := 0, false
-	for i := 0; i < len(r.rest); i++ {
-		switch c := r.rest[i]; {
-		case c == '"':
-			inQuote = !inQuote
-		case inQuote:
-		case c == '(':
-			depth++
-		case c == ')':
-			depth--
-		}
-	}
-	return depth > 0 || inQuote
 }
 
 // looksLikeContinuation is true for the start of what ss prints after the
@@ -315,6 +324,7 @@ func (p *parsed) ssRest(s *snapshot.Socket, rest string, flags *struct{ p, i, e,
 func (p *parsed) ssUsers(u string) ([]procscan.Owner, error) {
 	in := strings.TrimSuffix(strings.TrimPrefix(u, "("), ")")
 	var out []procscan.Owner
+	seen := map[procscan.Owner]bool{} // an entry listed twice is one owner
 	for in != "" {
 		in = strings.TrimLeft(in, ", ")
 		if in == "" {
@@ -352,12 +362,10 @@ func (p *parsed) ssUsers(u string) ([]procscan.Owner, error) {
 			return nil, fmt.Errorf("users:%s: fd %q is not a number", truncate(u), fdS)
 		}
 		p.owner(int(pid), comm, "")
-		dup := false
-		for _, o := range out {
-			dup = dup || (o.PID == int(pid) && o.FD == int(fd))
-		}
-		if !dup {
-			out = append(out, procscan.Owner{PID: int(pid), FD: int(fd)})
+		o := procscan.Owner{PID: int(pid), FD: int(fd)}
+		if !seen[o] {
+			seen[o] = true
+			out = append(out, o)
 		}
 	}
 	return out, nil
@@ -404,11 +412,11 @@ func truncate(s string) string {
 }
 
 // parseSSSummary reads ss -s: only the TCP line's totals.
-func parseSSSummary(lines []string) (*parsed, error) {
+func parseSSSummary(lines *lineSource) (*parsed, error) {
 	p := newParsed("ss -s")
 	p.summary = true
 	found := false
-	for i, l := range lines {
+	for ln, l := range lines.all() {
 		f := strings.Fields(l)
 		if len(f) == 0 || f[0] != "TCP:" {
 			continue
@@ -418,16 +426,16 @@ func parseSSSummary(lines []string) (*parsed, error) {
 		in := l[strings.IndexByte(l, ':')+1:]
 		o, c := strings.IndexByte(in, '('), strings.LastIndexByte(in, ')')
 		if o < 0 || c < o {
-			return nil, &LineError{"ss -s", i + 1, fmt.Errorf("expected TCP: N (estab N, closed N, orphaned N, timewait N), got %q", truncate(l))}
+			return nil, &LineError{"ss -s", ln, fmt.Errorf("expected TCP: N (estab N, closed N, orphaned N, timewait N), got %q", truncate(l))}
 		}
 		for _, part := range strings.Split(in[o+1:c], ",") {
 			kv := strings.Fields(part)
 			if len(kv) != 2 {
-				return nil, &LineError{"ss -s", i + 1, fmt.Errorf("%q is not \"name count\"", strings.TrimSpace(part))}
+				return nil, &LineError{"ss -s", ln, fmt.Errorf("%q is not \"name count\"", strings.TrimSpace(part))}
 			}
 			n, ok := parseUint(kv[1], 31)
 			if !ok {
-				return nil, &LineError{"ss -s", i + 1, fmt.Errorf("%q is not a count", kv[1])}
+				return nil, &LineError{"ss -s", ln, fmt.Errorf("%q is not a count", kv[1])}
 			}
 			switch kv[0] {
 			case "estab":
@@ -439,8 +447,8 @@ func parseSSSummary(lines []string) (*parsed, error) {
 		break
 	}
 	if !found {
-		return nil, &LineError{"ss -s", max(len(lines), 1), errors.New("no \"TCP:\" line")}
+		return nil, &LineError{"ss -s", lines.lastLine(), errors.New("no \"TCP:\" line")}
 	}
-	p.notices = append(p.notices, "ss -s counts only established and time-wait TCP sockets: the CLOSE_WAIT count shown (0) is unknown, not zero")
+	p.notices = append(p.notices, "ss -s has no CLOSE_WAIT count: its \"estab\" is the kernel's tcpCurrEstab, which counts ESTABLISHED and CLOSE_WAIT sockets together (RFC 1213), so CLOSE_WAIT is unknown, not zero (save ss -tanpi instead)")
 	return p, nil
 }

@@ -63,10 +63,10 @@ func TestReview(t *testing.T) {
 		},
 		{
 			name: "a process near its fd limit", root: "testdata/defaults",
-			holders: []Holder{py, java}, cw: 903, ka: 2, status: diagnose.Warning,
-			holderStatus: map[int]diagnose.Status{4121: diagnose.Warning, 977: diagnose.OK},
+			holders: []Holder{py, java}, cw: 903, ka: 2, status: diagnose.Critical,
+			holderStatus: map[int]diagnose.Status{4121: diagnose.Critical, 977: diagnose.OK},
 			matters:      map[string]bool{KeepaliveTime: true, FinTimeout: false},
-			words:        []string{"950 open fds of its soft limit 1024 (93% > 80%), 900 of them CLOSE_WAIT", "raised up to the hard limit 4096", "2 of 903 CLOSE_WAIT sockets whose application set SO_KEEPALIVE", "fd stays open"},
+			words:        []string{"950 open fds of its soft limit 1024 (93%), 900 of them CLOSE_WAIT", "critical: fds at 93% of the limit > 50%", "warning: 900 CLOSE_WAIT sockets > 100", "prlimit --pid 4121 --nofile=4096:4096", "raised up to the hard limit 4096", "2 of 903 CLOSE_WAIT sockets whose application set SO_KEEPALIVE", "fd stays open"},
 		},
 		{
 			name: "low file-max, nearly full", root: "testdata/low-file-max",
@@ -77,7 +77,7 @@ func TestReview(t *testing.T) {
 		{
 			name: "file-max below a holder's fd limit", root: "testdata/low-file-max",
 			holders: []Holder{big}, cw: 10, status: diagnose.Warning,
-			holderStatus: map[int]diagnose.Status{55: diagnose.Warning},
+			holderStatus: map[int]diagnose.Status{55: diagnose.OK},
 			settings:     map[string]diagnose.Status{FileNr: diagnose.Warning, FileMax: diagnose.Warning},
 			words:        []string{"above fs.file-max 8192", "its hard limit is at fs.nr_open (1048576)", "lower than the fd limit of a process holding CLOSE_WAIT (1048576)"},
 		},
@@ -101,8 +101,8 @@ func TestReview(t *testing.T) {
 		},
 		{
 			name: "open fds unreadable", root: "testdata/defaults",
-			holders: []Holder{{PID: 7, Comm: "svc", CloseWait: 900, FDSoft: 1024, FDHard: 1024, FDsUnknown: true}}, cw: 900, status: diagnose.Warning,
-			holderStatus: map[int]diagnose.Status{7: diagnose.Warning},
+			holders: []Holder{{PID: 7, Comm: "svc", CloseWait: 900, FDSoft: 1024, FDHard: 1024, FDsUnknown: true}}, cw: 900, status: diagnose.Critical,
+			holderStatus: map[int]diagnose.Status{7: diagnose.Critical},
 			words:        []string{"could not be counted", "88% of the limit at least"},
 		},
 		{
@@ -217,5 +217,50 @@ func TestHolders(t *testing.T) {
 	got, n, ka = Holders(snap, map[int]bool{2: true})
 	if len(got) != 1 || got[0].PID != 2 || n != 4 || ka != 3 {
 		t.Errorf("--pid 2: %+v %d %d", got, n, ka)
+	}
+}
+
+// TestCheckAgreesWithReport: check judges each process exactly as the
+// report does, with the same thresholds.
+func TestCheckAgreesWithReport(t *testing.T) {
+	sys, err := ReadSysctls("testdata/defaults")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(pid int, n int, age time.Duration) []snapshot.Socket {
+		out := make([]snapshot.Socket, n)
+		for i := range out {
+			out[i].State = sockdiag.CloseWait
+			out[i].HasInfo = true
+			out[i].Info.LastAckRecv = uint32(age.Milliseconds())
+			out[i].Info.LastDataRecv = uint32(age.Milliseconds())
+			out[i].Owners = []procscan.Owner{{PID: pid, FD: 10 + i}}
+		}
+		return out
+	}
+	snap := &snapshot.Snapshot{Processes: map[int]*procscan.Process{
+		1: {PID: 1, Comm: "ok", OpenFDs: 50, FDSoft: 1024, FDHard: 1024},
+		2: {PID: 2, Comm: "many", OpenFDs: 300, FDSoft: 1024, FDHard: 1024},
+		3: {PID: 3, Comm: "full", OpenFDs: 700, FDSoft: 1024, FDHard: 4096},
+		4: {PID: 4, Comm: "old", OpenFDs: 20, FDSoft: 1024, FDHard: 1024},
+	}}
+	for _, socks := range [][]snapshot.Socket{mk(1, 3, time.Second), mk(2, 150, time.Minute), mk(3, 20, time.Minute), mk(4, 2, time.Hour)} {
+		snap.Sockets = append(snap.Sockets, socks...)
+	}
+	for _, th := range []diagnose.Thresholds{diagnose.DefaultThresholds, {CountWarning: 10, CountCritical: 100, FDShareWarning: 0.2, AgeWarning: time.Minute}} {
+		rep := diagnose.Analyze(snap, th, diagnose.Options{})
+		holders, cw, ka := Holders(snap, nil)
+		r := Review(sys, holders, cw, ka, Thresholds{Process: th})
+		want := map[int]diagnose.Status{}
+		for _, p := range rep.Processes {
+			want[p.PID] = p.Status
+		}
+		got := map[int]diagnose.Status{}
+		for _, h := range r.Holders {
+			got[h.PID] = h.Status
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("thresholds %+v: check and report disagree (-report +check):\n%s", th, diff)
+		}
 	}
 }

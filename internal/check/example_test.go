@@ -19,8 +19,8 @@ func ExampleReview() {
 		fmt.Println(s.Name, s.Value, s.Matters)
 	}
 	// Output:
-	// warning
-	// pid 4121 (java): 950 open fds of its soft limit 1024 (93% > 80%), 900 of them CLOSE_WAIT: at 100% accept() and open() fail with EMFILE ("too many open files")
+	// critical
+	// pid 4121 (java): 950 open fds of its soft limit 1024 (93%), 900 of them CLOSE_WAIT: at 100% accept() and open() fail with EMFILE ("too many open files")
 	// fs.file-max 2466183 true
 	// fs.file-nr 146089 allocated true
 	// fs.nr_open 1048576 false

@@ -94,7 +94,7 @@ func WriteJSON(w io.Writer, r *Result, m Meta) error {
 func WriteText(w io.Writer, r *Result, m Meta) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "closewait check · %s · %s · %s\n", m.Host, m.Time.UTC().Format("2006-01-02 15:04:05 UTC"), strings.ToUpper(r.Status.String()))
-	fmt.Fprintf(bw, "%d CLOSE_WAIT sockets, %d with SO_KEEPALIVE set by their application.\n", r.CloseWait, r.Keepalive)
+	fmt.Fprintf(bw, "%s, %d with SO_KEEPALIVE set by their application.\n", diagnose.Count(r.CloseWait, "CLOSE_WAIT socket"), r.Keepalive)
 	if len(r.Holders) > 0 {
 		fmt.Fprintf(bw, "\nPROCESSES HOLDING CLOSE_WAIT\n%-8s  %7s  %6s  %5s  %-24s  %s\n", "STATUS", "PID", "CW", "KA", "FDS/SOFT/HARD", "COMMAND")
 		for _, h := range r.Holders {

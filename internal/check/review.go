@@ -27,6 +27,9 @@ type Holder struct {
 	// FDsUnknown is set when the open fds could not be counted (another
 	// user's process, without privilege): OpenFDs is then 0.
 	FDsUnknown bool
+	// Oldest is its oldest CLOSE_WAIT socket's age, when HasAge.
+	Oldest time.Duration
+	HasAge bool
 }
 
 // Holders lists the processes holding CLOSE_WAIT sockets in snap (only
@@ -65,6 +68,9 @@ func Holders(snap *snapshot.Snapshot, pids map[int]bool) (holders []Holder, clos
 			if ka {
 				h.Keepalive++
 			}
+			if a, ok := s.Age(); ok {
+				h.Oldest, h.HasAge = max(h.Oldest, a), true
+			}
 		}
 	}
 	for _, h := range byPID {
@@ -74,18 +80,19 @@ func Holders(snap *snapshot.Snapshot, pids map[int]bool) (holders []Holder, clos
 	return holders, closeWait, keepalive
 }
 
-// Thresholds are what check warns about. Zero values take the defaults.
+// Thresholds are what check judges by. Zero values take the defaults.
 type Thresholds struct {
-	// FDShare warns about a process holding CLOSE_WAIT whose open fds exceed
-	// this share of its soft limit (default 0.8).
-	FDShare float64
+	// Process judges each process holding CLOSE_WAIT: the report's
+	// thresholds and judgement (diagnose.Thresholds.Judge), so check and the
+	// report never disagree on a process. Zero: diagnose.DefaultThresholds.
+	Process diagnose.Thresholds
 	// FileShare warns when the host's allocated file handles (fs.file-nr)
 	// exceed this share of fs.file-max (default 0.8).
 	FileShare float64
 }
 
-// DefaultThresholds warn at 80% of a limit.
-var DefaultThresholds = Thresholds{FDShare: 0.8, FileShare: 0.8}
+// DefaultThresholds are the report's, and 80% of fs.file-max.
+var DefaultThresholds = Thresholds{Process: diagnose.DefaultThresholds, FileShare: 0.8}
 
 // Setting is one reviewed sysctl.
 type Setting struct {
@@ -118,8 +125,8 @@ type Result struct {
 
 // Review judges the settings and the holders' limits.
 func Review(sys *Sysctls, holders []Holder, closeWait, keepalive int, th Thresholds) *Result {
-	if th.FDShare <= 0 {
-		th.FDShare = DefaultThresholds.FDShare
+	if th.Process == (diagnose.Thresholds{}) {
+		th.Process = diagnose.DefaultThresholds
 	}
 	if th.FileShare <= 0 {
 		th.FileShare = DefaultThresholds.FileShare
@@ -145,43 +152,53 @@ func Review(sys *Sysctls, holders []Holder, closeWait, keepalive int, th Thresho
 func reviewHolder(h Holder, sys *Sysctls, th Thresholds) HolderReview {
 	hr := HolderReview{Holder: h}
 	name := fmt.Sprintf("pid %d (%s)", h.PID, h.Comm)
+	judge := func(share float64) {
+		var why []string
+		hr.Status, why = th.Process.Judge(h.CloseWait, share, h.Oldest, h.HasAge)
+		for _, w := range why {
+			hr.Advice = append(hr.Advice, name+": "+w)
+		}
+	}
 	switch {
 	case h.FDSoft == 0:
 		hr.Advice = append(hr.Advice, name+": its fd limit could not be read (run as root)")
+		judge(0)
 		return hr
 	case h.FDSoft == procscan.Unlimited:
 		hr.Advice = append(hr.Advice, name+": no fd limit (unlimited); fs.file-max is its only ceiling")
+		judge(0)
 		return hr
 	}
 	pct := func(f float64) string { return strconv.Itoa(int(f*100+0.5)) + "%" }
 	if h.FDsUnknown {
+		// The CLOSE_WAIT sockets are fds too: a lower bound of the share.
+		least := float64(h.CloseWait) / float64(h.FDSoft)
 		hr.Advice = append(hr.Advice, fmt.Sprintf("%s: its open fds could not be counted (run as root); soft limit %d, %d CLOSE_WAIT sockets (%s of the limit at least)",
-			name, h.FDSoft, h.CloseWait, pct(float64(h.CloseWait)/float64(h.FDSoft))))
-		if float64(h.CloseWait)/float64(h.FDSoft) > th.FDShare {
-			hr.Status = diagnose.Warning
-		}
+			name, h.FDSoft, h.CloseWait, pct(least)))
+		judge(least)
 		return hr
 	}
 	hr.Usage = float64(h.OpenFDs) / float64(h.FDSoft)
-	if hr.Usage > th.FDShare {
-		hr.Status = diagnose.Warning
-		hr.Advice = append(hr.Advice, fmt.Sprintf("%s: %d open fds of its soft limit %d (%s > %s), %d of them CLOSE_WAIT: at 100%% accept() and open() fail with EMFILE (\"too many open files\")",
-			name, h.OpenFDs, h.FDSoft, pct(hr.Usage), pct(th.FDShare), h.CloseWait))
-	} else {
-		hr.Advice = append(hr.Advice, fmt.Sprintf("%s: %d open fds of its soft limit %d (%s), %d of them CLOSE_WAIT", name, h.OpenFDs, h.FDSoft, pct(hr.Usage), h.CloseWait))
+	line := fmt.Sprintf("%s: %d open fds of its soft limit %d (%s), %d of them CLOSE_WAIT", name, h.OpenFDs, h.FDSoft, pct(hr.Usage), h.CloseWait)
+	hr.Advice = append(hr.Advice, line)
+	judge(hr.Usage)
+	for _, a := range hr.Advice[1:] {
+		if strings.Contains(a, ": fds at ") { // the fd share crossed a threshold
+			hr.Advice[0] += ": at 100% accept() and open() fail with EMFILE (\"too many open files\")"
+			break
+		}
 	}
 	if h.FDHard > h.FDSoft {
 		hard := strconv.FormatUint(h.FDHard, 10)
 		if h.FDHard == procscan.Unlimited {
 			hard = "unlimited"
 		}
-		hr.Advice = append(hr.Advice, fmt.Sprintf("its soft limit can be raised up to the hard limit %s without privilege (LimitNOFILE= in its systemd unit, ulimit -n, or setrlimit in the app): that buys time, it does not stop the leak", hard))
+		hr.Advice = append(hr.Advice, fmt.Sprintf("its soft limit can be raised up to the hard limit %s without privilege (prlimit --pid %d --nofile=%s:%s now, LimitNOFILE= in its systemd unit, ulimit -n): that buys time, it does not stop the leak", hard, h.PID, hard, hard))
 	} else if sys.NrOpen > 0 && h.FDHard >= sys.NrOpen {
 		hr.Advice = append(hr.Advice, fmt.Sprintf("its hard limit is at fs.nr_open (%d): a higher limit needs fs.nr_open raised first", sys.NrOpen))
 	}
 	if sys.FileMax > 0 && h.FDSoft != procscan.Unlimited && h.FDSoft > sys.FileMax {
-		hr.Status = diagnose.Warning
-		hr.Advice = append(hr.Advice, fmt.Sprintf("its soft limit %d is above fs.file-max %d: the whole host would run out of files (ENFILE) before this process reaches its own limit", h.FDSoft, sys.FileMax))
+		hr.Advice = append(hr.Advice, fmt.Sprintf("its soft limit %d is above fs.file-max %d: the whole host would run out of files (ENFILE) before this process reaches its own limit (fs.file-max is judged among the settings)", h.FDSoft, sys.FileMax))
 	}
 	return hr
 }
@@ -264,7 +281,7 @@ func summary(r *Result, sys *Sysctls) []string {
 	case r.CloseWait == 0:
 		out = append(out, "No CLOSE_WAIT sockets now: nothing here is under pressure from them.")
 	case n == 0:
-		out = append(out, fmt.Sprintf("%d CLOSE_WAIT sockets, no owner found (run as root to see fd limits).", r.CloseWait))
+		out = append(out, fmt.Sprintf("%s, no owner found (run as root to see fd limits).", diagnose.Count(r.CloseWait, "CLOSE_WAIT socket")))
 	default:
 		warn := 0
 		for _, h := range r.Holders {
@@ -281,7 +298,7 @@ func summary(r *Result, sys *Sysctls) []string {
 	if r.Keepalive == 0 {
 		out = append(out, "What does not: tcp_keepalive_* (no CLOSE_WAIT socket has SO_KEEPALIVE), tcp_fin_timeout (it times out the peer's FIN_WAIT2, never CLOSE_WAIT), fs.nr_open (only a ceiling for raising limits).")
 	} else {
-		out = append(out, fmt.Sprintf("Keepalive matters for %d CLOSE_WAIT sockets (SO_KEEPALIVE set): they leave the kernel table after the peer's FIN_WAIT2 expires and a probe is answered by a RST, but their fds stay open. tcp_fin_timeout and fs.nr_open do not matter.", r.Keepalive))
+		out = append(out, fmt.Sprintf("Keepalive matters for %s (SO_KEEPALIVE set): they leave the kernel table after the peer's FIN_WAIT2 expires and a probe is answered by a RST, but their fds stay open. tcp_fin_timeout and fs.nr_open do not matter.", diagnose.Count(r.Keepalive, "CLOSE_WAIT socket")))
 	}
 	if len(sys.Missing) > 0 {
 		out = append(out, fmt.Sprintf("Could not read %d settings (see the ones marked ?).", len(sys.Missing)))

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -79,5 +80,13 @@ func (c *AnalyzeCmd) Run(g *Globals) error {
 	for _, n := range res.Snapshot.Notices {
 		fmt.Fprintf(g.stderr, "closewait: note: %s\n", n)
 	}
-	return g.writeReport(r, c.JSON, c.Color)
+	err = g.writeReport(r, c.JSON, c.Color)
+	if r.CloseWaitUnknown {
+		var ec exitCode
+		if err != nil && !errors.As(err, &ec) {
+			return err
+		}
+		return &exitError{ExitError, fmt.Errorf("analyze %s: CLOSE_WAIT unknown: ss -s counts ESTABLISHED and CLOSE_WAIT together as \"estab\"; save ss -tanpi instead", name)}
+	}
+	return err
 }

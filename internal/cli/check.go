@@ -14,21 +14,24 @@ import (
 type CheckCmd struct {
 	HostFlags
 	SecretsFlag
+	ThresholdFlags
 	SysctlRoot string  `name:"path.sysctl" placeholder:"DIR" help:"Where /proc/sys is (default: --path.procfs/sys)."`
 	JSON       bool    `short:"j" help:"Print JSON (version 1) instead of text."`
 	PID        []int   `name:"pid" short:"p" sep:"," placeholder:"PID" help:"Only review these processes' limits (settings are host-wide)."`
-	FDWarning  float64 `name:"fd-warning" default:"0.8" help:"Warn when a process holding CLOSE_WAIT uses more than this share of its soft fd limit, 0..1."`
 	FileWarn   float64 `name:"file-warning" default:"0.8" help:"Warn when the host's allocated files (fs.file-nr) exceed this share of fs.file-max, 0..1."`
 	FullScan   bool    `help:"Read every process's fd table (also finds sockets passed to unrelated processes; slower)."`
 }
 
 // Run reads the sysctls and the processes holding CLOSE_WAIT, judges them
-// and prints the review. Exit 0: nothing to worry about; 1: a warning.
+// and prints the review. The exit code is the worst status: a process is
+// judged exactly as the report judges it (the same threshold flags).
 func (c *CheckCmd) Run(g *Globals) error {
-	for name, v := range map[string]float64{"--fd-warning": c.FDWarning, "--file-warning": c.FileWarn} {
-		if v <= 0 || v > 1 {
-			return fmt.Errorf("%s must be a share above 0 and at most 1 (0.8 = 80%%), got %v", name, v)
-		}
+	if c.FileWarn <= 0 || c.FileWarn > 1 {
+		return fmt.Errorf("--file-warning must be a share above 0 and at most 1 (0.8 = 80%%), got %v", c.FileWarn)
+	}
+	th, err := c.Thresholds()
+	if err != nil {
+		return err
 	}
 	if err := g.checkPIDs(c.PID); err != nil {
 		return err
@@ -53,7 +56,7 @@ func (c *CheckCmd) Run(g *Globals) error {
 		return err
 	}
 	holders, cw, ka := check.Holders(snap, pids)
-	r := check.Review(sys, holders, cw, ka, check.Thresholds{FDShare: c.FDWarning, FileShare: c.FileWarn})
+	r := check.Review(sys, holders, cw, ka, check.Thresholds{Process: th, FileShare: c.FileWarn})
 	meta := check.Meta{Host: snap.Host, Time: snap.Time, Notices: append(append([]string{}, snap.Notices...), sys.Missing...)}
 	if c.JSON {
 		err = check.WriteJSON(g.stdout, r, meta)

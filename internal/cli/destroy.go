@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/closewait/closewait/internal/diagnose"
 	"github.com/closewait/closewait/internal/netns"
 	"github.com/closewait/closewait/internal/report"
 	"github.com/closewait/closewait/internal/snapshot"
@@ -271,7 +272,7 @@ func explainDestroy(w io.Writer, snap *snapshot.Snapshot, socks []*snapshot.Sock
 		n := perPID[pid]
 		p := snap.Processes[pid]
 		if p == nil {
-			fmt.Fprintf(w, "  pid %d: %d sockets; destroying them frees none of its fds.\n", pid, n)
+			fmt.Fprintf(w, "  pid %d: %s; destroying them frees none of its fds.\n", pid, diagnose.Count(n, "socket"))
 			continue
 		}
 		fds := fmt.Sprintf("%d fds open", p.OpenFDs)

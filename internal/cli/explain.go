@@ -26,7 +26,7 @@ type ExplainCmd struct {
 	ThresholdFlags
 	ScanFlags
 	SecretsFlag
-	PID    int           `arg:"" optional:"" help:"The process to explain; without it, the worst process holding CLOSE_WAIT sockets."`
+	PID    string        `arg:"" optional:"" placeholder:"PID" help:"The process to explain; without it, the worst process holding CLOSE_WAIT sockets."`
 	JSON   bool          `short:"j" help:"Print the process's object of the JSON contract (as in closewait --json)."`
 	Sample time.Duration `placeholder:"DURATION" help:"Take two snapshots this far apart and add growth per minute and the time until the fd limit (e.g. 10s)."`
 	Color  string        `default:"auto" enum:"auto,always,never" help:"Colour the status word: auto, always, never."`
@@ -57,61 +57,62 @@ func (c *ExplainCmd) Run(g *Globals) error {
 		return err
 	}
 	fs := g.procFS()
-	if c.Trace < 0 || (c.Trace > 0 && c.PID == 0) {
+	if c.Trace < 0 || (c.Trace > 0 && c.PID == "") {
 		return errors.New("--trace needs a positive duration and a pid: closewait explain PID --trace 30s")
 	}
-	if c.PID == 0 {
+	if c.PID == "" {
 		return c.worst(g, th, fs)
 	}
-	if c.PID < 0 {
-		return fmt.Errorf("explain: %d is not a process id", c.PID)
+	pid, err := strconv.Atoi(c.PID)
+	if err != nil || pid <= 0 {
+		return fmt.Errorf("explain: %q is not a process id (a number above 0; leave it out to explain the worst process)", c.PID)
 	}
-	if err := g.checkPIDs([]int{c.PID}); err != nil {
+	if err := g.checkPIDs([]int{pid}); err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}
 	if c.Trace > 0 {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
-		c.origins, _, err = g.traceOrigins(ctx, []int{c.PID}, c.Trace, 5, func([]int) {
-			fmt.Fprintf(g.stderr, "closewait: tracing socket creation in process %d for %v (Ctrl-C ends early)\n", c.PID, c.Trace)
+		c.origins, _, err = g.traceOrigins(ctx, []int{pid}, c.Trace, 5, func([]int) {
+			fmt.Fprintf(g.stderr, "closewait: tracing socket creation in process %d for %v (Ctrl-C ends early)\n", pid, c.Trace)
 		})
 		if err != nil {
 			return err
 		}
 	}
-	proc, err := fs.Process(c.PID)
+	proc, err := fs.Process(pid)
 	if err != nil {
 		if errors.Is(err, procscan.ErrVanished) {
-			return fmt.Errorf("explain: no process %d (it does not exist or has exited)", c.PID)
+			return fmt.Errorf("explain: no process %d (it does not exist or has exited)", pid)
 		}
 		return fmt.Errorf("explain: %w", err)
 	}
 	opt := snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet}
 	// Only the process's own network namespace can hold its sockets.
 	var st unix.Stat_t
-	if unix.Stat(fs.Path(strconv.Itoa(c.PID), "ns", "net"), &st) == nil {
+	if unix.Stat(fs.Path(strconv.Itoa(pid), "ns", "net"), &st) == nil {
 		opt.NetNS = map[uint64]bool{st.Ino: true}
 	}
 	prev, snap, err := g.sample(opt, c.Sample)
 	if err != nil {
 		return err
 	}
-	r := diagnose.Analyze(snap, th, diagnose.Options{PIDs: map[int]bool{c.PID: true}, FS: &fs, AllThreads: true, Previous: prev})
+	r := diagnose.Analyze(snap, th, diagnose.Options{PIDs: map[int]bool{pid: true}, FS: &fs, AllThreads: true, Previous: prev})
 	var p *diagnose.ProcessReport
 	for _, pr := range r.Processes {
-		if pr.PID == c.PID {
+		if pr.PID == pid {
 			p = pr
 		}
 	}
 	if p == nil && snap.Partial && proc.UID != uint32(os.Geteuid()) {
-		return fmt.Errorf("explain: cannot see which sockets process %d (user %s) holds: its fds are not readable without privilege (run as root, or grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)", c.PID, proc.User)
+		return fmt.Errorf("explain: cannot see which sockets process %d (user %s) holds: its fds are not readable without privilege (run as root, or grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)", pid, proc.User)
 	}
 	if p == nil {
 		if c.JSON {
 			rt, why := diagnose.DetectRuntimeFS(proc, &fs)
-			return writeJSON(g, report.BuildJSONProcess(&diagnose.ProcessReport{PID: c.PID, Process: proc, Runtime: rt, RuntimeEvidence: why}))
+			return writeJSON(g, report.BuildJSONProcess(&diagnose.ProcessReport{PID: pid, Process: proc, Runtime: rt, RuntimeEvidence: why}))
 		}
-		fmt.Fprintf(g.stdout, "Process %d (%s) holds no CLOSE_WAIT sockets.\n", c.PID, proc.Comm)
+		fmt.Fprintf(g.stdout, "Process %d (%s) holds no CLOSE_WAIT sockets.\n", pid, proc.Comm)
 		return nil
 	}
 	return c.write(g, p, snap)

@@ -71,39 +71,6 @@ func procIDOf(p *ProcessReport) procID {
 	return id
 }
 
-// numCauses is how many causes causeOf tells apart; a finding's part is
-// identified by group*numCauses + cause.
-const numCauses = 4
-
-// Cause indices of causeOf, into causeNames.
-const (
-	causeNotAccepted = iota
-	causeMissingClose
-	causePoolIdle
-	causeAbandonedUnread
-)
-
-var causeNames = [numCauses]string{CauseNotAccepted, CauseMissingClose, CausePoolIdle, CauseAbandonedUnread}
-
-// SocketCause names the cause of one CLOSE_WAIT socket from its own facts
-// (accept queue, Recv-Q, direction): the per-socket part of a finding's
-// cause, for callers that group sockets otherwise (by creation stack).
-func SocketCause(s *snapshot.Socket) string { return causeNames[causeOf(s)] }
-
-// causeOf names the cause of one CLOSE_WAIT socket from its own facts (an
-// index into causeNames).
-func causeOf(s *snapshot.Socket) int {
-	switch {
-	case s.NotAccepted:
-		return causeNotAccepted
-	case s.RecvQ == 0:
-		return causeMissingClose
-	case !s.Inbound() && s.RecvQ == 1:
-		return causePoolIdle
-	}
-	return causeAbandonedUnread
-}
-
 // sockEntry is what an Analyzer remembers of one socket: its key and the
 // facts that place it in a part of a finding and that the part's derived
 // results are made of (two sockets with equal facts land in the same part
@@ -115,6 +82,7 @@ type sockEntry struct {
 	part   int32  // group*numCauses + cause
 	lport  uint16 // listening port, inbound
 	flags  uint8
+	cause  uint8 // index into socketCauses
 }
 
 const (
@@ -122,12 +90,12 @@ const (
 	factNotAccepted             // in the accept queue
 	factRecvQ0                  // Recv-Q 0
 	factRecvQ1                  // Recv-Q 1 (else more)
-	factIdle                    // pool-idle with an idle estimate (idle)
+	factIdle                    // an idle estimate of its cause (idle)
 )
 
 // factsOf are the facts of a socket besides its key and remote address.
 // (Scalars, not an entry: they stay in registers for the comparison.)
-func factsOf(s *snapshot.Socket) (flags uint8, lport uint16, idle uint32) {
+func factsOf(s *snapshot.Socket) (flags uint8, lport uint16, idle uint32, cause uint8) {
 	if s.Listener.IsValid() {
 		flags |= factInbound
 		lport = s.Listener.Port()
@@ -140,22 +108,25 @@ func factsOf(s *snapshot.Socket) (flags uint8, lport uint16, idle uint32) {
 		flags |= factRecvQ0
 	case 1:
 		flags |= factRecvQ1
-		if causeOf(s) == causePoolIdle && s.HasInfo && s.Info.LastDataRecv >= s.Info.LastAckRecv {
+	}
+	ci := causeOf(s)
+	if c := socketCauses[ci]; c.idle != nil {
+		if ms, ok := c.idle(s); ok {
 			flags |= factIdle
-			idle = s.Info.LastDataRecv - s.Info.LastAckRecv
+			idle = ms
 		}
 	}
-	return flags, lport, idle
+	return flags, lport, idle, uint8(ci)
 }
 
 // same reports whether e and o are the same socket with the same facts.
 func (e *sockEntry) same(o *sockEntry) bool {
-	return e.key == o.key && e.remote == o.remote && e.flags == o.flags && e.lport == o.lport && e.idle == o.idle
+	return e.key == o.key && e.remote == o.remote && e.flags == o.flags && e.lport == o.lport && e.idle == o.idle && e.cause == o.cause
 }
 
 // is reports whether e is the socket s with key k and the facts given.
-func (e *sockEntry) is(s *snapshot.Socket, k sockKey, flags uint8, lport uint16, idle uint32) bool {
-	return e.key == k && e.remote == s.Remote && e.flags == flags && e.lport == lport && e.idle == idle
+func (e *sockEntry) is(s *snapshot.Socket, k sockKey, flags uint8, lport uint16, idle uint32, cause uint8) bool {
+	return e.key == k && e.remote == s.Remote && e.flags == flags && e.lport == lport && e.idle == idle && e.cause == cause
 }
 
 // procCache is what an Analyzer remembers of one process.
@@ -181,9 +152,9 @@ type procCache struct {
 	parts []partCache
 	// merged are the derived results of the merged "other" group's parts,
 	// per direction (0 inbound, 1 outbound) and cause.
-	merged [2][numCauses]mergedCache
-	acc    []partAcc // spare for procWork.acc
-	gen    uint64    // the Analyze call that last kept it
+	merged [2][]mergedCache // numCauses each
+	acc    []partAcc        // spare for procWork.acc
+	gen    uint64           // the Analyze call that last kept it
 	// texts are the findings' texts of the last call, by what they say.
 	texts map[textKey]*textEntry
 
@@ -220,7 +191,8 @@ type derived struct {
 // partAcc sums what a part's finding says of its sockets, over one snapshot.
 type partAcc struct {
 	n, keepalive, withData, nAges int
-	maxQ                          uint32
+	goodbye                       int    // outbound sockets with unread data and the FIN (pool-idle)
+	maxQ, minQ                    uint32 // minQ: the least Recv-Q of those with data
 	minAge, maxAge                time.Duration
 	missed                        bool // a socket not matched in the cache landed here
 }
@@ -281,13 +253,13 @@ func (a *Analyzer) newWork(p *ProcessReport, base *Baseline) *procWork {
 		w.before = base.byPID[p.PID]
 	}
 	if a == nil {
-		w.c = &procCache{groupOf: map[groupKey]int32{}}
+		w.c = newProcCache()
 		return w
 	}
 	id := procIDOf(p)
 	c := a.procs[id]
 	if c == nil {
-		c = &procCache{groupOf: map[groupKey]int32{}}
+		c = newProcCache()
 		a.procs[id] = c
 	}
 	w.c, w.store, w.gen = c, true, a.gen
@@ -297,6 +269,15 @@ func (a *Analyzer) newWork(p *ProcessReport, base *Baseline) *procWork {
 	w.acc = append(c.acc[:0], make([]partAcc, len(c.groups)*numCauses)...)
 	c.matched = append(c.matched[:0], make([]uint64, (len(c.ents)+63)/64)...)
 	return w
+}
+
+// newProcCache returns an empty cache.
+func newProcCache() *procCache {
+	c := &procCache{groupOf: map[groupKey]int32{}}
+	for d := range c.merged {
+		c.merged[d] = make([]mergedCache, numCauses)
+	}
+	return c
 }
 
 // socketsHint is how many sockets the process held last time.
@@ -444,9 +425,9 @@ func (w *procWork) add(s *snapshot.Socket, age time.Duration, hasAge bool) {
 		return
 	}
 	c := w.c
-	flags, lport, idle := factsOf(s)
+	flags, lport, idle, cause := factsOf(s)
 	if w.same {
-		if i < len(c.ents) && c.ents[i].is(s, k, flags, lport, idle) {
+		if i < len(c.ents) && c.ents[i].is(s, k, flags, lport, idle, cause) {
 			// The cached socket in the same place (the usual case): nothing
 			// to copy, and no bit to mark, while all are.
 			w.cur = i + 1
@@ -458,7 +439,7 @@ func (w *procWork) add(s *snapshot.Socket, age time.Duration, hasAge bool) {
 	if len(w.ents) == cap(w.ents) { // double: append grows large slices by 1.25
 		w.ents = slices.Grow(w.ents, len(w.ents)+16)
 	}
-	w.ents = append(w.ents, sockEntry{key: k, remote: s.Remote, idle: idle, lport: lport, flags: flags})
+	w.ents = append(w.ents, sockEntry{key: k, remote: s.Remote, idle: idle, lport: lport, flags: flags, cause: cause})
 	pos := w.match(&w.ents[i])
 	if pos == notNear {
 		w.pending = append(w.pending, pendingSock{i, s, age, hasAge})
@@ -490,7 +471,7 @@ func (w *procWork) place(i int, s *snapshot.Socket, k sockKey, pos int, age time
 		w.matched++
 		part = w.c.ents[pos].part
 	} else {
-		part = w.groupOf(s)*numCauses + int32(causeOf(s))
+		part = w.groupOf(s)*int32(numCauses) + int32(causeOf(s))
 		w.acc[part].missed = true
 	}
 	switch {
@@ -521,7 +502,13 @@ func (w *procWork) place(i int, s *snapshot.Socket, k sockKey, pos int, age time
 	}
 	a.maxQ = max(a.maxQ, s.RecvQ)
 	if s.RecvQ > 1 {
+		if a.withData == 0 || s.RecvQ < a.minQ {
+			a.minQ = s.RecvQ
+		}
 		a.withData++
+		if int(part)%numCauses == causePoolIdle {
+			a.goodbye++
+		}
 	}
 	if hasAge {
 		if a.nAges == 0 || age < a.minAge {
@@ -616,9 +603,13 @@ func (w *procWork) findings(snap *snapshot.Snapshot, socks []*snapshot.Socket, p
 					}
 					a.maxAge = max(a.maxAge, b.maxAge)
 				}
+				if b.withData > 0 && (a.withData == 0 || b.minQ < a.minQ) {
+					a.minQ = b.minQ
+				}
 				a.n += b.n
 				a.keepalive += b.keepalive
 				a.withData += b.withData
+				a.goodbye += b.goodbye
 				a.nAges += b.nAges
 				a.maxQ = max(a.maxQ, b.maxQ)
 			}
@@ -705,7 +696,7 @@ func (w *procWork) findings(snap *snapshot.Snapshot, socks []*snapshot.Socket, p
 	if f, ok := growthFinding(w.p, w.growthDir, w.growthOldest); ok {
 		f.Check = ctx.checkAll()
 		f.NextSteps = slices.Clone(ctx.stackSteps())
-		f.Fix = advice(fixes[CauseGrowing], w.p.Runtime, ctx.fill)
+		f.Fix = growingCause.fix(&adviceQuery{runtime: w.p.Runtime, inbound: w.growthDir == "inbound", fill: ctx.fill, p: w.p})
 		out = append(out, ranked{f, -1})
 	}
 	slices.SortFunc(out, func(a, b ranked) int {
@@ -790,8 +781,8 @@ func (w *procWork) recount(parts []finalPart, target []int32, socks []*snapshot.
 			s, ct := socks[i], &cs[t-1]
 			if parts[t-1].cause != causePoolIdle {
 				count(ct, s.Remote.Addr())
-			} else if s.HasInfo && s.Info.LastDataRecv >= s.Info.LastAckRecv {
-				ct.idle = append(ct.idle, s.Info.LastDataRecv-s.Info.LastAckRecv)
+			} else if ms, ok := socketCauses[causePoolIdle].idle(s); ok {
+				ct.idle = append(ct.idle, ms)
 			}
 		}
 	}

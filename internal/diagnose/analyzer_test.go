@@ -212,7 +212,7 @@ func TestAnalyzerSequence(t *testing.T) {
 		opt := st.opt()
 		got := a.Analyze(snap, st.th, opt)
 		sameReport(t, st.name+": Analyzer vs Analyze", got, Analyze(snap, st.th, opt))
-		sameReport(t, st.name+": Analyzer vs the reference", got, refAnalyze(snap, st.th, opt))
+		sameReport(t, st.name+": Analyzer vs the reference", structure(got), refAnalyze(snap, st.th, opt))
 		n := 0
 		for _, p := range got.Processes {
 			n += len(p.Sockets)
@@ -226,7 +226,10 @@ func TestAnalyzerSequence(t *testing.T) {
 			t.Errorf("%s: %d of %d sockets (%d) missed the cache (want %d), %d parts recounted (want at most %d)",
 				st.name, missed, a.stats.sockets, n, want, a.stats.recounted, st.recounted)
 		}
-		if st.missed == 0 && st.recounted == 0 && a.stats.written != 0 {
+		// Going from a measured growth to none changes one sentence of the
+		// small part (a normal half-close "not growing" becomes "unknown").
+		rewrites := map[string]int{"baseline at the same time: no growth": 1}
+		if st.missed == 0 && st.recounted == 0 && a.stats.written != rewrites[st.name] {
 			t.Errorf("%s: %d findings' texts written anew, want all kept", st.name, a.stats.written)
 		}
 		prev = snap
@@ -312,6 +315,10 @@ func (w *randWorld) sock() snapshot.Socket {
 		if r.IntN(10) == 0 {
 			s.Info.LastDataRecv = s.Info.LastAckRecv - 1
 		}
+		if r.IntN(4) == 0 { // a goodbye: data with the FIN, after a silence
+			s.Info.LastDataRecv = s.Info.LastAckRecv + uint32(r.IntN(2))
+			s.Info.LastDataSent = s.Info.LastDataRecv + []uint32{100, 1000, 30000, 600000}[r.IntN(4)]
+		}
 	}
 	s.Owners = []procscan.Owner{{PID: pid, FD: fd}}
 	switch r.IntN(20) {
@@ -328,7 +335,7 @@ func (w *randWorld) sock() snapshot.Socket {
 func (w *randWorld) process(pid int) *procscan.Process {
 	exes := []string{"/usr/bin/java", "/usr/bin/node", "/usr/bin/python3", "/opt/app/server"}
 	p := &procscan.Process{PID: pid, Comm: "app", Exe: exes[w.rng.IntN(len(exes))], User: []string{"root", "svc"}[w.rng.IntN(2)],
-		OpenFDs: 100 + w.rng.IntN(2000), FDSoft: 4096, StartTime: time.Unix(int64(1e9+w.rng.IntN(1e6)), 0)}
+		OpenFDs: []int{100, 900, 2000, 4030, 4096, 5000}[w.rng.IntN(6)], FDSoft: 4096, StartTime: time.Unix(int64(1e9+w.rng.IntN(1e6)), 0)}
 	p.Cmdline = p.Exe + []string{" app", " --report-on-signal app"}[w.rng.IntN(2)]
 	switch w.rng.IntN(4) {
 	case 0:
@@ -391,9 +398,9 @@ func randomRun(t *testing.T, seed uint64, steps int) {
 		got := a.Analyze(snap, th, opt)
 		matched += a.stats.matched
 		sameReport(t, what+": Analyzer vs Analyze", got, Analyze(snap, th, opt))
-		sameReport(t, what+": Analyzer vs the reference", got, refAnalyze(snap, th, opt))
+		sameReport(t, what+": Analyzer vs the reference", structure(got), refAnalyze(snap, th, opt))
 		for _, p := range got.Processes {
-			if !reflect.DeepEqual(Findings(p, snap), refFindings(p, snap)) {
+			if !reflect.DeepEqual(structureOf(Findings(p, snap)), refFindings(p, snap)) {
 				t.Fatalf("%s: Findings of %d differ from the reference", what, p.PID)
 			}
 		}
@@ -487,12 +494,12 @@ func randomChange(w *randWorld, s *snapshot.Snapshot, r *rand.Rand) {
 }
 
 // TestFillerIsReplacer checks the advice filler against strings.Replacer
-// over every line of the advice tables.
+// over every line of the runtime tables.
 func TestFillerIsReplacer(t *testing.T) {
-	f := filler{pid: "4121", user: "sudo -u svc ", ports: " (it listens on 80, 8080)", evict: "{pid}"}
-	r := strings.NewReplacer("{pid}", f.pid, "{user}", f.user, "{ports}", f.ports, "{evict}", f.evict)
+	f := filler{pid: "4121", user: "sudo -u svc ", ports: " (it listens on 80, 8080)"}
+	r := strings.NewReplacer("{pid}", f.pid, "{user}", f.user, "{ports}", f.ports)
 	lines := []string{"", "{", "}", "{{pid}}", "{pid", "x{evict}y{unknown}{ports}{user}", "ls -l /proc/{pid}/fd | grep -c socket:"}
-	for _, table := range []map[string][]string{stackSteps, fixCloseOnEOF, fixPoolIdle, fixNotAccepted} {
+	for _, table := range []map[string][]string{stackSteps, closeInbound, closeOutbound, notAcceptedFix, blockedFix} {
 		for _, ls := range table {
 			lines = append(lines, ls...)
 		}

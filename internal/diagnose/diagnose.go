@@ -97,6 +97,9 @@ type ProcessReport struct {
 	Runtime string            // "java", "node", "python", "go", "ruby", "dotnet" or "other"
 	// RuntimeEvidence says what named the runtime ("libjvm.so is mapped"), or "".
 	RuntimeEvidence string
+	// Libraries are the client libraries the process shows ("hikaricp",
+	// "pgx", …; see settings.go), sorted: pool advice names their settings.
+	Libraries []string
 
 	CloseWait   int           // CLOSE_WAIT sockets it holds (shared ones count for each holder)
 	NotAccepted int           // of which waiting in its listeners' accept queues
@@ -137,6 +140,10 @@ type Report struct {
 	Sample time.Duration
 	// Selected is true when Options.PIDs narrowed the report to some processes.
 	Selected bool
+	// CloseWaitUnknown is true when the input could not count CLOSE_WAIT
+	// sockets (saved ss -s output): CloseWait is then not 0 but unknown,
+	// and so is the status.
+	CloseWaitUnknown bool
 }
 
 // UnattributedReport judges the CLOSE_WAIT sockets with no owner found.
@@ -146,6 +153,10 @@ type UnattributedReport struct {
 	HasAge  bool
 	Status  Status
 	Reasons []string
+	// Groups are the sockets grouped by uid and listening port or remote,
+	// judged alone, worst first (at most MaxUnownedGroups): what netlink
+	// shows any user.
+	Groups []UnownedGroup
 }
 
 // Options narrow a report to some processes and say what more it may read.
@@ -195,6 +206,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 	byPID := map[int]*procWork{}
 	hints := map[string]procscan.RuntimeHints{}
 	var last *procWork // the holder of the previous socket: usually this one's too
+	var unowned unownedGroups
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
 		if s.State != sockdiag.CloseWait {
@@ -211,6 +223,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 				r.Unattributed.HasAge = true
 				r.Unattributed.Oldest = max(r.Unattributed.Oldest, age)
 			}
+			unowned.add(s, age, hasAge)
 			continue
 		}
 	owners:
@@ -228,7 +241,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 				w = byPID[o.PID]
 				if w == nil {
 					p := &ProcessReport{PID: o.PID, Process: snap.Processes[o.PID]}
-					p.Runtime, p.RuntimeEvidence = detectRuntime(p.Process, opt.FS, hints)
+					p.Runtime, p.RuntimeEvidence, p.Libraries = detectRuntime(p.Process, opt.FS, hints)
 					w = a.newWork(p, base)
 					if n := w.socketsHint(); n > 0 {
 						p.Sockets = make([]*snapshot.Socket, 0, n+n/16+4)
@@ -300,6 +313,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 	}
 	u := &r.Unattributed
 	u.Status, u.Reasons = th.judge(u.Count, 0, u.Oldest, u.HasAge)
+	u.Groups = unowned.groups(th)
 	r.Status = max(r.Status, u.Status)
 	slices.SortFunc(r.Processes, func(a, b *ProcessReport) int {
 		return cmp.Or(
@@ -327,6 +341,15 @@ func holdsUnread(p *ProcessReport) bool {
 	return false
 }
 
+// Judge applies the thresholds to one holder's numbers: its CLOSE_WAIT
+// count, its open fds as a share of its soft limit (0: unknown) and its
+// oldest CLOSE_WAIT age (when hasAge). It is the one judgement of a process:
+// the report, explain, check, watch and the agent all use it. The reasons
+// say which thresholds were crossed.
+func (th Thresholds) Judge(count int, fdShare float64, oldest time.Duration, hasAge bool) (Status, []string) {
+	return th.judge(count, fdShare, oldest, hasAge)
+}
+
 // judge applies the thresholds to one holder's numbers.
 func (th Thresholds) judge(count int, fdShare float64, oldest time.Duration, hasAge bool) (Status, []string) {
 	st := OK
@@ -344,21 +367,45 @@ func (th Thresholds) judge(count int, fdShare float64, oldest time.Duration, has
 	case th.CountWarning > 0 && count > th.CountWarning:
 		raise(Warning, "%d CLOSE_WAIT sockets > %d", count, th.CountWarning)
 	}
-	switch {
-	case th.FDShareCritical > 0 && fdShare > th.FDShareCritical:
+	switch th.FDShareStatus(fdShare) {
+	case Critical:
 		raise(Critical, "fds at %.0f%% of the limit > %.0f%%", fdShare*100, th.FDShareCritical*100)
-	case th.FDShareWarning > 0 && fdShare > th.FDShareWarning:
+	case Warning:
 		raise(Warning, "fds at %.0f%% of the limit > %.0f%%", fdShare*100, th.FDShareWarning*100)
 	}
 	if hasAge {
-		switch {
-		case th.AgeCritical > 0 && oldest > th.AgeCritical:
+		switch th.AgeStatus(oldest) {
+		case Critical:
 			raise(Critical, "oldest CLOSE_WAIT %s > %s", FormatAge(oldest), FormatAge(th.AgeCritical))
-		case th.AgeWarning > 0 && oldest > th.AgeWarning:
+		case Warning:
 			raise(Warning, "oldest CLOSE_WAIT %s > %s", FormatAge(oldest), FormatAge(th.AgeWarning))
 		}
 	}
 	return st, why
+}
+
+// FDShareStatus judges a process's fd usage (open fds over the soft limit,
+// 0..1) alone, as the process's status does.
+func (th Thresholds) FDShareStatus(share float64) Status {
+	switch {
+	case th.FDShareCritical > 0 && share > th.FDShareCritical:
+		return Critical
+	case th.FDShareWarning > 0 && share > th.FDShareWarning:
+		return Warning
+	}
+	return OK
+}
+
+// AgeStatus judges the age of an oldest CLOSE_WAIT socket alone, as the
+// process's status does.
+func (th Thresholds) AgeStatus(oldest time.Duration) Status {
+	switch {
+	case th.AgeCritical > 0 && oldest > th.AgeCritical:
+		return Critical
+	case th.AgeWarning > 0 && oldest > th.AgeWarning:
+		return Warning
+	}
+	return OK
 }
 
 // FormatAge prints a duration the way an operator reads it: 850ms, 42s, 7m05s, 3h12m, 2d04h.

@@ -39,24 +39,6 @@ type Finding struct {
 	Fix []string
 }
 
-// Rule limits of the classification.
-const (
-	// NormalHalfCloseAge: sockets all younger than this may still be closing normally.
-	NormalHalfCloseAge = 10 * time.Second
-	// NormalHalfCloseMax: at most this many young sockets count as a normal half-close.
-	NormalHalfCloseMax = 5
-)
-
-// Cause ids.
-const (
-	CauseMissingClose    = "missing-close"
-	CauseAbandonedUnread = "abandoned-unread"
-	CausePoolIdle        = "pool-idle"
-	CauseNotAccepted     = "not-accepted"
-	CauseNormalHalfClose = "normal-half-close"
-	CauseGrowing         = "growing"
-)
-
 // groupKey is where a set of sockets concentrates: a listening port
 // (inbound) or a remote address and port (outbound).
 type groupKey struct {
@@ -94,24 +76,16 @@ func Findings(p *ProcessReport, snap *snapshot.Snapshot) []Finding {
 	return w.findings(snap, socks, nil)
 }
 
-// rank orders findings: growth first (it is the urgent one), normal last.
-func rank(cause string) int {
-	switch cause {
-	case CauseGrowing:
-		return 0
-	case CauseNormalHalfClose:
-		return 2
-	}
-	return 1
-}
-
 // adviceContext holds what the advice of one process is filled in with.
 type adviceContext struct {
-	p     *ProcessReport
-	snap  *snapshot.Snapshot
-	fill  filler // with {evict} N
-	key   ctxKey
-	steps []string // see stackSteps
+	p    *ProcessReport
+	snap *snapshot.Snapshot
+	fill filler
+	key  ctxKey
+	// growthKnown: an earlier snapshot was compared (p.Growth is set); the
+	// normal half-close sentence of small parts says so.
+	growthKnown bool
+	steps       []string // see stackSteps
 }
 
 // ctxKey is what a process's advice depends on, besides the cause and the
@@ -123,6 +97,9 @@ type ctxKey struct {
 	user, ports            string // {user}, {ports}
 	container, containerID string // the container runtime and the id's first 12 characters, or ""
 	threads                string // the process's threads in words, or ""
+	blocked                bool   // most threads wait on a lock (threadsBlocked)
+	libraries              string // detected client libraries, joined
+	fds                    string // open/soft/hard fds and cgroup, when fdsFull
 }
 
 // newAdviceContext gathers the advice of process p. ports are the ports it
@@ -151,8 +128,15 @@ func newAdviceContext(p *ProcessReport, snap *snapshot.Snapshot, ports []uint16)
 	}
 	if p.Threads != nil {
 		c.key.threads = p.Threads.String()
+		c.key.blocked = threadsBlocked(p.Threads, p.Runtime)
 	}
-	c.fill = filler{pid: strconv.Itoa(p.PID), user: c.key.user, ports: c.key.ports, evict: "N"}
+	c.key.libraries = strings.Join(p.Libraries, ",")
+	c.growthKnown = p.Growth != nil
+	if fdsFull(p) {
+		pr := p.Process
+		c.key.fds = fmt.Sprintf("%d/%d/%d %s", pr.OpenFDs, pr.FDSoft, pr.FDHard, pr.Cgroup)
+	}
+	c.fill = filler{pid: strconv.Itoa(p.PID), user: c.key.user, ports: c.key.ports}
 	return c
 }
 
@@ -173,51 +157,6 @@ func listenerPorts(snap *snapshot.Snapshot) map[int][]uint16 {
 		slices.Sort(ps)
 	}
 	return out
-}
-
-// withEvict is the filler with {evict} set.
-func (c *adviceContext) withEvict(ev string) filler {
-	f := c.fill
-	f.evict = ev
-	return f
-}
-
-// filler fills the placeholders of the advice tables: {pid}, {user},
-// {ports} and {evict}. (A strings.Replacer does the same, at a cost that
-// showed when many processes are judged.)
-type filler struct{ pid, user, ports, evict string }
-
-// fill replaces the placeholders in s, left to right.
-func (f filler) fill(s string) string {
-	i := strings.IndexByte(s, '{')
-	if i < 0 {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(len(s) + 64)
-	for ; i >= 0; i = strings.IndexByte(s, '{') {
-		b.WriteString(s[:i])
-		s = s[i:]
-		var v string
-		switch {
-		case strings.HasPrefix(s, "{pid}"):
-			v = f.pid
-		case strings.HasPrefix(s, "{user}"):
-			v = f.user
-		case strings.HasPrefix(s, "{ports}"):
-			v = f.ports
-		case strings.HasPrefix(s, "{evict}"):
-			v = f.evict
-		default:
-			b.WriteByte('{')
-			s = s[1:]
-			continue
-		}
-		b.WriteString(v)
-		s = s[strings.IndexByte(s, '}')+1:]
-	}
-	b.WriteString(s)
-	return b.String()
 }
 
 func joinPorts(ps []uint16) string {
@@ -244,16 +183,19 @@ type textKey struct {
 	group                  groupKey
 	cause, groupSize       int
 	n, keepalive, withData int
-	maxQ                   uint32
+	goodbye                int
+	maxQ, minQ             uint32
 	d                      derived
 	listeners              string // not-accepted: the listeners' lines
+	growthKnown            bool   // small parts: whether growth was measured
 }
 
 // textKey is the key of the text of a part.
 func (c *adviceContext) textKey(k groupKey, cause int, st *partStats, groupSize int, listeners []string) textKey {
 	t := textKey{ctx: c.key, group: k, cause: cause, groupSize: groupSize,
-		n: st.n, keepalive: st.keepalive, withData: st.withData, maxQ: st.maxQ, d: st.derived}
+		n: st.n, keepalive: st.keepalive, withData: st.withData, goodbye: st.goodbye, maxQ: st.maxQ, minQ: st.minQ, d: st.derived}
 	t.listeners = strings.Join(listeners, "\n")
+	t.growthKnown = c.growthKnown && st.n <= NormalHalfCloseMax
 	return t
 }
 
@@ -269,10 +211,10 @@ func (c *adviceContext) listenerLines(port uint16) []string {
 // text writes what a part's finding says besides its ages; listeners are
 // the listener lines of a not-accepted part.
 func (c *adviceContext) text(k groupKey, causeIndex int, st *partStats, groupSize int, listeners []string) *findingText {
-	cause := causeNames[causeIndex]
+	cause := effective(causeIndex, c.p)
 	t := &findingText{}
 	f := &t.f
-	f.Cause, f.Count, f.Direction = cause, st.n, "outbound"
+	f.Cause, f.Count, f.Direction = cause.ID, st.n, "outbound"
 	where := ""
 	switch {
 	case k.others > 0 && k.inbound:
@@ -292,50 +234,38 @@ func (c *adviceContext) text(k groupKey, causeIndex int, st *partStats, groupSiz
 		f.Check = "ss -tnp state close-wait dst " + f.Remote
 	}
 	f.Keepalive = st.keepalive
-	n, maxQ, withData := st.n, st.maxQ, st.withData
-	of := fmt.Sprintf("%d of %d sockets %s", n, groupSize, where)
+	n := st.n
+	v := &partView{p: c.p, where: where, have: "have", wait: "wait", inbound: k.inbound, n: n, groupSize: groupSize,
+		withData: st.withData, listeners: listeners, threads: c.key.threads, blocked: c.key.blocked, goodbye: st.goodbye}
+	if st.maxQ > 1 {
+		v.maxQ = st.maxQ - 1
+		v.minQ = st.minQ - 1
+	}
+	v.of = fmt.Sprintf("%d of %d sockets %s", n, groupSize, where)
 	if n == groupSize {
-		of = fmt.Sprintf("all %d sockets %s", n, where)
+		v.of = fmt.Sprintf("all %d sockets %s", n, where)
 		if n == 1 {
-			of = "the socket " + where
+			v.of = "the socket " + where
 		}
 	}
-	have, wait := "have", "wait"
 	if n == 1 {
-		have, wait = "has", "waits"
+		v.have, v.wait = "has", "waits"
 	}
-	fill := c.fill
-	switch cause {
-	case CauseMissingClose:
-		t.before = append(t.before, fmt.Sprintf("%s %s Recv-Q 0: the app read up to EOF (the peer's FIN) and did not close", of, have))
-	case CauseAbandonedUnread:
-		e := fmt.Sprintf("%s %s Recv-Q ≥ 1: the app never read them after the peer closed (the FIN is still queued)", of, have)
-		if withData > 0 {
-			e += fmt.Sprintf("; %d still hold unread data (up to %s)", withData, bytesText(maxQ-1))
-		}
-		t.before = append(t.before, e)
-		if k.inbound {
-			t.before = append(t.before, "the connections were accepted and then forgotten, or the workers holding them are blocked elsewhere")
-		} else {
-			t.before = append(t.before, "the app stopped reading the responses: a stuck caller, or a pooled connection with an unread body")
-		}
-	case CausePoolIdle:
-		t.before = append(t.before, fmt.Sprintf("%s %s Recv-Q 1 (only the FIN unread): idle pooled connections that the server closed and the pool never noticed", of, have))
-		if med, lo, m := st.idleMed, st.idleMin, st.idleN; m > 0 {
-			f.RemoteIdleTimeout = math.Round(med*1000) / 1000
-			fill = c.withEvict(evictText(lo))
-			t.before = append(t.before, fmt.Sprintf(
-				"the server closed them after about %s idle (tcp_info: last data received minus the FIN's arrival; median of %d, shortest %s): evict idle connections after less than %s",
-				secondsText(med), m, secondsText(lo), secondsText(lo)))
-		}
-	case CauseNotAccepted:
-		t.before = append(t.before, fmt.Sprintf("%s %s in the accept queue: the peers gave up before the app called accept(), so they have no fd", of, wait))
-		t.before = append(t.before, listeners...)
+	q := &adviceQuery{runtime: c.p.Runtime, inbound: k.inbound, where: where, libraries: c.p.Libraries, blocked: c.key.blocked, fill: c.fill, p: c.p}
+	if causeIndex == causePoolIdle && st.idleN > 0 {
+		v.idleMed, v.idleMin, v.idleN = st.idleMed, st.idleMin, st.idleN
+		f.RemoteIdleTimeout = math.Round(st.idleMed*1000) / 1000
+		q.serverIdle = time.Duration(st.idleMin * float64(time.Second))
+		q.evict = evictBelow(q.serverIdle)
+	}
+	if cause.ID == CauseNotAccepted || cause.replaces == CauseNotAccepted {
 		if k.others == 0 {
 			f.Check = fmt.Sprintf("ss -ltn '( sport = :%d )'   # Recv-Q of the listener = connections waiting for accept()", k.port)
 		}
 	}
-	if k.inbound && cause != CauseNotAccepted {
+	t.before = append(t.before, cause.evidence(v)...)
+	queued := causeIndex == causeNotAccepted
+	if k.inbound && !queued {
 		switch a := st.peer; {
 		case st.peers == 1 && n > 1 && a.IsLoopback():
 			t.before = append(t.before, fmt.Sprintf("all from this host (%s): a local proxy, sidecar or client", a))
@@ -345,22 +275,36 @@ func (c *adviceContext) text(k groupKey, causeIndex int, st *partStats, groupSiz
 			t.before = append(t.before, fmt.Sprintf("from %d peer addresses", st.peers))
 		}
 	}
-	if cause != CauseNotAccepted {
+	if !queued {
 		t.after = append(t.after, keepaliveText(f.Keepalive, n))
 	}
-	if (cause == CauseAbandonedUnread || cause == CauseNotAccepted) && c.p.Threads != nil {
+	if (cause.ID == CauseAbandonedUnread || queued) && c.p.Threads != nil {
 		t.after = append(t.after, "threads: "+c.key.threads)
 	}
-	if n <= NormalHalfCloseMax && cause != CauseNotAccepted {
-		t.normal = fmt.Sprintf("%s, all younger than %s and not growing: most likely a normal half-close in progress (%s)",
-			countText(n), FormatAge(NormalHalfCloseAge), cause)
+	if n <= NormalHalfCloseMax && !queued {
+		growth := "and not growing"
+		if !c.growthKnown {
+			growth = "(one snapshot: whether they grow is unknown until closewait --sample 10s)"
+		}
+		t.normal = fmt.Sprintf("%s, all younger than %s %s: most likely a normal half-close in progress (%s)",
+			countText(n), FormatAge(NormalHalfCloseAge), growth, cause.ID)
 	}
-	t.nextSteps = slices.Clone(c.stackSteps())
-	if cause == CausePoolIdle {
-		t.nextSteps = append([]string{fmt.Sprintf("find the client or pool that talks %s (its idle/keepalive settings)", where)}, t.nextSteps...)
-	}
-	t.fix = advice(fixes[cause], c.p.Runtime, fill)
+	t.nextSteps = c.nextSteps(cause, q)
+	t.fix = cause.fix(q)
 	return t
+}
+
+// nextSteps are a cause's next steps for q: its own, then (unless it has
+// none) the runtime's commands that show where the sockets are held.
+func (c *adviceContext) nextSteps(cause *Cause, q *adviceQuery) []string {
+	var out []string
+	if cause.steps != nil {
+		out = cause.steps(q)
+	}
+	if !cause.noStackSteps {
+		out = append(out, c.stackSteps()...)
+	}
+	return out
 }
 
 // finding is the finding of the text with the ages of st, in a snapshot
@@ -385,7 +329,7 @@ func (t *findingText) finding(st *partStats, growing bool, snap *snapshot.Snapsh
 	f.Evidence = append(ev, t.after...)
 	if normal {
 		f.Cause = CauseNormalHalfClose
-		f.NextSteps = []string{"nothing to do now; look again in a minute (or closewait --sample 10s): investigate only if they age or grow"}
+		f.NextSteps = normalCause.steps(nil)
 		return f
 	}
 	f.NextSteps = slices.Clone(t.nextSteps)
@@ -459,15 +403,6 @@ func directionOf(socks []*snapshot.Socket) string {
 	return "outbound"
 }
 
-// evictText is an idle eviction comfortably below an idle timeout, in seconds.
-func evictText(timeout float64) string {
-	e := math.Floor(timeout * 0.8)
-	if e < 1 {
-		return strconv.FormatFloat(math.Max(math.Floor(timeout*8)/10, 0.1), 'f', 1, 64)
-	}
-	return strconv.Itoa(int(e))
-}
-
 // secondsText prints seconds for a sentence: "600 s", "1.2 s".
 func secondsText(v float64) string {
 	if v >= 10 {
@@ -486,11 +421,19 @@ func bytesText(n uint32) string {
 	return fmt.Sprintf("%d bytes", n)
 }
 
-func countText(n int) string {
+// countText is "1 socket" or "N sockets".
+func countText(n int) string { return Count(n, "socket") }
+
+// Count writes n and a noun, plural unless n is 1: "1 socket", "3
+// CLOSE_WAIT sockets", "0 processes".
+func Count(n int, noun string) string {
 	if n == 1 {
-		return "1 socket"
+		return "1 " + noun
 	}
-	return fmt.Sprintf("%d sockets", n)
+	if strings.HasSuffix(noun, "s") {
+		return fmt.Sprintf("%d %ses", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // keepaliveText says whether the keepalive sysctls can matter for these sockets.

@@ -29,6 +29,7 @@ type sockSpec struct {
 	recvQ       uint32
 	age         time.Duration
 	idle        time.Duration // last_data_recv − last_ack_recv
+	sent        time.Duration // last_data_sent, when set
 	keepalive   bool
 	notAccepted bool
 	noInfo      bool
@@ -58,6 +59,7 @@ func mk(sp sockSpec) snapshot.Socket {
 		s.HasInfo = true
 		s.Info.LastAckRecv = uint32(sp.age.Milliseconds())
 		s.Info.LastDataRecv = uint32((sp.age + sp.idle).Milliseconds())
+		s.Info.LastDataSent = uint32(sp.sent.Milliseconds())
 	}
 	if sp.keepalive {
 		s.Timer = sockdiag.TimerKeepalive
@@ -204,7 +206,7 @@ func TestPoolIdleEstimatesServerIdleTimeout(t *testing.T) {
 		{"/usr/local/bin/myservice-go", "IdleConnTimeout: 472 * time.Second"},
 		{"/usr/bin/python3.11", "pool_maxsize"},
 		{"/usr/bin/node", "keepAlive: true, timeout: 472000"},
-		{"/usr/bin/java", "evictIdleConnections(TimeValue.ofSeconds(472))"},
+		{"/usr/bin/java", "evictIdleConnections(TimeValue.ofMilliseconds(472000))"},
 	} {
 		snap := snapOf(rt.exe, socks)
 		p := analyzeOne(t, snap, Options{})
@@ -394,7 +396,7 @@ func TestAnalyzeReadsHintsAndThreadsThroughFS(t *testing.T) {
 	if !strings.Contains(ev, "threads: 8 of 10 threads sleeping in futex_wait_queue (futex), 2 running") {
 		t.Errorf("abandoned-unread evidence lacks the threads:\n%s", ev)
 	}
-	if r, want := Analyze(snap, DefaultThresholds, Options{FS: &fs}), refAnalyze(snap, DefaultThresholds, Options{FS: &fs}); !reflect.DeepEqual(r, want) {
+	if r, want := Analyze(snap, DefaultThresholds, Options{FS: &fs}), refAnalyze(snap, DefaultThresholds, Options{FS: &fs}); !reflect.DeepEqual(structure(r), want) {
 		t.Errorf("with FS, the report differs from the reference")
 	}
 	// Without FS, only the name is known.

@@ -138,8 +138,8 @@ func growthFinding(p *ProcessReport, direction string, oldest float64) (Finding,
 	f := Finding{Cause: "growing", Direction: direction, Count: p.CloseWait}
 	f.Oldest = oldest
 	f.Evidence = append(f.Evidence, fmt.Sprintf(
-		"%d sockets entered CLOSE_WAIT and %d left in %s (%s/min in, %s/min out): it leaves more sockets open than it closes",
-		g.Entered, g.Left, FormatAge(g.Interval), rate(g.EnteredPerMin), rate(g.LeftPerMin)))
+		"%s entered CLOSE_WAIT and %d left in %s (%s/min in, %s/min out): it leaves more sockets open than it closes",
+		Count(g.Entered, "socket"), g.Left, FormatAge(g.Interval), rate(g.EnteredPerMin), rate(g.LeftPerMin)))
 	if g.HasETA {
 		pr := p.Process
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%d of %d fds open: at %s/min it reaches the fd limit (EMFILE, \"too many open files\") in about %s",

@@ -1,21 +1,17 @@
 package diagnose
 
-// The implementation of Analyze and Findings before the Analyzer, with the
-// advice filled in as it was (strings.Replacer), kept as the oracle the
-// tests compare with (TestAnalyzerSequence, TestAnalyzerRandom). The one
-// change: the findings sort breaks the ties it left to map order (two
-// merged "other" groups, inbound and outbound, with the same cause and
-// count; two normal-half-close parts of one group) by direction and by the
-// cause before normal-half-close, as the new code does.
+// A plain implementation of Analyze and Findings (maps, no cache), kept as
+// the oracle of their structure: which findings a report has, with their
+// causes, directions, groups, counts, ages, idle estimates and checks
+// (TestAnalyzerSequence, TestAnalyzerRandom compare [structure]s). Their
+// words come from the cause registry and are tested there and by the rule
+// tests; the Analyzer's full reports are compared with a fresh Analyze.
 
 import (
 	"cmp"
 	"fmt"
 	"math"
-	"net/netip"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/closewait/closewait/internal/procscan"
@@ -55,7 +51,7 @@ func refAnalyze(snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
 			p := byPID[o.PID]
 			if p == nil {
 				p = &ProcessReport{PID: o.PID, Process: snap.Processes[o.PID]}
-				p.Runtime, p.RuntimeEvidence = detectRuntime(p.Process, opt.FS, hints)
+				p.Runtime, p.RuntimeEvidence, p.Libraries = detectRuntime(p.Process, opt.FS, hints)
 				byPID[o.PID] = p
 			}
 			p.CloseWait++
@@ -140,6 +136,10 @@ func refClassify(s *snapshot.Socket) string {
 		return CauseMissingClose
 	case !s.Inbound() && s.RecvQ == 1:
 		return CausePoolIdle
+	case !s.Inbound() && s.RecvQ > 1 && s.RecvQ <= 4097 && s.HasInfo &&
+		math.Abs(float64(s.Info.LastDataRecv)-float64(s.Info.LastAckRecv)) <= 500 &&
+		float64(s.Info.LastDataSent)-float64(s.Info.LastDataRecv) >= 500:
+		return CausePoolIdle // a goodbye
 	}
 	return CauseAbandonedUnread
 }
@@ -178,13 +178,12 @@ func refFindings(p *ProcessReport, snap *snapshot.Snapshot) []Finding {
 			parts[c] = append(parts[c], s)
 		}
 		for cause, socks := range parts {
-			out = append(out, ranked{refFinding(ctx, k, cause, socks, len(all)), slices.Index(causeNames[:], cause)})
+			ci := slices.IndexFunc(socketCauses, func(c *Cause) bool { return c.ID == cause })
+			out = append(out, ranked{refFinding(ctx, k, cause, socks, len(all)), ci})
 		}
 	}
 	if f, ok := refGrowthFinding(p); ok {
 		f.Check = ctx.checkAll()
-		f.NextSteps = ctx.steps(CauseGrowing)
-		f.Fix = refAdviceLines(fixes[CauseGrowing], p.Runtime, ctx.repl)
 		out = append(out, ranked{f, -1})
 	}
 	slices.SortFunc(out, func(a, b ranked) int {
@@ -205,30 +204,31 @@ func refFindings(p *ProcessReport, snap *snapshot.Snapshot) []Finding {
 	return fs
 }
 
-// finding describes the sockets of one group that share a cause.
+// finding describes the sockets of one group that share a cause: its
+// structure, without words.
 func refFinding(c *refAdvice, k groupKey, cause string, socks []*snapshot.Socket, groupSize int) Finding {
+	if cause == CauseNotAccepted {
+		if pr := c.p.Process; pr != nil && pr.FDSoft != 0 && pr.FDSoft != procscan.Unlimited &&
+			int64(pr.FDSoft)-int64(pr.OpenFDs) <= max(2, int64(pr.FDSoft)/50) {
+			cause = CauseFDExhausted
+		}
+	}
 	f := Finding{Cause: cause, Count: len(socks), Direction: "outbound"}
-	where := ""
 	switch {
 	case k.others > 0 && k.inbound:
 		f.Direction = "inbound"
-		where = fmt.Sprintf("on %d other ports", k.others)
 		f.Check = c.checkAll()
 	case k.others > 0:
-		where = fmt.Sprintf("to %d other remotes", k.others)
 		f.Check = c.checkAll()
 	case k.inbound:
 		f.Direction, f.LocalPort = "inbound", k.port
-		where = fmt.Sprintf("on port %d", k.port)
 		f.Check = fmt.Sprintf("ss -tnp state close-wait '( sport = :%d )'", k.port)
 	default:
 		f.Remote = k.remote.String()
-		where = "to " + f.Remote
 		f.Check = "ss -tnp state close-wait dst " + f.Remote
 	}
 	f.Oldest = refOldestSeconds(socks)
 	var ages []time.Duration
-	maxQ, withData := uint32(0), 0
 	for _, s := range socks {
 		if s.KeepaliveSet() {
 			f.Keepalive++
@@ -236,99 +236,48 @@ func refFinding(c *refAdvice, k groupKey, cause string, socks []*snapshot.Socket
 		if a, ok := s.Age(); ok {
 			ages = append(ages, a)
 		}
-		maxQ = max(maxQ, s.RecvQ)
-		if s.RecvQ > 1 {
-			withData++
-		}
 	}
-	of := fmt.Sprintf("%d of %d sockets %s", len(socks), groupSize, where)
-	if len(socks) == groupSize {
-		of = fmt.Sprintf("all %d sockets %s", len(socks), where)
-		if len(socks) == 1 {
-			of = "the socket " + where
-		}
-	}
-	have, wait := "have", "wait"
-	if len(socks) == 1 {
-		have, wait = "has", "waits"
-	}
-	repl := c.repl
 	switch cause {
-	case CauseMissingClose:
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s %s Recv-Q 0: the app read up to EOF (the peer's FIN) and did not close", of, have))
-	case CauseAbandonedUnread:
-		e := fmt.Sprintf("%s %s Recv-Q ≥ 1: the app never read them after the peer closed (the FIN is still queued)", of, have)
-		if withData > 0 {
-			e += fmt.Sprintf("; %d still hold unread data (up to %s)", withData, bytesText(maxQ-1))
-		}
-		f.Evidence = append(f.Evidence, e)
-		if k.inbound {
-			f.Evidence = append(f.Evidence, "the connections were accepted and then forgotten, or the workers holding them are blocked elsewhere")
-		} else {
-			f.Evidence = append(f.Evidence, "the app stopped reading the responses: a stuck caller, or a pooled connection with an unread body")
-		}
 	case CausePoolIdle:
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s %s Recv-Q 1 (only the FIN unread): idle pooled connections that the server closed and the pool never noticed", of, have))
-		if med, lo, n := refIdleTimeout(socks); n > 0 {
+		if med, _, n := refIdleTimeout(socks); n > 0 {
 			f.RemoteIdleTimeout = math.Round(med*1000) / 1000
-			ev := evictText(lo)
-			repl = c.withEvict(ev)
-			f.Evidence = append(f.Evidence, fmt.Sprintf(
-				"the server closed them after about %s idle (tcp_info: last data received minus the FIN's arrival; median of %d, shortest %s): evict idle connections after less than %s",
-				secondsText(med), n, secondsText(lo), secondsText(lo)))
 		}
-	case CauseNotAccepted:
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s %s in the accept queue: the peers gave up before the app called accept(), so they have no fd", of, wait))
-		for _, l := range listenersOn(c.snap, k.port, c.p.PID) {
-			f.Evidence = append(f.Evidence, fmt.Sprintf("listener %s has %d connections queued (backlog %d): the process is not accepting", l.Local, l.RecvQ, l.SendQ))
-		}
+	case CauseNotAccepted, CauseFDExhausted:
 		if k.others == 0 {
 			f.Check = fmt.Sprintf("ss -ltn '( sport = :%d )'   # Recv-Q of the listener = connections waiting for accept()", k.port)
 		}
 	}
-	if k.inbound && cause != CauseNotAccepted {
-		peers := map[netip.Addr]bool{}
-		for _, s := range socks {
-			peers[s.Remote.Addr()] = true
-		}
-		switch a := socks[0].Remote.Addr(); {
-		case len(peers) == 1 && len(socks) > 1 && a.IsLoopback():
-			f.Evidence = append(f.Evidence, fmt.Sprintf("all from this host (%s): a local proxy, sidecar or client", a))
-		case len(peers) == 1 && len(socks) > 1:
-			f.Evidence = append(f.Evidence, fmt.Sprintf("all from one peer address, %s (a proxy, load balancer or health checker?)", socks[0].Remote.Addr()))
-		case len(peers) > 1:
-			f.Evidence = append(f.Evidence, fmt.Sprintf("from %d peer addresses", len(peers)))
-		}
-	}
-	if len(ages) > 0 {
-		slices.Sort(ages)
-		e := fmt.Sprintf("oldest ~%s, newest ~%s", FormatAge(ages[len(ages)-1]), FormatAge(ages[0]))
-		if c.snap != nil && !c.snap.Time.IsZero() {
-			e += fmt.Sprintf(" (the first FIN arrived about %s)", c.snap.Time.Add(-ages[len(ages)-1]).UTC().Format("15:04:05 UTC"))
-		}
-		f.Evidence = append(f.Evidence, e)
-	}
-	if cause != CauseNotAccepted {
-		f.Evidence = append(f.Evidence, keepaliveText(f.Keepalive, len(socks)))
-	}
-	if (cause == CauseAbandonedUnread || cause == CauseNotAccepted) && c.p.Threads != nil {
-		f.Evidence = append(f.Evidence, "threads: "+c.p.Threads.String())
-	}
-
+	slices.Sort(ages)
 	young := len(ages) == len(socks) && len(ages) > 0 && ages[len(ages)-1] < NormalHalfCloseAge
-	if young && len(socks) <= NormalHalfCloseMax && !c.p.Growth.Growing() && cause != CauseNotAccepted {
-		f.Evidence = append([]string{fmt.Sprintf("%s, all younger than %s and not growing: most likely a normal half-close in progress (%s)",
-			countText(len(socks)), FormatAge(NormalHalfCloseAge), cause)}, f.Evidence...)
+	queued := cause == CauseNotAccepted || cause == CauseFDExhausted
+	if young && len(socks) <= NormalHalfCloseMax && !c.p.Growth.Growing() && !queued {
 		f.Cause = CauseNormalHalfClose
-		f.NextSteps = []string{"nothing to do now; look again in a minute (or closewait --sample 10s): investigate only if they age or grow"}
-		return f
 	}
-	f.NextSteps = c.steps(cause)
-	if cause == CausePoolIdle {
-		f.NextSteps = append([]string{fmt.Sprintf("find the client or pool that talks %s (its idle/keepalive settings)", where)}, f.NextSteps...)
-	}
-	f.Fix = refAdviceLines(fixes[cause], c.p.Runtime, repl)
 	return f
+}
+
+// structure is a report without the findings' words (evidence, next
+// steps, fix): what the reference computes.
+func structure(r *Report) *Report {
+	c := *r
+	c.Processes = nil
+	c.Unattributed.Groups = nil // tested by TestUnownedGroups
+	for _, p := range r.Processes {
+		q := *p
+		q.Findings = structureOf(p.Findings)
+		c.Processes = append(c.Processes, &q)
+	}
+	return &c
+}
+
+// structureOf is findings without their words.
+func structureOf(fs []Finding) []Finding {
+	var out []Finding
+	for _, f := range fs {
+		f.Evidence, f.NextSteps, f.Fix = nil, nil, nil
+		out = append(out, f)
+	}
+	return out
 }
 
 // oldestSeconds is the oldest age of the sockets in seconds (ms precision), or 0.
@@ -363,10 +312,13 @@ func refDirectionOf(socks []*snapshot.Socket) string {
 func refIdleTimeout(socks []*snapshot.Socket) (median, minimum float64, n int) {
 	var v []float64
 	for _, s := range socks {
-		if !s.HasInfo || s.Info.LastDataRecv < s.Info.LastAckRecv {
-			continue
+		switch {
+		case !s.HasInfo:
+		case s.RecvQ > 1 && s.Info.LastDataSent >= s.Info.LastDataRecv: // a goodbye
+			v = append(v, float64(s.Info.LastDataSent-s.Info.LastDataRecv)/1000)
+		case s.RecvQ == 1 && s.Info.LastDataRecv >= s.Info.LastAckRecv:
+			v = append(v, float64(s.Info.LastDataRecv-s.Info.LastAckRecv)/1000)
 		}
-		v = append(v, float64(s.Info.LastDataRecv-s.Info.LastAckRecv)/1000)
 	}
 	if len(v) == 0 {
 		return 0, 0, 0
@@ -421,89 +373,17 @@ func refGrowthFinding(p *ProcessReport) (Finding, bool) {
 	}
 	f := Finding{Cause: "growing", Direction: refDirectionOf(p.Sockets), Count: p.CloseWait}
 	f.Oldest = refOldestSeconds(p.Sockets)
-	f.Evidence = append(f.Evidence, fmt.Sprintf(
-		"%d sockets entered CLOSE_WAIT and %d left in %s (%s/min in, %s/min out): it leaves more sockets open than it closes",
-		g.Entered, g.Left, FormatAge(g.Interval), rate(g.EnteredPerMin), rate(g.LeftPerMin)))
-	if g.HasETA {
-		pr := p.Process
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%d of %d fds open: at %s/min it reaches the fd limit (EMFILE, \"too many open files\") in about %s",
-			pr.OpenFDs, pr.FDSoft, rate(g.NetPerMin), FormatAge(g.ETA)))
-	}
 	return f, true
 }
 
-// refAdvice is adviceContext as it was: it holds what the advice of one process is filled in with.
+// refAdvice is what a reference finding is written with.
 type refAdvice struct {
-	p     *ProcessReport
-	snap  *snapshot.Snapshot
-	repl  *strings.Replacer
-	vars  []string
-	ports []uint16
+	p *ProcessReport
 }
 
-func newRefAdvice(p *ProcessReport, snap *snapshot.Snapshot) *refAdvice {
-	c := &refAdvice{p: p, snap: snap}
-	if snap != nil {
-		for _, l := range snap.Listeners {
-			for _, o := range l.Owners {
-				if o.PID == p.PID && !slices.Contains(c.ports, l.Local.Port()) {
-					c.ports = append(c.ports, l.Local.Port())
-				}
-			}
-		}
-	}
-	slices.Sort(c.ports)
-	user := ""
-	if p.Process != nil && p.Process.User != "" && p.Process.User != "root" {
-		user = "sudo -u " + p.Process.User + " "
-	}
-	ports := ""
-	if len(c.ports) > 0 {
-		ports = " (it listens on " + joinPorts(c.ports) + ")"
-	}
-	c.vars = []string{"{pid}", strconv.Itoa(p.PID), "{user}", user, "{ports}", ports}
-	c.repl = c.withEvict("N")
-	return c
-}
-
-// withEvict is the replacer with {evict} set.
-func (c *refAdvice) withEvict(ev string) *strings.Replacer {
-	return strings.NewReplacer(append(slices.Clone(c.vars), "{evict}", ev)...)
-}
-
-// steps are the runtime's commands for a cause, then a runtime-independent one.
-func (c *refAdvice) steps(cause string) []string {
-	rt := c.p.Runtime
-	if rt == "node" && (c.p.Process == nil || !strings.Contains(c.p.Process.Cmdline, "--report-on-signal")) {
-		rt = "node-noreport"
-	}
-	out := refAdviceLines(stackSteps, rt, c.repl)
-	out = append(out, c.repl.Replace("ls -l /proc/{pid}/fd | grep -c socket:   # socket fds it holds; compare with the CLOSE_WAIT count"))
-	if pr := c.p.Process; pr != nil && pr.Container.ID != "" {
-		id := pr.Container.ID
-		if len(id) > 12 {
-			id = id[:12]
-		}
-		out = append(out, fmt.Sprintf("it runs in a %s container (%s): run the tools above inside it (docker exec / kubectl exec, where the pid is the container's own, often 1), or from the host with nsenter -t %d -m -p",
-			pr.Container.Runtime, id, c.p.PID))
-	}
-	return out
-}
+func newRefAdvice(p *ProcessReport, _ *snapshot.Snapshot) *refAdvice { return &refAdvice{p: p} }
 
 // checkAll is the ss command that lists all the process's CLOSE_WAIT sockets.
 func (c *refAdvice) checkAll() string {
 	return fmt.Sprintf("ss -tnp state close-wait | grep 'pid=%d,'", c.p.PID)
-}
-
-// refAdviceLines is advice as it was: it fills placeholders in the lines of table[runtime] (or table["other"]).
-func refAdviceLines(table map[string][]string, runtime string, r *strings.Replacer) []string {
-	lines, ok := table[runtime]
-	if !ok {
-		lines = table["other"]
-	}
-	out := make([]string, len(lines))
-	for i, l := range lines {
-		out[i] = r.Replace(l)
-	}
-	return out
 }

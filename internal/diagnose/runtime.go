@@ -82,15 +82,16 @@ func ClassifyRuntime(f RuntimeFacts) (runtime, evidence string) {
 // names only, and a Go binary shows as "other"); it also says what gave the
 // runtime away.
 func DetectRuntimeFS(p *procscan.Process, fs *procscan.FS) (runtime, evidence string) {
-	return detectRuntime(p, fs, nil)
+	rt, ev, _ := detectRuntime(p, fs, nil)
+	return rt, ev
 }
 
-// detectRuntime is DetectRuntimeFS. cache, when not nil, keeps hints by
-// executable: forked workers of one program (the usual holders of many
-// sockets) are read once.
-func detectRuntime(p *procscan.Process, fs *procscan.FS, cache map[string]procscan.RuntimeHints) (string, string) {
+// detectRuntime is DetectRuntimeFS, with the client libraries the process
+// shows. cache, when not nil, keeps hints by executable: forked workers of
+// one program (the usual holders of many sockets) are read once.
+func detectRuntime(p *procscan.Process, fs *procscan.FS, cache map[string]procscan.RuntimeHints) (rt, evidence string, libraries []string) {
 	if p == nil {
-		return "other", ""
+		return "other", "", nil
 	}
 	f := RuntimeFacts{Exe: p.Exe, Cmdline: p.Cmdline, Comm: p.Comm}
 	if fs != nil {
@@ -102,8 +103,12 @@ func detectRuntime(p *procscan.Process, fs *procscan.FS, cache map[string]procsc
 			}
 		}
 		f.Libs, f.GoVersion = h.Libs, h.GoVersion
+		libraries = detectLibraries(p.Cmdline, h.Libs, h.Modules)
+	} else {
+		libraries = detectLibraries(p.Cmdline, nil, nil)
 	}
-	return ClassifyRuntime(f)
+	rt, evidence = ClassifyRuntime(f)
+	return rt, evidence, libraries
 }
 
 // RuntimeNames returns every runtime ClassifyRuntime can name, read from its

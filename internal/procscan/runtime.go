@@ -21,6 +21,9 @@ type RuntimeHints struct {
 	// GoVersion is the Go release the executable was built with ("go1.26.8"),
 	// read from its .go.buildinfo section; empty for a non-Go executable.
 	GoVersion string
+	// Modules are the module paths a Go executable was built with (its
+	// build info's dependencies), e.g. "github.com/jackc/pgx/v5".
+	Modules []string
 }
 
 // RuntimeHints reads /proc/PID/maps and the build info of /proc/PID/exe.
@@ -38,6 +41,9 @@ func (fs FS) RuntimeHints(pid int) (RuntimeHints, error) {
 	}
 	if bi, err := buildinfo.ReadFile(fs.pidPath(pid, "exe")); err == nil {
 		h.GoVersion = bi.GoVersion
+		for _, d := range bi.Deps {
+			h.Modules = append(h.Modules, d.Path)
+		}
 	}
 	return h, firstErr
 }

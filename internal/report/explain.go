@@ -11,23 +11,9 @@ import (
 	"github.com/closewait/closewait/internal/procscan"
 )
 
-// causeTitles say what each cause means, for headlines.
-var causeTitles = map[string]string{
-	diagnose.CauseMissingClose:    "read to EOF and never closed",
-	diagnose.CauseAbandonedUnread: "never read after the peer closed",
-	diagnose.CausePoolIdle:        "idle pooled connections the server closed",
-	diagnose.CauseNotAccepted:     "never accepted (waiting in the accept queue)",
-	diagnose.CauseNormalHalfClose: "young and few: a normal half-close",
-	diagnose.CauseGrowing:         "CLOSE_WAIT count growing",
-}
-
-// CauseTitle is a cause id in words ("read to EOF and never closed").
-func CauseTitle(cause string) string {
-	if t, ok := causeTitles[cause]; ok {
-		return t
-	}
-	return cause
-}
+// CauseTitle is a cause id in words ("read to EOF and never closed"), from
+// the cause registry.
+func CauseTitle(cause string) string { return diagnose.CauseTitle(cause) }
 
 // ExplainOptions shape the explain narrative.
 type ExplainOptions struct {
@@ -119,11 +105,7 @@ func WriteExplain(w io.Writer, p *diagnose.ProcessReport, opt ExplainOptions) er
 	seenSteps, seenFix := map[string]int{}, map[string]int{}
 	for i, f := range p.Findings {
 		fmt.Fprintf(bw, "  %d. %s: %s\n", i+1, f.Cause, CauseTitle(f.Cause))
-		fmt.Fprintf(bw, "     %s · %s · oldest ~%s", where(f), countWord(f.Count), diagnose.FormatAge(time.Duration(f.Oldest*float64(time.Second))))
-		if f.RemoteIdleTimeout > 0 {
-			fmt.Fprintf(bw, " · server idle timeout ~%.1f s", f.RemoteIdleTimeout)
-		}
-		fmt.Fprintln(bw)
+		fmt.Fprintf(bw, "     %s\n", FindingFacts(f))
 		block(bw, "Evidence", f.Evidence)
 		pk, ok := opt.Peeks[i]
 		writePeek(bw, pk, ok)
@@ -135,6 +117,16 @@ func WriteExplain(w io.Writer, p *diagnose.ProcessReport, opt ExplainOptions) er
 	}
 	fmt.Fprintf(bw, "\nAges (~) are estimates from tcp_info. More: closewait sockets --pid %d · closewait watch\n", p.PID)
 	return bw.Flush()
+}
+
+// FindingFacts is the line under a finding's title in explain: where,
+// how many, how old and, for pool-idle, the server's idle timeout.
+func FindingFacts(f diagnose.Finding) string {
+	s := fmt.Sprintf("%s · %s · oldest ~%s", where(f), countWord(f.Count), diagnose.FormatAge(time.Duration(f.Oldest*float64(time.Second))))
+	if f.RemoteIdleTimeout > 0 {
+		s += fmt.Sprintf(" · server idle timeout ~%.1f s", f.RemoteIdleTimeout)
+	}
+	return s
 }
 
 func block(bw *bufio.Writer, title string, lines []string) {

@@ -29,16 +29,49 @@ type JSONReport struct {
 
 // JSONSummary is the host-level part of the report.
 type JSONSummary struct {
-	Status                 string         `json:"status"`
-	CloseWait              int            `json:"close_wait"`
-	States                 map[string]int `json:"states"`
-	UnattributedCloseWait  int            `json:"unattributed_close_wait"`
-	UnattributedOldestAge  *float64       `json:"unattributed_oldest_age_seconds,omitempty"`
-	UnattributedStatus     string         `json:"unattributed_status"`
-	AgeIsEstimate          bool           `json:"age_is_estimate"`
-	Thresholds             JSONThresholds `json:"thresholds"`
-	ProcessesWithCloseWait int            `json:"processes_with_close_wait"`
-	SampleSeconds          float64        `json:"sample_seconds,omitempty"` // time between the two snapshots of --sample
+	Status                string         `json:"status"`
+	CloseWait             int            `json:"close_wait"`
+	States                map[string]int `json:"states"`
+	UnattributedCloseWait int            `json:"unattributed_close_wait"`
+	UnattributedOldestAge *float64       `json:"unattributed_oldest_age_seconds,omitempty"`
+	UnattributedStatus    string         `json:"unattributed_status"`
+	// UnattributedGroups group the sockets with no owner by uid and
+	// listening port or remote, judged by count and age.
+	UnattributedGroups     []JSONUnownedGroup `json:"unattributed_groups"`
+	AgeIsEstimate          bool               `json:"age_is_estimate"`
+	Thresholds             JSONThresholds     `json:"thresholds"`
+	ProcessesWithCloseWait int                `json:"processes_with_close_wait"`
+	SampleSeconds          float64            `json:"sample_seconds,omitempty"` // time between the two snapshots of --sample
+	// CloseWaitUnknown writes close_wait as null (and status "unknown"):
+	// the input could not count CLOSE_WAIT sockets (ss -s).
+	CloseWaitUnknown bool `json:"-"`
+}
+
+// MarshalJSON writes close_wait as null when it is unknown.
+func (s JSONSummary) MarshalJSON() ([]byte, error) {
+	type plain JSONSummary
+	if !s.CloseWaitUnknown {
+		return json.Marshal(plain(s))
+	}
+	return json.Marshal(struct {
+		plain
+		CloseWait *int `json:"close_wait"`
+	}{plain: plain(s)})
+}
+
+// JSONUnownedGroup is a group of CLOSE_WAIT sockets no visible process holds.
+type JSONUnownedGroup struct {
+	UID       uint32         `json:"uid"`
+	User      string         `json:"user"`
+	Direction string         `json:"direction"`
+	LocalPort uint16         `json:"local_port,omitempty"`
+	Remote    string         `json:"remote,omitempty"`
+	Count     int            `json:"count"`
+	Oldest    *float64       `json:"oldest_age_seconds,omitempty"`
+	Cause     string         `json:"cause"`
+	Causes    map[string]int `json:"causes"`
+	Status    string         `json:"status"`
+	Reasons   []string       `json:"reasons"`
 }
 
 // JSONThresholds echoes the thresholds the report was judged by.
@@ -175,11 +208,28 @@ func BuildJSON(r *diagnose.Report) *JSONReport {
 		AgeIsEstimate:          true,
 		ProcessesWithCloseWait: len(r.Processes),
 		SampleSeconds:          Seconds(r.Sample),
+		CloseWaitUnknown:       r.CloseWaitUnknown,
 		Thresholds: JSONThresholds{
 			CountWarning: th.CountWarning, CountCritical: th.CountCritical,
 			FDShareWarning: th.FDShareWarning, FDShareCritical: th.FDShareCritical,
 			AgeWarning: th.AgeWarning.Seconds(), AgeCritical: th.AgeCritical.Seconds(),
 		},
+	}
+	if r.CloseWaitUnknown {
+		out.Summary.Status = "unknown"
+	}
+	out.Summary.UnattributedGroups = []JSONUnownedGroup{}
+	for _, g := range r.Unattributed.Groups {
+		jg := JSONUnownedGroup{UID: g.UID, User: g.User, Direction: "outbound", Remote: g.Remote, Count: g.Count,
+			Cause: g.Cause(), Causes: g.Causes, Status: g.Status.String(), Reasons: append([]string{}, g.Reasons...)}
+		if g.Inbound {
+			jg.Direction, jg.LocalPort = "inbound", g.LocalPort
+		}
+		if g.HasAge {
+			v := Seconds(g.Oldest)
+			jg.Oldest = &v
+		}
+		out.Summary.UnattributedGroups = append(out.Summary.UnattributedGroups, jg)
 	}
 	if r.Unattributed.HasAge {
 		v := Seconds(r.Unattributed.Oldest)

@@ -28,6 +28,12 @@ func WriteText(w io.Writer, r *diagnose.Report, opt TextOptions) error {
 	if !live {
 		from = " · from saved " + snap.Stats.Source + " output"
 	}
+	if r.CloseWaitUnknown {
+		fmt.Fprintf(bw, "closewait · %s · %s%s · UNKNOWN\n", snap.Host, snap.Time.UTC().Format("2006-01-02 15:04:05 UTC"), from)
+		fmt.Fprintf(bw, "TCP: estab %s (ESTABLISHED and CLOSE_WAIT together) · TIME_WAIT %s\n", Thousands(snap.States[sockdiag.Established]), Thousands(snap.States[sockdiag.TimeWait]))
+		fmt.Fprintln(bw, "\nCLOSE_WAIT: unknown. ss -s cannot tell CLOSE_WAIT from ESTABLISHED; save ss -tanpi on the host instead. Exit status 3 (unknown).")
+		return bw.Flush()
+	}
 	fmt.Fprintf(bw, "closewait · %s · %s%s · %s\n", snap.Host, snap.Time.UTC().Format("2006-01-02 15:04:05 UTC"), from, statusWord(r.Status, opt.Color, true))
 	total := 0
 	for _, n := range snap.States {
@@ -107,7 +113,29 @@ func WriteText(w io.Writer, r *diagnose.Report, opt TextOptions) error {
 		if u.HasAge {
 			age = ", oldest " + diagnose.FormatAge(u.Oldest)
 		}
-		fmt.Fprintf(bw, "\n%s  %d CLOSE_WAIT sockets with no owner found%s\n", statusPad(u.Status, opt.Color), u.Count, age)
+		fmt.Fprintf(bw, "\n%s  %s with no owner found%s\n", statusPad(u.Status, opt.Color), diagnose.Count(u.Count, "CLOSE_WAIT socket"), age)
+		if len(u.Groups) > 0 {
+			fmt.Fprintf(bw, "  %-8s  %-18s  %-24s  %6s  %-17s  %7s\n", "STATUS", "USER", "WHERE", "CW", "CAUSE (RECV-Q)", "OLDEST~")
+			shown := 0
+			for i, g := range u.Groups {
+				if i == 12 {
+					break
+				}
+				oldest := "-"
+				if g.HasAge {
+					oldest = diagnose.FormatAge(g.Oldest)
+				}
+				fmt.Fprintf(bw, "  %s  %-18s  %-24s  %6d  %-17s  %7s\n", statusPad(g.Status, opt.Color),
+					truncate(fmt.Sprintf("uid %d (%s)", g.UID, g.User), 18), truncate(g.Where(), 24), g.Count, g.Cause(), oldest)
+				shown += g.Count
+			}
+			if shown < u.Count {
+				fmt.Fprintf(bw, "  … and %s in smaller groups\n", diagnose.Count(u.Count-shown, "socket"))
+			}
+			if snap.Partial {
+				fmt.Fprintf(bw, "  Owners unknown: %s.\n", diagnose.UnownedHint)
+			}
+		}
 	}
 	ages := "Ages (~) are estimates from tcp_info."
 	switch {
@@ -164,7 +192,7 @@ func FindingLine(f diagnose.Finding) string {
 	case f.LocalPort != 0:
 		where += " on port " + strconv.Itoa(int(f.LocalPort))
 	}
-	s := fmt.Sprintf("%s (%s): %d sockets", f.Cause, where, f.Count)
+	s := fmt.Sprintf("%s (%s): %s", f.Cause, where, diagnose.Count(f.Count, "socket"))
 	if f.Oldest > 0 {
 		s += ", oldest " + diagnose.FormatAge(time.Duration(f.Oldest*float64(time.Second)))
 	}
