@@ -51,7 +51,7 @@ func TestMainRejectsBadInput(t *testing.T) {
 		{[]string{"agent", "--listen", "nohost"}, "--listen"},
 		{[]string{"agent", "--retention", "1s"}, "--retention"},
 		{[]string{"destroy", "--yes"}, "needs a filter"},
-		{[]string{"check", "--fd-warning", "0"}, "--fd-warning"},
+		{[]string{"check", "--file-warning", "0"}, "--file-warning"},
 		{[]string{"analyze"}, "<file>"},
 		{[]string{"completion", "tcsh"}, "tcsh"},
 		{[]string{"help", "no-such-topic"}, "no-such-topic"},
@@ -120,7 +120,7 @@ func TestParse(t *testing.T) {
 			t.Errorf("Parse(%q): %v", args, err)
 		}
 	}
-	for _, args := range [][]string{{"--nope"}, {"sockets", "extra"}, {"explain", "x"}, {"--color", "x"}} {
+	for _, args := range [][]string{{"--nope"}, {"sockets", "extra"}, {"explain", "1", "2"}, {"--color", "x"}} {
 		if err := Parse(args); err == nil {
 			t.Errorf("Parse(%q) accepted it", args)
 		}
