@@ -83,7 +83,7 @@ func (c *AnalyzeCmd) Run(g *Globals) error {
 	err = g.writeReport(r, c.JSON, c.Color)
 	if r.CloseWaitUnknown {
 		var ec exitCode
-		if err != nil && !errors.As(err, &ec) {
+		if !errors.As(err, &ec) { // writing failed
 			return err
 		}
 		return &exitError{ExitError, fmt.Errorf("analyze %s: CLOSE_WAIT unknown: ss -s counts ESTABLISHED and CLOSE_WAIT together as \"estab\"; save ss -tanpi instead", name)}
