@@ -687,10 +687,19 @@ func TestAgentTraceServesOrigins(t *testing.T) {
 		}
 	}
 
-	// The dashboard lists the top origins under the process's details.
-	if code, page := httpGet(t, fmt.Sprintf("%s/?pid=%d", base, pid)); code != http.StatusOK ||
-		!strings.Contains(page, `<pre class="origins">`) || !strings.Contains(page, "main.leakyDial") {
-		t.Errorf("dashboard of pid %d: %d, no origins block naming main.leakyDial", pid, code)
+	// The dashboard lists the top origins under the process's details (once
+	// a scan has attributed the new sockets to it: poll).
+	var page string
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		var code int
+		code, page = httpGet(t, fmt.Sprintf("%s/?pid=%d", base, pid))
+		if code == http.StatusOK && strings.Contains(page, `<pre class="origins">`) && strings.Contains(page, "main.leakyDial") {
+			break
+		}
+		if time.Now().After(end) {
+			t.Errorf("dashboard of pid %d: %d, no origins block naming main.leakyDial after 20 s", pid, code)
+			break
+		}
 	}
 
 	plain, _, _ := startAgent(t, nil, "--interval", "1s")
