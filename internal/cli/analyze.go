@@ -18,7 +18,7 @@ type AnalyzeCmd struct {
 	ThresholdFlags
 	File string `arg:"" placeholder:"FILE|-" help:"Saved output of ss -tan[p][i], ss -s, netstat -ant[p] or lsof -nP -iTCP (format detected; gzip accepted); - reads stdin."`
 	Host string `placeholder:"NAME" help:"Name of the host the output came from (default: unknown)."`
-	JSON bool   `help:"Print the JSON contract (version 1) instead of the text report."`
+	JSON bool   `short:"j" help:"Print the JSON contract (version 1) instead of the text report."`
 	FilterFlags
 	Color string `default:"auto" enum:"auto,always,never" help:"Colour the status words: auto (terminal and no NO_COLOR), always, never."`
 }
