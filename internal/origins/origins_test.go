@@ -27,8 +27,8 @@ func TestBuildGroupsSelectsAndCounts(t *testing.T) {
 		Time: now,
 		Sockets: []snapshot.Socket{
 			cw(1, 0, 5000), cw(2, 0, 9000), cw(3, 1, 1000), // pid 10, stack 1
-			cw(4, 0, 2000),                                 // pid 10, stack 2
-			cw(5, 0, 1000), cw(6, 0, 1000),                 // pid 20, stack 1
+			cw(4, 0, 2000),                 // pid 10, stack 2
+			cw(5, 0, 1000), cw(6, 0, 1000), // pid 20, stack 1
 			{Socket: sockdiag.Socket{State: sockdiag.Established, Cookie: 7}},
 		},
 		Processes: map[int]*procscan.Process{10: {PID: 10, Comm: "svc"}, 20: {PID: 20, Comm: "other"}},
