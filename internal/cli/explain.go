@@ -138,7 +138,7 @@ func (c *ExplainCmd) write(g *Globals, p *diagnose.ProcessReport, snap *snapshot
 		err = report.WriteExplain(g.stdout, p, report.ExplainOptions{Color: useColor(g.stdout, c.Color), Now: snap.Time, Peeks: peeks})
 		if err == nil && c.origins != nil {
 			fmt.Fprintf(g.stdout, "\nOrigins (the code that made these sockets, traced %v):\n", c.origins.elapsed.Round(100*time.Millisecond))
-			err = origins.WriteText(g.stdout, c.origins.Report, origins.TextOptions{Indent: "  ", MaxFrames: 8})
+			err = origins.WriteText(g.stdout, c.origins.Report, origins.TextOptions{Indent: "  "})
 		}
 	}
 	if err != nil {
