@@ -85,6 +85,7 @@ func TestRulesUseExportedMetrics(t *testing.T) {
 		Groups []struct {
 			Rules []struct {
 				Alert  string            `yaml:"alert"`
+				Record string            `yaml:"record"`
 				Expr   string            `yaml:"expr"`
 				Labels map[string]string `yaml:"labels"`
 			} `yaml:"rules"`
@@ -94,8 +95,18 @@ func TestRulesUseExportedMetrics(t *testing.T) {
 		t.Fatalf("rules YAML: %v", err)
 	}
 	n := 0
+	var records []string
 	for _, g := range rf.Groups {
 		for _, r := range g.Rules {
+			if r.Record != "" {
+				// level:metric:operation, the metric one the agent exports.
+				checkExpr(t, "record "+r.Record, r.Expr)
+				if parts := strings.Split(r.Record, ":"); len(parts) != 3 || !strings.Contains(r.Expr, parts[1]) && !strings.HasPrefix(parts[1], "closewait_") {
+					t.Errorf("record %s: want level:metric:operation", r.Record)
+				}
+				records = append(records, r.Record)
+				continue
+			}
 			n++
 			checkExpr(t, "alert "+r.Alert, r.Expr)
 			if s := r.Labels["severity"]; s != "warning" && s != "critical" {
@@ -105,6 +116,11 @@ func TestRulesUseExportedMetrics(t *testing.T) {
 	}
 	if n < 5 {
 		t.Errorf("%d rules, want count, fd share, age (2) and growth at least", n)
+	}
+	for _, want := range []string{"remote:closewait_pool_idle_server_timeout_seconds:max", "remote:closewait_pool_idle_sockets:sum", "remote:closewait_pool_idle_sockets:count"} {
+		if !slices.Contains(records, want) {
+			t.Errorf("no recording rule %s (the fleet's upstreams and their idle timeouts)", want)
+		}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -266,16 +267,7 @@ func TestTraceGoLeakyDial(t *testing.T) {
 }
 
 func testTraceGo(t *testing.T, flags []string) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "main.go")
-	os.WriteFile(src, []byte(goLeaker), 0o644)
-	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module leaker\n\ngo 1.22\n"), 0o644)
-	bin := filepath.Join(dir, "leaker")
-	build := exec.Command("go", append(append([]string{"build", "-o", bin}, flags...), ".")...)
-	build.Dir = dir
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin, src := buildGo(t, flags...)
 	addr, accepted := closingServer(t)
 	c := startChild(t, bin, addr)
 	tr := startTrace(t, "--pid", fmt.Sprint(c.cmd.Process.Pid), "--duration", "2m", "--json")
@@ -378,7 +370,51 @@ int main(void) {
 }
 `
 
-// buildC compiles src with gcc -fno-omit-frame-pointer -g, skipping
+// built caches the test programs, built once per test binary into the
+// directory TestMain removes at the end.
+var built struct {
+	sync.Mutex
+	m map[string][2]string
+}
+
+// once builds a program with make (into dir) the first time key is asked for.
+func once(t *testing.T, key string, make func(dir string) (bin, src string)) (string, string) {
+	t.Helper()
+	built.Lock()
+	defer built.Unlock()
+	if r, ok := built.m[key]; ok {
+		return r[0], r[1]
+	}
+	dir, err := os.MkdirTemp(filepath.Dir(binary), "prog-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, src := make(dir)
+	if built.m == nil {
+		built.m = map[string][2]string{}
+	}
+	built.m[key] = [2]string{bin, src}
+	return bin, src
+}
+
+// buildGo builds goLeaker with the go build flags, once.
+func buildGo(t *testing.T, flags ...string) (bin, src string) {
+	t.Helper()
+	return once(t, "go"+strings.Join(flags, " "), func(dir string) (string, string) {
+		src := filepath.Join(dir, "main.go")
+		os.WriteFile(src, []byte(goLeaker), 0o644)
+		os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module leaker\n\ngo 1.22\n"), 0o644)
+		bin := filepath.Join(dir, "leaker")
+		build := exec.Command("go", append(append([]string{"build", "-o", bin}, flags...), ".")...)
+		build.Dir = dir
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
+		return bin, src
+	})
+}
+
+// buildC compiles src with gcc -fno-omit-frame-pointer -g, once, skipping
 // without gcc.
 func buildC(t *testing.T, src string) (bin, srcPath string) {
 	t.Helper()
@@ -386,7 +422,11 @@ func buildC(t *testing.T, src string) (bin, srcPath string) {
 	if err != nil {
 		t.Skip("needs gcc (.ci/run installs it)")
 	}
-	dir := t.TempDir()
+	return once(t, "c", func(dir string) (string, string) { return compileC(t, gcc, dir, src) })
+}
+
+func compileC(t *testing.T, gcc, dir, src string) (bin, srcPath string) {
+	t.Helper()
 	srcPath = filepath.Join(dir, "leaker.c")
 	os.WriteFile(srcPath, []byte(src), 0o644)
 	bin = filepath.Join(dir, "leaker-c")
@@ -586,16 +626,7 @@ func TestExplainTraceAddsOrigins(t *testing.T) {
 // buildGoLeaker builds goLeaker and starts it against a closing server.
 func buildGoLeaker(t *testing.T) (*child, string, chan struct{}) {
 	t.Helper()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "main.go")
-	os.WriteFile(src, []byte(goLeaker), 0o644)
-	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module leaker\n\ngo 1.22\n"), 0o644)
-	bin := filepath.Join(dir, "leaker")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = dir
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin, src := buildGo(t)
 	addr, accepted := closingServer(t)
 	return startChild(t, bin, addr), src, accepted
 }
@@ -654,6 +685,12 @@ func TestAgentTraceServesOrigins(t *testing.T) {
 		if f.Function == "main.leakyDial" && (f.File != src || f.Line != lineOf(t, goLeaker, "LEAK SITE")) {
 			t.Errorf("main.leakyDial at %s:%d", f.File, f.Line)
 		}
+	}
+
+	// The dashboard lists the top origins under the process's details.
+	if code, page := httpGet(t, fmt.Sprintf("%s/?pid=%d", base, pid)); code != http.StatusOK ||
+		!strings.Contains(page, `<pre class="origins">`) || !strings.Contains(page, "main.leakyDial") {
+		t.Errorf("dashboard of pid %d: %d, no origins block naming main.leakyDial", pid, code)
 	}
 
 	plain, _, _ := startAgent(t, nil, "--interval", "1s")

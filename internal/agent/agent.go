@@ -78,6 +78,9 @@ type Options struct {
 	CompleteScan bool
 	// ForceProcNet reads /proc/net/tcp instead of netlink (no ages).
 	ForceProcNet bool
+	// NetNS, when not nil, reads only the network namespaces with these
+	// inodes (one agent per namespace); nil reads every namespace.
+	NetNS map[uint64]bool
 	// OwnerSource, when set, finds owners in one pass (the eBPF iterator)
 	// instead of the /proc walk.
 	OwnerSource procscan.SocketFDSource
@@ -117,6 +120,7 @@ type Agent struct {
 	scans   atomic.Uint64 // all scans
 	scanMu  sync.Mutex    // serialises Scan
 	sampler *history.Sampler
+	counts  closeWaitCounts // CLOSE_WAIT sockets entered and left, for the counters
 }
 
 // State is what one scan published. It is never modified after publication.
@@ -167,6 +171,7 @@ func New(opt Options) (*Agent, error) {
 	a.sampler = history.NewSampler(history.SamplerOptions{
 		Snapshot: snapshot.Options{
 			ProcRoot: opt.ProcRoot, CompleteScan: opt.CompleteScan, ForceProcNet: opt.ForceProcNet, OwnerSource: opt.OwnerSource,
+			NetNS: opt.NetNS,
 		},
 		Changes:        opt.Changes,
 		FullCheckEvery: opt.FullCheckEvery,
@@ -204,6 +209,7 @@ func (a *Agent) Scan() error {
 		a.log.Error("scan failed", "err", err)
 		return err
 	}
+	a.counts.observe(t.Report.Snapshot, t.Report.Processes)
 	if a.opt.HistoryProblem != "" { // not published yet: the notice may still be added
 		t.Report.Snapshot.Notices = append(t.Report.Snapshot.Notices, a.historyNotice())
 	}

@@ -303,7 +303,7 @@ func TestDashboardListsHolder(t *testing.T) {
 	for _, want := range []string{
 		`<tr class="proc status-ok" data-pid="` + pid + `">`,
 		`<details class="detail" id="p` + pid + `" open>`,
-		`<svg class="spark"`,
+		`<svg class="spark status-ok"`, // grey: the holder is healthy
 		`data-pid="` + pid + `" data-kind="cw"`,
 		`aria-label="CLOSE_WAIT for `,
 		`<summary>Show data</summary>`,

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,9 @@ import (
 
 	"github.com/closewait/closewait/internal/agent/web"
 	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/history"
+	"github.com/closewait/closewait/internal/origins"
+	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/report"
 )
 
@@ -22,6 +26,7 @@ const (
 	maxRows    = 100
 	maxDetails = 10
 	dataRows   = 30 // rows of the "show data" table per process
+	maxOrigins = 5  // origins shown per process (agent --trace)
 )
 
 var pageTemplate = template.Must(template.New("index").Parse(web.Template))
@@ -75,37 +80,61 @@ type pageData struct {
 	Hidden  int
 	Details []detailData
 	Focus   int // ?pid=: its details are open
+
+	// Wall is ?wall=1: large type, the status summary and the problems only.
+	Wall bool
+	// Headline is the status summary in one sentence ("2 processes need
+	// attention"); Problems are the processes that are not ok, worst first.
+	Headline   string
+	Problems   []rowData
+	TrendTitle string
 }
 
 type rowData struct {
-	PID                      int
-	Link                     string // to its details: #pPID, or /?pid=PID#pPID beyond the first maxDetails
-	Status, Word, Icon       string
-	Comm, Cmdline, CmdShort  string
-	Container                string
-	CloseWait, Delta, Oldest string
-	OpenFDs                  int
-	FDLimit                  string
-	FDShare                  float64
-	FDPercent                string
-	Spark                    template.HTML
-	Causes                   []string
-	points                   []Point
-	proc                     *diagnose.ProcessReport
+	PID                     int
+	Link                    string // to its details: #pPID, or /?pid=PID#pPID beyond the first maxDetails
+	Status, Word, Icon      string
+	Comm, Cmdline, CmdShort string
+	Container               string
+	// Place tells two processes of the same name apart: their systemd unit
+	// or container (from the cgroup), else their user.
+	Place, Cgroup, User, Runtime string
+	CloseWait, Delta, Oldest     string
+	OpenFDs                      int
+	FDLimit                      string
+	FDShare                      float64
+	FDPercent                    string
+	Spark                        template.HTML
+	Causes                       []string
+	points                       []Point
+	proc                         *diagnose.ProcessReport
 }
 
 type detailData struct {
 	rowData
-	Reasons              []string
-	Findings             []findingData
+	Reasons  []string
+	Findings []findingData
+	Common   []string // evidence every finding shares, said once
+	// Origins is where the process's CLOSE_WAIT sockets were made, its top
+	// maxOrigins origins as `closewait trace` prints them (agent --trace);
+	// Tracing says the agent traces at all.
+	Origins              string
+	Tracing              bool
 	SSLine               string
 	CWSummary, FDSummary string
 	Data                 []dataRow
 }
 
+// findingData is a finding as `closewait explain` prints it: title, facts,
+// evidence, the ss check, next steps and the fix; steps or a fix already
+// shown for an earlier finding of the process refer to it ("as in 1.").
 type findingData struct {
-	Cause, Line         string
-	Evidence, NextSteps []string
+	N                          int
+	Cause, Title, Facts, Check string
+	Evidence, NextSteps, Fix   []string
+	StepsAsIn, FixAsIn         int
+	EvidenceAsIn               int // some evidence is an earlier finding's
+	NotAProblem                bool
 }
 
 type dataRow struct {
@@ -125,8 +154,10 @@ func statusLook(s diagnose.Status) (class, word, icon string) {
 }
 
 // sparkline draws values as an inline SVG polyline (no script), with a
-// title for screen readers. It only formats numbers, so its output is safe HTML.
-func sparkline(values []float64, label string) template.HTML {
+// title for screen readers, coloured by status (class status-ok is grey:
+// red only when the status is critical). It only formats numbers and
+// escaped text, so its output is safe HTML.
+func sparkline(values []float64, label, status string) template.HTML {
 	const w, h = 120.0, 24.0
 	if len(values) < 2 {
 		return template.HTML(`<span class="muted">—</span>`)
@@ -139,8 +170,8 @@ func sparkline(values []float64, label string) template.HTML {
 		hi = lo + 1
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg class="spark" viewBox="0 0 %g %g" width="%g" height="%g" role="img" aria-label="%s"><title>%s</title><polyline fill="none" stroke="currentColor" stroke-width="1.5" points="`,
-		w, h, w, h, template.HTMLEscapeString(label), template.HTMLEscapeString(label))
+	fmt.Fprintf(&b, `<svg class="spark status-%s" viewBox="0 0 %g %g" width="%g" height="%g" preserveAspectRatio="none" role="img" aria-label="%s"><title>%s</title><polyline fill="none" stroke="currentColor" stroke-width="1.5" vector-effect="non-scaling-stroke" points="`,
+		template.HTMLEscapeString(status), w, h, w, h, template.HTMLEscapeString(label), template.HTMLEscapeString(label))
 	for i, v := range values {
 		x := w * float64(i) / float64(len(values)-1)
 		y := h - 2 - (h-4)*(v-lo)/(hi-lo)
@@ -150,24 +181,17 @@ func sparkline(values []float64, label string) template.HTML {
 	return template.HTML(b.String())
 }
 
-// deltaPerMinute is the change of CLOSE_WAIT over the last minute or so of points.
+// DeltaWindow is the span of the dashboard's Δ/min: the same 5 minutes as
+// the recording rule instance:closewait_close_wait_growth_per_minute:rate5m,
+// (rate(closewait_close_wait_entered_total[5m]) - rate(..._left_total[5m])) * 60.
+const DeltaWindow = 5 * time.Minute
+
+// deltaPerMinute is the change of CLOSE_WAIT per minute over the last
+// DeltaWindow of points (or all of them when the history is shorter), by
+// closewait's one definition of growth (history.GrowthOver).
 func deltaPerMinute(pts []Point) (float64, bool) {
-	if len(pts) < 2 {
-		return 0, false
-	}
-	last := pts[len(pts)-1]
-	first := pts[0]
-	for i := len(pts) - 2; i >= 0; i-- {
-		first = pts[i]
-		if last.Time.Sub(first.Time) >= time.Minute {
-			break
-		}
-	}
-	dt := last.Time.Sub(first.Time).Minutes()
-	if dt <= 0 {
-		return 0, false
-	}
-	return float64(last.CloseWait-first.CloseWait) / dt, true
+	g, ok := history.GrowthOver(pts, DeltaWindow, func(p Point) (time.Time, int) { return p.Time, p.CloseWait })
+	return g.PerMin, ok
 }
 
 func signed(v float64) string {
@@ -196,7 +220,7 @@ func trendSummary(what string, pts []Point, val func(Point) int) string {
 }
 
 func (a *Agent) dashboard(w http.ResponseWriter, r *http.Request) {
-	q, err := checkQuery(r, "pid")
+	q, err := checkQuery(r, "pid", "wall")
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
@@ -208,6 +232,17 @@ func (a *Agent) dashboard(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	wall := false // ?wall=1: the view for a screen on the wall
+	if v, ok := q["wall"]; ok {
+		switch v[0] {
+		case "1":
+			wall = true
+		case "0":
+		default:
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("wall must be 1 or 0, got %q", trunc(v[0])))
+			return
+		}
+	}
 	now := time.Now()
 	d := pageData{
 		Version:    a.opt.Version,
@@ -216,6 +251,8 @@ func (a *Agent) dashboard(w http.ResponseWriter, r *http.Request) {
 		IntervalMS: a.opt.Interval.Milliseconds(),
 		Errors:     a.errors.Load(),
 		LastScan:   "pending",
+		Wall:       wall,
+		TrendTitle: fmt.Sprintf("Change per minute over the last %s: in PromQL (rate(closewait_close_wait_entered_total[5m]) - rate(closewait_close_wait_left_total[5m])) * 60", diagnose.FormatAge(DeltaWindow)),
 	}
 	d.Host = hostname()
 	st := a.state.Load()
@@ -227,6 +264,7 @@ func (a *Agent) dashboard(w http.ResponseWriter, r *http.Request) {
 			d.ScanError = st.Err.Error()
 		}
 	}
+	d.Headline = "Waiting for the first scan"
 	if st != nil && st.Report != nil {
 		a.fillReport(&d, st.Report, now, focus)
 		status = st.Report.Status
@@ -234,6 +272,7 @@ func (a *Agent) dashboard(w http.ResponseWriter, r *http.Request) {
 	d.Status, d.StatusWord, d.StatusIcon = statusLook(status)
 	if st != nil && st.Report == nil && st.Err != nil {
 		d.Status, d.StatusWord, d.StatusIcon = "critical", "ERROR", "✖"
+		d.Headline = "The agent cannot scan: " + st.Err.Error()
 	}
 	var buf bytes.Buffer
 	if err := pageTemplate.Execute(&buf, d); err != nil {
@@ -245,6 +284,21 @@ func (a *Agent) dashboard(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		_, _ = buf.WriteTo(w)
 	}
+}
+
+// headline is the status summary a room reads from afar.
+func headline(rep *diagnose.Report, problems int) string {
+	switch {
+	case problems == 1:
+		return "1 process needs attention"
+	case problems > 1:
+		return fmt.Sprintf("%d processes need attention", problems)
+	case rep.Unattributed.Status != diagnose.OK:
+		return fmt.Sprintf("%s CLOSE_WAIT sockets with no owner found", report.Thousands(rep.Unattributed.Count))
+	case len(rep.Processes) > 0:
+		return fmt.Sprintf("All clear: %s CLOSE_WAIT sockets, none a problem", report.Thousands(rep.CloseWait))
+	}
+	return "All clear: no CLOSE_WAIT sockets"
 }
 
 func (a *Agent) fillReport(d *pageData, rep *diagnose.Report, now time.Time, focus int) {
@@ -264,7 +318,7 @@ func (a *Agent) fillReport(d *pageData, rep *diagnose.Report, now time.Time, foc
 			vals[i] = float64(p.CloseWait)
 		}
 		d.TotalSummary = trendSummary("CLOSE_WAIT on the host", totals, func(p Point) int { return p.CloseWait })
-		d.TotalSpark = sparkline(vals, d.TotalSummary)
+		d.TotalSpark = sparkline(vals, d.TotalSummary, d.TotalStatus)
 		if dm, ok := deltaPerMinute(totals); ok {
 			d.Trend = signed(dm) + "/min"
 		}
@@ -272,6 +326,7 @@ func (a *Agent) fillReport(d *pageData, rep *diagnose.Report, now time.Time, foc
 	d.Affected = report.Thousands(len(rep.Processes))
 	d.Unattributed = report.Thousands(rep.Unattributed.Count)
 
+	// The tiles are judged by diagnose's thresholds, as the processes are.
 	d.WorstFD, d.WorstFDStatus, d.Oldest, d.OldestStatus = "—", "ok", "—", "ok"
 	var worst *diagnose.ProcessReport
 	var oldest time.Duration
@@ -294,23 +349,18 @@ func (a *Agent) fillReport(d *pageData, rep *diagnose.Report, now time.Time, foc
 		s := worst.FDShare()
 		d.WorstFD = fmt.Sprintf("%.0f %%", s*100)
 		d.WorstFDWho = fmt.Sprintf("%s (pid %d)", Comm(worst), worst.PID)
-		switch {
-		case th.FDShareCritical > 0 && s > th.FDShareCritical:
-			d.WorstFDStatus = "critical"
-		case th.FDShareWarning > 0 && s > th.FDShareWarning:
-			d.WorstFDStatus = "warning"
-		}
+		d.WorstFDStatus, _, _ = statusLook(th.FDShareStatus(s))
 	}
 	if hasAge {
 		d.Oldest = diagnose.FormatAge(oldest)
-		switch {
-		case th.AgeCritical > 0 && oldest > th.AgeCritical:
-			d.OldestStatus = "critical"
-		case th.AgeWarning > 0 && oldest > th.AgeWarning:
-			d.OldestStatus = "warning"
-		}
+		d.OldestStatus, _, _ = statusLook(th.AgeStatus(oldest))
 	}
 
+	var origs *origins.Report
+	if a.opt.Origins != nil {
+		origs, _ = a.opt.Origins.Report()
+	}
+	detail := func(row rowData) detailData { return detail(row, a.opt.Origins != nil, origs) }
 	procs := rep.Processes
 	if len(procs) > maxRows {
 		d.Hidden = len(procs) - maxRows
@@ -323,10 +373,20 @@ func (a *Agent) fillReport(d *pageData, rep *diagnose.Report, now time.Time, foc
 			row.Link = fmt.Sprintf("/?pid=%d#p%d", p.PID, p.PID)
 		}
 		d.Rows = append(d.Rows, row)
+		if p.Status != diagnose.OK {
+			d.Problems = append(d.Problems, row)
+		}
 		if i < maxDetails || p.PID == focus {
 			d.Details = append(d.Details, detail(row))
 		}
 	}
+	problems := 0
+	for _, p := range rep.Processes {
+		if p.Status != diagnose.OK {
+			problems++
+		}
+	}
+	d.Headline = headline(rep, problems)
 	if focus != 0 && !slices.ContainsFunc(d.Details, func(dd detailData) bool { return dd.PID == focus }) {
 		for _, p := range rep.Processes {
 			if p.PID == focus { // beyond the table's rows
@@ -337,18 +397,39 @@ func (a *Agent) fillReport(d *pageData, rep *diagnose.Report, now time.Time, foc
 	d.Focus = focus
 }
 
+// placeOf tells where a process runs: its container, else its systemd
+// unit (the last element of its cgroup path naming a service or scope),
+// else its user; what tells two processes of the same name apart.
+func placeOf(pr *procscan.Process) string {
+	if c := pr.Container; c.ID != "" {
+		id := c.ID
+		if len(id) > 12 {
+			id = id[:12]
+		}
+		s := strings.TrimSpace(c.Runtime + " " + id)
+		if c.PodUID != "" {
+			s += " · pod " + c.PodUID
+		}
+		return s
+	}
+	if unit := path.Base(pr.Cgroup); (strings.HasSuffix(unit, ".service") || strings.HasSuffix(unit, ".scope")) && unit != "init.scope" {
+		return unit
+	}
+	if pr.User != "" {
+		return "user " + pr.User
+	}
+	return ""
+}
+
 func (a *Agent) row(p *diagnose.ProcessReport, from time.Time) rowData {
-	row := rowData{PID: p.PID, Comm: Comm(p), CloseWait: report.Thousands(p.CloseWait), Oldest: "—", Delta: "—", proc: p}
+	row := rowData{PID: p.PID, Comm: Comm(p), CloseWait: report.Thousands(p.CloseWait), Oldest: "—", Delta: "—", Runtime: p.Runtime, proc: p}
 	row.Status, row.Word, row.Icon = statusLook(p.Status)
 	if pr := p.Process; pr != nil {
 		row.Cmdline = pr.Cmdline
 		row.OpenFDs = pr.OpenFDs
+		row.Place, row.Cgroup, row.User = placeOf(pr), pr.Cgroup, pr.User
 		if pr.Container.ID != "" {
-			c := pr.Container.ID
-			if len(c) > 12 {
-				c = c[:12]
-			}
-			row.Container = pr.Container.Runtime + " " + c
+			row.Container = row.Place
 		}
 		if s := pr.FDUsage(); s > 0 {
 			row.FDShare = s
@@ -378,16 +459,89 @@ func (a *Agent) row(p *diagnose.ProcessReport, from time.Time) rowData {
 	for i, pt := range row.points {
 		vals[i] = float64(pt.CloseWait)
 	}
-	row.Spark = sparkline(vals, trendSummary(fmt.Sprintf("CLOSE_WAIT for %s %d", row.Comm, p.PID), row.points, func(p Point) int { return p.CloseWait }))
+	row.Spark = sparkline(vals, trendSummary(fmt.Sprintf("CLOSE_WAIT for %s %d", row.Comm, p.PID), row.points, func(p Point) int { return p.CloseWait }), row.Status)
 	return row
 }
 
-func detail(row rowData) detailData {
-	p := row.proc
-	dd := detailData{rowData: row, Reasons: p.Reasons}
-	for _, f := range p.Findings {
-		dd.Findings = append(dd.Findings, findingData{Cause: f.Cause, Line: report.FindingLine(f), Evidence: f.Evidence, NextSteps: f.NextSteps})
+// findings lays out a process's findings as `closewait explain` prints
+// them, each sentence once: evidence every finding shares is returned once
+// (common), evidence shown for an earlier finding and a block of next steps
+// or a fix equal to an earlier finding's refer to it.
+func findings(fs []diagnose.Finding) (out []findingData, common []string) {
+	if len(fs) > 1 {
+		for _, e := range fs[0].Evidence {
+			all := true
+			for _, f := range fs[1:] {
+				all = all && slices.Contains(f.Evidence, e)
+			}
+			if all && !slices.Contains(common, e) {
+				common = append(common, e)
+			}
+		}
 	}
+	shown := map[string]int{}
+	steps, fixes := map[string]int{}, map[string]int{}
+	// once keeps the lines no earlier finding showed, and names the first
+	// finding that showed any of the others.
+	once := func(lines []string, seen map[string]int, n int) (fresh []string, asIn int) {
+		for _, l := range lines {
+			if first, ok := seen[l]; ok {
+				if asIn == 0 || first < asIn {
+					asIn = first
+				}
+				continue
+			}
+			seen[l] = n
+			fresh = append(fresh, l)
+		}
+		return fresh, asIn
+	}
+	for i, f := range fs {
+		fd := findingData{N: i + 1, Cause: f.Cause, Title: report.CauseTitle(f.Cause), Facts: report.FindingFacts(f),
+			Check: f.Check, NotAProblem: f.Cause == diagnose.CauseNormalHalfClose}
+		for _, e := range f.Evidence {
+			switch first, ok := shown[e]; {
+			case slices.Contains(common, e):
+			case ok:
+				if fd.EvidenceAsIn == 0 {
+					fd.EvidenceAsIn = first
+				}
+			default:
+				shown[e] = fd.N
+				fd.Evidence = append(fd.Evidence, e)
+			}
+		}
+		fd.NextSteps, fd.StepsAsIn = once(f.NextSteps, steps, fd.N)
+		fd.Fix, fd.FixAsIn = once(f.Fix, fixes, fd.N)
+		out = append(out, fd)
+	}
+	return out, common
+}
+
+// originsOf is the top maxOrigins origins of a process (the report lists
+// them worst first), as `closewait trace` prints them; "" when none.
+func originsOf(r *origins.Report, pid int) string {
+	if r == nil {
+		return ""
+	}
+	var sel []origins.Origin
+	for _, o := range r.Origins {
+		if o.PID == pid && len(sel) < maxOrigins {
+			sel = append(sel, o)
+		}
+	}
+	if len(sel) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	_ = origins.WriteText(&b, &origins.Report{Origins: sel}, origins.TextOptions{}) // frames as the CLI prints them (16: deep enough for Go's dial stack)
+	return strings.TrimSpace(b.String())
+}
+
+func detail(row rowData, tracing bool, origs *origins.Report) detailData {
+	p := row.proc
+	dd := detailData{rowData: row, Reasons: p.Reasons, Tracing: tracing, Origins: originsOf(origs, p.PID)}
+	dd.Findings, dd.Common = findings(p.Findings)
 	dd.SSLine = fmt.Sprintf("ss -tanpi state close-wait | grep -F 'pid=%d,'", p.PID)
 	who := fmt.Sprintf("%s %d", row.Comm, p.PID)
 	dd.CWSummary = trendSummary("CLOSE_WAIT for "+who, row.points, func(p Point) int { return p.CloseWait })

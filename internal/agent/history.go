@@ -68,6 +68,9 @@ func (h readerHistory) Totals(since time.Time) ([]Point, error) {
 	out := make([]Point, len(tps))
 	for i, p := range tps {
 		out[i] = Point{Time: p.Time, CloseWait: p.CloseWait, OpenFDs: p.OpenFDs}
+		if p.HasAge {
+			out[i].OldestAge = p.OldestAge.Seconds()
+		}
 	}
 	return out, nil
 }

@@ -2,6 +2,9 @@ package agent
 
 import (
 	"errors"
+	"regexp"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +24,11 @@ func proc(pid, cw int, comm string, fds int, limit uint64, age time.Duration, st
 		Process: &procscan.Process{PID: pid, Comm: comm, OpenFDs: fds, FDSoft: limit},
 	}
 	for _, c := range causes {
-		p.Findings = append(p.Findings, diagnose.Finding{Cause: c, Count: cw / len(causes)})
+		f := diagnose.Finding{Cause: c, Count: cw / len(causes)}
+		if c == diagnose.CausePoolIdle {
+			f.Direction, f.Remote, f.RemoteIdleTimeout = "outbound", "10.0.3.7:5432", 600
+		}
+		p.Findings = append(p.Findings, f)
 	}
 	return p
 }
@@ -30,7 +37,7 @@ func proc(pid, cw int, comm string, fds int, limit uint64, age time.Duration, st
 // processes by CLOSE_WAIT get their own series, the rest one "other" series
 // (sum of counts, oldest age, highest fd share), findings by cause.
 func TestCollectorTopN(t *testing.T) {
-	a, err := New(Options{TopN: 2, Interval: time.Minute})
+	a, err := New(Options{TopN: 2, Interval: time.Minute, Version: "1.2.3"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,23 +67,35 @@ closewait_process_close_wait_oldest_age_seconds{comm="other",pid=""} 7200
 # TYPE closewait_process_fd_usage_ratio gauge
 closewait_process_fd_usage_ratio{comm="java",pid="10"} 0.87890625
 closewait_process_fd_usage_ratio{comm="other",pid=""} 0.6
-# HELP closewait_process_findings CLOSE_WAIT sockets of the process explained by each finding cause (growing, fd-exhausted, abandoned-unread, missing-close, not-accepted, pool-idle, normal-half-close); top N only.
-# TYPE closewait_process_findings gauge
-closewait_process_findings{cause="missing-close",comm="java",pid="10"} 60
-closewait_process_findings{cause="pool-idle",comm="java",pid="10"} 60
+# HELP closewait_process_finding_sockets CLOSE_WAIT sockets of the process explained by each finding cause (growing, fd-exhausted, abandoned-unread, missing-close, not-accepted, pool-idle, normal-half-close); top N only.
+# TYPE closewait_process_finding_sockets gauge
+closewait_process_finding_sockets{cause="missing-close",comm="java",pid="10"} 60
+closewait_process_finding_sockets{cause="pool-idle",comm="java",pid="10"} 60
+# HELP closewait_pool_idle_sockets CLOSE_WAIT sockets of a pool-idle finding: idle pooled connections of the process to one upstream (remote) that the server closed (top N processes only).
+# TYPE closewait_pool_idle_sockets gauge
+closewait_pool_idle_sockets{comm="java",pid="10",remote="10.0.3.7:5432"} 60
+# HELP closewait_pool_idle_server_timeout_seconds The upstream's idle timeout estimated from a pool-idle finding (tcp_info: last data received minus the FIN's arrival, median); evict idle pooled connections sooner than this (top N processes only).
+# TYPE closewait_pool_idle_server_timeout_seconds gauge
+closewait_pool_idle_server_timeout_seconds{comm="java",pid="10",remote="10.0.3.7:5432"} 600
 # HELP closewait_process_status Process status by the agent's thresholds: 0 ok, 1 warning, 2 critical (top N only).
 # TYPE closewait_process_status gauge
 closewait_process_status{comm="java",pid="10"} 2
 closewait_process_status{comm="node",pid="30"} 0
-# HELP closewait_scrape_errors_total Scans that failed since the agent started.
-# TYPE closewait_scrape_errors_total counter
-closewait_scrape_errors_total 2
-# HELP closewait_scrape_duration_seconds Time the latest scan (socket dump, owner search, diagnosis) took.
-# TYPE closewait_scrape_duration_seconds gauge
-closewait_scrape_duration_seconds 0.25
-# HELP closewait_scrape_success 1 if the latest scan succeeded, else 0.
-# TYPE closewait_scrape_success gauge
-closewait_scrape_success 1
+# HELP closewait_scan_errors_total Scans that failed since the agent started.
+# TYPE closewait_scan_errors_total counter
+closewait_scan_errors_total 2
+# HELP closewait_scan_duration_seconds Time the latest scan (socket dump, owner search, diagnosis) took.
+# TYPE closewait_scan_duration_seconds gauge
+closewait_scan_duration_seconds 0.25
+# HELP closewait_scan_success 1 if the latest scan succeeded, else 0.
+# TYPE closewait_scan_success gauge
+closewait_scan_success 1
+# HELP closewait_last_scan_timestamp_seconds Unix time the latest scan ended.
+# TYPE closewait_last_scan_timestamp_seconds gauge
+closewait_last_scan_timestamp_seconds 1.700000001e+09
+# HELP closewait_build_info Always 1; the labels say which closewait build runs and with which Go.
+# TYPE closewait_build_info gauge
+closewait_build_info{goversion="` + runtime.Version() + `",version="1.2.3"} 1
 # HELP closewait_status Host status by the agent's thresholds: 0 ok, 1 warning, 2 critical.
 # TYPE closewait_status gauge
 closewait_status 2
@@ -88,8 +107,10 @@ closewait_unattributed_close_wait_sockets 4
 closewait_processes_with_close_wait 4
 `
 	names := []string{"closewait_process_close_wait_sockets", "closewait_process_close_wait_oldest_age_seconds",
-		"closewait_process_fd_usage_ratio", "closewait_process_findings", "closewait_process_status",
-		"closewait_scrape_errors_total", "closewait_scrape_duration_seconds", "closewait_scrape_success",
+		"closewait_process_fd_usage_ratio", "closewait_process_finding_sockets", "closewait_process_status",
+		"closewait_pool_idle_sockets", "closewait_pool_idle_server_timeout_seconds",
+		"closewait_scan_errors_total", "closewait_scan_duration_seconds", "closewait_scan_success",
+		"closewait_last_scan_timestamp_seconds", "closewait_build_info",
 		"closewait_status", "closewait_unattributed_close_wait_sockets", "closewait_processes_with_close_wait"}
 	if err := testutil.CollectAndCompare(NewCollector(a), strings.NewReader(want), names...); err != nil {
 		t.Error(err)
@@ -97,13 +118,57 @@ closewait_processes_with_close_wait 4
 	if n := testutil.CollectAndCount(NewCollector(a), "closewait_sockets"); n != len(sockdiag.States()) {
 		t.Errorf("closewait_sockets has %d series, want one per state (%d)", n, len(sockdiag.States()))
 	}
-	// Every exported family is listed in MetricNames (the dashboard and rules test rely on it).
+	// State labels as node_exporter's tcpstat writes them, so the two join.
+	states := `
+# HELP closewait_sockets TCP sockets on the host (the namespaces the agent reads) by state, labelled as node_exporter's node_tcp_connection_states.
+# TYPE closewait_sockets gauge
+closewait_sockets{state="close"} 0
+closewait_sockets{state="close_wait"} 170
+closewait_sockets{state="closing"} 0
+closewait_sockets{state="established"} 9
+closewait_sockets{state="fin_wait1"} 0
+closewait_sockets{state="fin_wait2"} 0
+closewait_sockets{state="last_ack"} 0
+closewait_sockets{state="listen"} 0
+closewait_sockets{state="new_syn_recv"} 0
+closewait_sockets{state="syn_recv"} 0
+closewait_sockets{state="syn_sent"} 0
+closewait_sockets{state="time_wait"} 0
+`
+	if err := testutil.CollectAndCompare(NewCollector(a), strings.NewReader(states), "closewait_sockets"); err != nil {
+		t.Error(err)
+	}
 	lint, err := testutil.CollectAndLint(NewCollector(a))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range lint {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// TestMetricNamesComplete: MetricNames lists exactly the families the
+// collector describes (the dashboard and rules tests rely on it), and no
+// old name is still exported.
+func TestMetricNamesComplete(t *testing.T) {
+	a, _ := New(Options{Interval: time.Minute})
+	ch := make(chan *prometheus.Desc, 64)
+	NewCollector(a).Describe(ch)
+	close(ch)
+	var described []string
+	for d := range ch {
+		m := regexp.MustCompile(`fqName: "([a-z_]+)"`).FindStringSubmatch(d.String())
+		described = append(described, m[1])
+	}
+	slices.Sort(described)
+	names := slices.Sorted(slices.Values(MetricNames))
+	if !slices.Equal(described, names) {
+		t.Errorf("described %v\nMetricNames %v", described, names)
+	}
+	for old, now := range RenamedMetrics {
+		if slices.Contains(names, old) || !slices.Contains(names, now) {
+			t.Errorf("renamed %s -> %s: old still exported or new missing", old, now)
+		}
 	}
 }
 
@@ -114,8 +179,8 @@ func TestCollectorFailedScan(t *testing.T) {
 		t.Errorf("before any scan: %d process series", n)
 	}
 	a.state.Store(&State{Time: time.Now(), Err: errors.New("netlink: permission denied")})
-	if v := testutil.ToFloat64(metricOnly(t, a, "closewait_scrape_success")); v != 0 {
-		t.Errorf("scrape_success after a failed scan = %v, want 0", v)
+	if v := testutil.ToFloat64(metricOnly(t, a, "closewait_scan_success")); v != 0 {
+		t.Errorf("scan_success after a failed scan = %v, want 0", v)
 	}
 	if ok, why := a.Healthy(time.Now()); ok || !strings.Contains(why, "permission denied") {
 		t.Errorf("Healthy = %v %q", ok, why)

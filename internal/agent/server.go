@@ -232,20 +232,26 @@ func (a *Agent) apiProcess(w http.ResponseWriter, r *http.Request) {
 	httpError(w, http.StatusNotFound, fmt.Sprintf("process %d holds no CLOSE_WAIT socket in the latest snapshot", pid))
 }
 
-// HistoryJSON is the /api/v1/history answer.
+// HistoryJSON is the /api/v1/history answer. Times are RFC 3339 in UTC, as
+// everywhere in the JSON contract; a point's "time" (Unix seconds) stays for
+// the clients written before "timestamp" was added.
 type HistoryJSON struct {
 	PID    int         `json:"pid,omitempty"` // absent for the host totals
-	Since  string      `json:"since"`
+	Since  string      `json:"since"`         // RFC 3339
 	Points []PointJSON `json:"points"`
 }
 
 // PointJSON is one point of a series.
 type PointJSON struct {
-	Time      int64   `json:"time"` // unix seconds
-	CloseWait int     `json:"close_wait"`
-	OpenFDs   int     `json:"open_fds"`
-	FDLimit   uint64  `json:"fd_limit,omitempty"`
-	OldestAge float64 `json:"oldest_age_seconds"`
+	Timestamp string `json:"timestamp"` // RFC 3339, UTC
+	Time      int64  `json:"time"`      // the same, in Unix seconds (kept for older clients)
+	CloseWait int    `json:"close_wait"`
+	OpenFDs   int    `json:"open_fds"`
+	FDLimit   uint64 `json:"fd_limit,omitempty"`
+	// OldestAge is the age of the oldest CLOSE_WAIT socket (for the host: of
+	// every process and of the unattributed ones); null when unknown (no
+	// tcp_info, no CLOSE_WAIT, or a history store that does not keep it).
+	OldestAge *float64 `json:"oldest_age_seconds"`
 }
 
 func (a *Agent) apiHistory(w http.ResponseWriter, r *http.Request) {
@@ -290,7 +296,12 @@ func (a *Agent) apiHistory(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	for _, p := range pts {
-		out.Points = append(out.Points, PointJSON{Time: p.Time.Unix(), CloseWait: p.CloseWait, OpenFDs: p.OpenFDs, FDLimit: p.FDLimit, OldestAge: p.OldestAge})
+		pj := PointJSON{Timestamp: p.Time.UTC().Format(time.RFC3339), Time: p.Time.Unix(), CloseWait: p.CloseWait, OpenFDs: p.OpenFDs, FDLimit: p.FDLimit}
+		if p.OldestAge > 0 {
+			age := p.OldestAge
+			pj.OldestAge = &age
+		}
+		out.Points = append(out.Points, pj)
 	}
 	writeJSON(w, out)
 }

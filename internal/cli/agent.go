@@ -13,6 +13,7 @@ import (
 
 	"github.com/closewait/closewait/internal/agent"
 	"github.com/closewait/closewait/internal/history"
+	"github.com/closewait/closewait/internal/netns"
 	"github.com/closewait/closewait/internal/origins"
 )
 
@@ -31,6 +32,7 @@ type AgentCmd struct {
 	Top       int           `default:"20" help:"Processes with the most CLOSE_WAIT sockets that get their own metric series; the rest are summed under comm=\"other\" (1..1000)."`
 	Retention time.Duration `default:"1h" help:"How long the history (dashboard charts, /api/v1/history) keeps points."`
 	History   string        `placeholder:"PATH" help:"Keep the history in this file (bbolt; see closewait watch) instead of memory only. Without it the agent writes nothing."`
+	NetNS     []string      `name:"netns" sep:"," placeholder:"NS" help:"Read only these network namespaces: an inode (as in net:[INODE]) or a name under /run/netns (one agent per namespace). Default: every namespace the agent can enter."`
 	Trace     bool          `help:"Record the creation stack of every socket made by the processes holding CLOSE_WAIT sockets (eBPF, as closewait trace; from when each is first seen) and serve the origins of the CLOSE_WAIT sockets at /api/v1/origins."`
 }
 
@@ -59,6 +61,16 @@ func (c *AgentCmd) Run(g *Globals) error {
 		ReleaseMemory: true,
 	}
 	defer g.closeOwners()
+	if len(c.NetNS) > 0 {
+		opt.NetNS = map[uint64]bool{}
+		for _, n := range c.NetNS {
+			ino, err := netns.Resolve(n)
+			if err != nil {
+				return fmt.Errorf("--netns: %w", err)
+			}
+			opt.NetNS[ino] = true
+		}
+	}
 	if c.Trace {
 		rec, err := openRecorder("agent --trace")
 		if err != nil {

@@ -7,8 +7,11 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/closewait/closewait/internal/ebpfowners"
 	"github.com/closewait/closewait/internal/origins"
@@ -139,13 +142,16 @@ func (g *Globals) traceOrigins(ctx context.Context, pids []int, d time.Duration,
 	for _, p := range pids {
 		want[p] = true
 	}
-	snap, err := g.take(snapshot.Options{})
+	// The recorded sockets are known by cookie: a dump of the traced
+	// processes' namespaces gives their state, queues and age; no owner
+	// scan is needed.
+	snap, err := g.take(snapshot.Options{NoOwners: true, NetNS: netNSInodes(fs, pids)})
 	if err != nil {
 		return nil, nil, err
 	}
 	sym := symbolize.New(g.ProcRoot)
 	defer sym.Close()
-	rep := origins.Build(smp, snap, sym, origins.Options{PIDs: want, Max: maxOrigins})
+	rep := origins.Build(smp, snap, sym, origins.Options{PIDs: want, Max: maxOrigins, ProcRoot: g.ProcRoot})
 	return &tracedReport{Report: rep, elapsed: elapsed}, pids, nil
 }
 
@@ -170,4 +176,18 @@ func openRecorder(cmd string) (*sockorigin.Recorder, error) {
 		return nil, fmt.Errorf("%s: eBPF socket-origin recorder unavailable (needs Linux ≥ 5.15 with BTF): %v", cmd, oneLine(err))
 	}
 	return rec, nil
+}
+
+// netNSInodes returns the network namespaces of pids, by inode; nil (every
+// namespace) when one cannot be read.
+func netNSInodes(fs procscan.FS, pids []int) map[uint64]bool {
+	out := map[uint64]bool{}
+	for _, pid := range pids {
+		var st unix.Stat_t
+		if unix.Stat(fs.Path(strconv.Itoa(pid), "ns", "net"), &st) != nil {
+			return nil
+		}
+		out[st.Ino] = true
+	}
+	return out
 }

@@ -367,21 +367,45 @@ func (th Thresholds) judge(count int, fdShare float64, oldest time.Duration, has
 	case th.CountWarning > 0 && count > th.CountWarning:
 		raise(Warning, "%d CLOSE_WAIT sockets > %d", count, th.CountWarning)
 	}
-	switch {
-	case th.FDShareCritical > 0 && fdShare > th.FDShareCritical:
+	switch th.FDShareStatus(fdShare) {
+	case Critical:
 		raise(Critical, "fds at %.0f%% of the limit > %.0f%%", fdShare*100, th.FDShareCritical*100)
-	case th.FDShareWarning > 0 && fdShare > th.FDShareWarning:
+	case Warning:
 		raise(Warning, "fds at %.0f%% of the limit > %.0f%%", fdShare*100, th.FDShareWarning*100)
 	}
 	if hasAge {
-		switch {
-		case th.AgeCritical > 0 && oldest > th.AgeCritical:
+		switch th.AgeStatus(oldest) {
+		case Critical:
 			raise(Critical, "oldest CLOSE_WAIT %s > %s", FormatAge(oldest), FormatAge(th.AgeCritical))
-		case th.AgeWarning > 0 && oldest > th.AgeWarning:
+		case Warning:
 			raise(Warning, "oldest CLOSE_WAIT %s > %s", FormatAge(oldest), FormatAge(th.AgeWarning))
 		}
 	}
 	return st, why
+}
+
+// FDShareStatus judges a process's fd usage (open fds over the soft limit,
+// 0..1) alone, as the process's status does.
+func (th Thresholds) FDShareStatus(share float64) Status {
+	switch {
+	case th.FDShareCritical > 0 && share > th.FDShareCritical:
+		return Critical
+	case th.FDShareWarning > 0 && share > th.FDShareWarning:
+		return Warning
+	}
+	return OK
+}
+
+// AgeStatus judges the age of an oldest CLOSE_WAIT socket alone, as the
+// process's status does.
+func (th Thresholds) AgeStatus(oldest time.Duration) Status {
+	switch {
+	case th.AgeCritical > 0 && oldest > th.AgeCritical:
+		return Critical
+	case th.AgeWarning > 0 && oldest > th.AgeWarning:
+		return Warning
+	}
+	return OK
 }
 
 // FormatAge prints a duration the way an operator reads it: 850ms, 42s, 7m05s, 3h12m, 2d04h.

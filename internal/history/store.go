@@ -335,7 +335,12 @@ type TotalPoint struct {
 	// OpenFDs sums the open fds of those processes; kept by a Ring only
 	// (a Store's records do not hold it: 0).
 	OpenFDs int
-	Status  diagnose.Status
+	// OldestAge is the age of the host's oldest CLOSE_WAIT socket (of every
+	// process and the unattributed ones), known when HasAge; kept by a Ring
+	// only (a Store's records do not hold it).
+	OldestAge time.Duration
+	HasAge    bool
+	Status    diagnose.Status
 	// States counts every TCP socket by state name ("ESTABLISHED", ...).
 	States map[string]int
 	// Entered and Left count the CLOSE_WAIT sockets (with an inode) first seen
@@ -362,9 +367,13 @@ func totalOf(r *diagnose.Report) TotalPoint {
 	for st, n := range r.Snapshot.States {
 		tp.States[st.String()] = n
 	}
+	tp.OldestAge, tp.HasAge = r.Unattributed.Oldest, r.Unattributed.HasAge
 	for _, p := range r.Processes {
 		if p.Process != nil {
 			tp.OpenFDs += p.Process.OpenFDs
+		}
+		if p.HasAge {
+			tp.OldestAge, tp.HasAge = max(tp.OldestAge, p.Oldest), true
 		}
 	}
 	return tp

@@ -8,10 +8,14 @@ package origins
 import (
 	"cmp"
 	"encoding/binary"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/closewait/closewait/internal/diagnose"
+	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/snapshot"
 	"github.com/closewait/closewait/internal/sockdiag"
 	"github.com/closewait/closewait/internal/sockorigin"
@@ -63,6 +67,9 @@ type Options struct {
 	Max int
 	// Now is the time ages are computed at; zero means the snapshot's time.
 	Now time.Time
+	// ProcRoot is where to read the command name of a process the snapshot
+	// has no facts of (taken without owners); "" is /proc.
+	ProcRoot string
 }
 
 // Build groups the recorded sockets that are in CLOSE_WAIT in snap by
@@ -124,6 +131,8 @@ func Build(smp *sockorigin.Sample, snap *snapshot.Snapshot, sym *symbolize.Symbo
 		g.o.Cause = topCause(g.causes)
 		if p := snap.Processes[g.o.PID]; p != nil {
 			g.o.Comm = p.Comm
+		} else if b, err := os.ReadFile(procscan.NewFS(opt.ProcRoot).Path(strconv.Itoa(g.o.PID), "comm")); err == nil {
+			g.o.Comm = strings.TrimSpace(string(b))
 		}
 		r := sym.Stack(g.o.PID, g.pcs)
 		g.o.Frames, g.o.Hint = r.Frames, r.Hint

@@ -92,15 +92,14 @@ func (t *Table) Close() {
 	t.sym.Close()
 }
 
-// NetNSPaths returns a path to each network namespace of pids other than
-// the caller's own, once each: where Recorder.Sample must look for their
-// sockets.
+// NetNSPaths returns one path to each network namespace of pids, "" for
+// the caller's own: where Recorder.Sample must look for their sockets.
 func NetNSPaths(fs procscan.FS, pids []int) []string {
 	own, err := netns.Current()
 	if err != nil {
 		return nil
 	}
-	seen := map[uint64]bool{own: true}
+	seen := map[uint64]bool{}
 	var out []string
 	for _, pid := range pids {
 		p := fs.Path(strconv.Itoa(pid), "ns", "net")
@@ -109,6 +108,9 @@ func NetNSPaths(fs procscan.FS, pids []int) []string {
 			continue
 		}
 		seen[st.Ino] = true
+		if st.Ino == own {
+			p = ""
+		}
 		out = append(out, p)
 	}
 	return out

@@ -105,11 +105,7 @@ func WriteExplain(w io.Writer, p *diagnose.ProcessReport, opt ExplainOptions) er
 	seenSteps, seenFix := map[string]int{}, map[string]int{}
 	for i, f := range p.Findings {
 		fmt.Fprintf(bw, "  %d. %s: %s\n", i+1, f.Cause, CauseTitle(f.Cause))
-		fmt.Fprintf(bw, "     %s · %s · oldest ~%s", where(f), countWord(f.Count), diagnose.FormatAge(time.Duration(f.Oldest*float64(time.Second))))
-		if f.RemoteIdleTimeout > 0 {
-			fmt.Fprintf(bw, " · server idle timeout ~%.1f s", f.RemoteIdleTimeout)
-		}
-		fmt.Fprintln(bw)
+		fmt.Fprintf(bw, "     %s\n", FindingFacts(f))
 		block(bw, "Evidence", f.Evidence)
 		pk, ok := opt.Peeks[i]
 		writePeek(bw, pk, ok)
@@ -121,6 +117,16 @@ func WriteExplain(w io.Writer, p *diagnose.ProcessReport, opt ExplainOptions) er
 	}
 	fmt.Fprintf(bw, "\nAges (~) are estimates from tcp_info. More: closewait sockets --pid %d · closewait watch\n", p.PID)
 	return bw.Flush()
+}
+
+// FindingFacts is the line under a finding's title in explain: where,
+// how many, how old and, for pool-idle, the server's idle timeout.
+func FindingFacts(f diagnose.Finding) string {
+	s := fmt.Sprintf("%s · %s · oldest ~%s", where(f), countWord(f.Count), diagnose.FormatAge(time.Duration(f.Oldest*float64(time.Second))))
+	if f.RemoteIdleTimeout > 0 {
+		s += fmt.Sprintf(" · server idle timeout ~%.1f s", f.RemoteIdleTimeout)
+	}
+	return s
 }
 
 func block(bw *bufio.Writer, title string, lines []string) {

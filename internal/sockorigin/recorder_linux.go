@@ -202,16 +202,23 @@ func (r *Recorder) Program(name string) *ebpf.Program { return r.coll.Programs[n
 
 // Sample reads what the recorder holds now: the recorded sockets not yet
 // closed, the closed counts, the stacks they name, and the drop count.
-// Sockets get their cookie here, from a pass over the TCP sockets of the
-// current network namespace and of each namespace in netns (paths such as
-// /proc/PID/ns/net; entering them needs CAP_SYS_ADMIN).
+// Sockets get their cookie here, from a pass over the TCP sockets of each
+// network namespace in netnsPaths (paths such as /proc/PID/ns/net; "" is
+// the caller's own; entering another needs CAP_SYS_ADMIN), or of the
+// caller's own namespace when none is given.
 func (r *Recorder) Sample(netnsPaths ...string) (*Sample, error) {
-	if err := r.fillCookies(); err != nil {
-		return nil, err
+	if len(netnsPaths) == 0 {
+		netnsPaths = []string{""}
 	}
 	for _, p := range netnsPaths {
-		if err := netns.Do(p, r.fillCookies); err != nil {
-			return nil, fmt.Errorf("sockorigin: cookies in %s: %w", p, err)
+		var err error
+		if p == "" {
+			err = r.fillCookies()
+		} else {
+			err = netns.Do(p, r.fillCookies)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sockorigin: cookies in %q: %w", p, err)
 		}
 	}
 	s := &Sample{Closed: map[StackKey]uint64{}, Stacks: map[int32][]uint64{}}

@@ -64,12 +64,28 @@
   var limColor = color("--chart-limit", "#888");
   var axisColor = color("--fg", "#222");
 
+  // Times in UTC on a 24-hour clock, like the status strip's "last scan".
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function utcTicks(u, splits, axisIdx, space, incr) {
+    return splits.map(function (t) {
+      var d = new Date(t * 1000);
+      var s = pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes());
+      return incr < 60 ? s + ":" + pad(d.getUTCSeconds()) : s;
+    });
+  }
   function axes(unit) {
     return [
-      { stroke: axisColor, grid: { stroke: "rgba(128,128,128,0.2)" } },
+      { stroke: axisColor, grid: { stroke: "rgba(128,128,128,0.2)" }, values: utcTicks, label: "UTC", labelSize: 20 },
       { stroke: axisColor, grid: { stroke: "rgba(128,128,128,0.2)" }, label: unit, size: 60 }
     ];
   }
+  // Splits on whole UTC minutes and hours, whatever the browser's zone.
+  function tzDate(ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); }
+  // At least a minute of time axis: one point, or scans a moment apart,
+  // would otherwise give sub-second ticks.
+  var timeScale = { x: { time: true, range: function (u, min, max) {
+    return max - min < 60 ? [max - 60, max] : [min, max];
+  } } };
 
   function draw(el, pts, kind) {
     var xs = [], a = [], b = [];
@@ -81,13 +97,13 @@
     var width = Math.max(el.clientWidth || 0, 300);
     var opts, data;
     if (kind === "fd") {
-      opts = { title: "Open fds vs soft limit", width: width, height: 180, cursor: { sync: { key: "cw" + el.getAttribute("data-pid") } },
+      opts = { title: "Open fds vs soft limit", width: width, height: 180, tzDate: tzDate, scales: timeScale, legend: { live: false }, cursor: { sync: { key: "cw" + el.getAttribute("data-pid") } },
         axes: axes("fds"), series: [{}, { label: "open fds", stroke: fdColor, width: 2 }, { label: "soft limit", stroke: limColor, dash: [6, 4], width: 1 }] };
       data = [xs, a, b];
     } else {
       var title = el.hasAttribute("data-total") ? "CLOSE_WAIT on the host" : "CLOSE_WAIT sockets";
       var key = el.hasAttribute("data-total") ? "host" : "cw" + el.getAttribute("data-pid");
-      opts = { title: title, width: width, height: 180, cursor: { sync: { key: key } },
+      opts = { title: title, width: width, height: 180, tzDate: tzDate, scales: timeScale, legend: { live: false }, cursor: { sync: { key: key } },
         axes: axes("sockets"), series: [{}, { label: "CLOSE_WAIT", stroke: cwColor, fill: "rgba(192,57,43,0.08)", width: 2 }] };
       data = [xs, a];
     }
