@@ -48,7 +48,7 @@ func startAgent(t *testing.T, cred *syscall.Credential, args ...string) (string,
 	if err != nil {
 		t.Fatalf("agent printed no address (%v); stderr: %s", err, errb.String())
 	}
-	m := regexp.MustCompile(`listening on (http://127\.0\.0\.1:\d+)/`).FindStringSubmatch(line)
+	m := regexp.MustCompile(`listening on (https?://(?:127\.0\.0\.1|0\.0\.0\.0|\[::1?\]):\d+)/`).FindStringSubmatch(line)
 	if m == nil {
 		t.Fatalf("first line %q does not name the bound address", line)
 	}
@@ -189,5 +189,66 @@ func TestAgentUnprivileged(t *testing.T) {
 	}
 	if code, _ := httpGet(t, url+"/healthz"); code != 200 {
 		t.Errorf("/healthz as nobody: %d", code)
+	}
+}
+
+// TestAgentUnprivilegedSaysSoEveryScan (issue 16 item 5): an agent running
+// as nobody cannot name the owners of root's sockets. It says so on every
+// scan, the incremental ones included (which do not search again for the
+// sockets it could not attribute): in the snapshot's notices and
+// scan.partial/processes_denied, on /healthz, and in closewait_scan_partial.
+// Agent and holder run in a network namespace of the test's own, so no other
+// socket comes and goes to trigger a new search.
+func TestAgentUnprivilegedSaysSoEveryScan(t *testing.T) {
+	needRoot(t)
+	for _, tool := range []string{"curl", "setpriv"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
+	}
+	ns := cwtest.NewNetNS(t)
+	cwtest.Start(t, cwtest.Spec{Unread: 2, NetNS: ns}) // held by root
+	cmd := exec.Command("ip", "netns", "exec", ns, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		binary, "agent", "--listen", "127.0.0.1:10717", "--interval", "1s", "--owners", "proc", "--feed", "off")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	get := func(path string) string {
+		return runIn(ns, "curl", "-s", "--max-time", "5", "http://127.0.0.1:10717"+path)
+	}
+	var snap struct {
+		Time    string   `json:"time"`
+		Notices []string `json:"notices"`
+		Scan    struct {
+			Partial bool   `json:"partial"`
+			Denied  int    `json:"processes_denied"`
+			Owners  string `json:"owners"`
+		} `json:"scan"`
+	}
+	seen := map[string]bool{}
+	for i := 0; i < 120 && len(seen) < 4; i++ { // the first (full) scan and at least three incremental ones
+		time.Sleep(300 * time.Millisecond)
+		if json.Unmarshal([]byte(get("/api/v1/snapshot")), &snap) != nil || snap.Time == "" || seen[snap.Time] {
+			continue
+		}
+		seen[snap.Time] = true
+		if !strings.Contains(strings.Join(snap.Notices, " "), "have no owner shown") || !snap.Scan.Partial || snap.Scan.Denied == 0 {
+			t.Errorf("scan %d at %s (owners %s): notices %q, partial %v, processes_denied %d: want the missing owners said", len(seen), snap.Time, snap.Scan.Owners, snap.Notices, snap.Scan.Partial, snap.Scan.Denied)
+		}
+		if body := get("/healthz"); !strings.HasPrefix(body, "ok\n") || !strings.Contains(body, "note: ") || !strings.Contains(body, "CAP_SYS_PTRACE") {
+			t.Errorf("scan %d: /healthz %q: want ok and a note naming the capabilities", len(seen), body)
+		}
+		if body := get("/metrics"); !regexp.MustCompile(`(?m)^closewait_scan_partial 1$`).MatchString(body) {
+			t.Errorf("scan %d: no closewait_scan_partial 1 in /metrics", len(seen))
+		}
+	}
+	if len(seen) < 4 {
+		t.Fatalf("saw %d scans, want 4; agent output: %s", len(seen), out.String())
 	}
 }

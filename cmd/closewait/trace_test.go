@@ -698,3 +698,150 @@ func TestAgentTraceServesOrigins(t *testing.T) {
 		t.Errorf("agent without --trace: /api/v1/origins %d %s, want 404 naming --trace", code, body)
 	}
 }
+
+const javaLeaker = `import java.io.*;
+import java.net.*;
+import java.util.*;
+
+public class Hold {
+    static List<Socket> held = new ArrayList<>();
+    static void serve(ServerSocket ss) throws IOException {
+        while (true) {
+            Socket s = ss.accept();
+            InputStream in = s.getInputStream();
+            while (in.read() >= 0) {}
+            held.add(s); // the bug: read to EOF, never closed
+            System.out.println("accepted");
+            System.out.flush();
+        }
+    }
+    public static void main(String[] args) throws Exception {
+        ServerSocket ss = new ServerSocket(0, 50, InetAddress.getByName("127.0.0.1"));
+        System.out.println(ss.getLocalPort());
+        System.out.flush();
+        serve(ss);
+    }
+}
+`
+
+// TestTraceJavaPerfMap: a JVM started with -XX:+PreserveFramePointer whose
+// accept loop forgets close(); after jcmd PID Compiler.perfmap writes
+// /tmp/perf-PID.map, the origin runs from libc's accept through the JDK's
+// native accept into code named by the perf map (interpreted methods show
+// as the JVM's "Interpreter" blob: the map names compiled code and stubs).
+// Python 3.12's -X perf is tested the same way when a python3 ≥ 3.12 is
+// present.
+func TestTraceJavaPerfMap(t *testing.T) {
+	needRoot(t)
+	java, err1 := exec.LookPath("java")
+	jcmd, err2 := exec.LookPath("jcmd")
+	if err1 != nil || err2 != nil {
+		t.Skip("needs java and jcmd (a JDK: .ci/run installs default-jdk-headless)")
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "Hold.java"), []byte(javaLeaker), 0o644)
+	cmd := exec.Command(java, "-XX:+PreserveFramePointer", "-Xmx64m", "-XX:TieredStopAtLevel=1", filepath.Join(dir, "Hold.java"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); os.Remove(fmt.Sprintf("/tmp/perf-%d.map", pid)) })
+	c := &child{cmd: cmd, lines: bufio.NewScanner(out)}
+	if !c.lines.Scan() {
+		t.Fatal("the java server did not print its port")
+	}
+	port := c.lines.Text()
+	if out, err := exec.Command(jcmd, fmt.Sprint(pid), "Compiler.perfmap").CombinedOutput(); err != nil {
+		t.Skipf("jcmd Compiler.perfmap: %v: %s (this JDK cannot write a perf map of a running JVM)", err, out)
+	}
+	tr := startTrace(t, "--pid", fmt.Sprint(pid), "--duration", "2m", "--json")
+	const n = 3
+	for range n {
+		conn, err := net.Dial("tcp4", "127.0.0.1:"+port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		conn.(*net.TCPConn).CloseWrite()
+		c.expect(t, "accepted")
+	}
+	rep := tr.stop(t)
+	o := originOf(rep, pid, "Java_sun_nio_ch_Net_accept")
+	if o == nil {
+		t.Fatalf("no origin of the JVM runs through Java_sun_nio_ch_Net_accept: %+v", rep.Origins)
+	}
+	if o.Count != n || o.How != "accept" {
+		t.Errorf("count %d how %s, want %d accept", o.Count, o.How, n)
+	}
+	mapped := 0
+	for _, f := range o.Frames {
+		if f.Module == fmt.Sprintf("/tmp/perf-%d.map", pid) && f.Function != "" {
+			mapped++
+		}
+	}
+	if mapped == 0 {
+		t.Errorf("no frame named from /tmp/perf-%d.map: %+v", pid, o.Frames)
+	}
+}
+
+// TestTracePythonPerfMap needs python3 ≥ 3.12 (-X perf); it says why it
+// skips otherwise.
+func TestTracePythonPerfMap(t *testing.T) {
+	needRoot(t)
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("needs python3 ≥ 3.12 for -X perf")
+	}
+	v, _ := exec.Command(py, "-c", "import sys; print(sys.version_info >= (3, 12))").Output()
+	if strings.TrimSpace(string(v)) != "True" {
+		ver, _ := exec.Command(py, "--version").CombinedOutput()
+		t.Skipf("%s: -X perf (perf map of Python frames) needs Python 3.12 or later", strings.TrimSpace(string(ver)))
+	}
+	server := `import socket, sys
+ln = socket.socket(); ln.bind(("127.0.0.1", 0)); ln.listen(50)
+print(ln.getsockname()[1], flush=True)
+held = []
+def serve():
+    while True:
+        s, _ = ln.accept()
+        while s.recv(64):
+            pass
+        held.append(s)  # the bug: never closed
+        print("accepted", flush=True)
+serve()
+`
+	cmd := exec.Command(py, "-X", "perf", "-c", server)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); os.Remove(fmt.Sprintf("/tmp/perf-%d.map", pid)) })
+	c := &child{cmd: cmd, lines: bufio.NewScanner(out)}
+	c.lines.Scan()
+	port := c.lines.Text()
+	tr := startTrace(t, "--pid", fmt.Sprint(pid), "--duration", "2m", "--json")
+	for range 2 {
+		conn, err := net.Dial("tcp4", "127.0.0.1:"+port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		conn.(*net.TCPConn).CloseWrite()
+		c.expect(t, "accepted")
+	}
+	rep := tr.stop(t)
+	for _, o := range rep.Origins {
+		for _, f := range o.Frames {
+			if o.PID == pid && strings.Contains(f.Function, "serve") {
+				return
+			}
+		}
+	}
+	t.Errorf("no origin of the Python server names serve (py::serve from the perf map): %+v", rep.Origins)
+}

@@ -54,6 +54,9 @@ const (
 type Options struct {
 	// ProcRoot is the procfs mount point; empty means /proc.
 	ProcRoot string
+	// ShowSecrets serves command lines as they are; by default
+	// secret-looking arguments are redacted (package redact).
+	ShowSecrets bool
 	// Interval is the time between scans; zero means DefaultInterval.
 	Interval time.Duration
 	// Thresholds judge each process; the zero value disables every rule, so
@@ -170,7 +173,7 @@ func New(opt Options) (*Agent, error) {
 	}
 	a.sampler = history.NewSampler(history.SamplerOptions{
 		Snapshot: snapshot.Options{
-			ProcRoot: opt.ProcRoot, CompleteScan: opt.CompleteScan, ForceProcNet: opt.ForceProcNet, OwnerSource: opt.OwnerSource,
+			ProcRoot: opt.ProcRoot, ShowSecrets: opt.ShowSecrets, CompleteScan: opt.CompleteScan, ForceProcNet: opt.ForceProcNet, OwnerSource: opt.OwnerSource,
 			NetNS: opt.NetNS,
 		},
 		Changes:        opt.Changes,

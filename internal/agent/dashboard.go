@@ -534,7 +534,7 @@ func originsOf(r *origins.Report, pid int) string {
 		return ""
 	}
 	var b strings.Builder
-	_ = origins.WriteText(&b, &origins.Report{Origins: sel}, origins.TextOptions{}) // frames as the CLI prints them (16: deep enough for Go's dial stack)
+	_ = origins.WriteText(&b, &origins.Report{Origins: sel}, origins.TextOptions{}) // frames as the CLI prints them (32: deep enough for Go's dial stack with its inlined calls)
 	return strings.TrimSpace(b.String())
 }
 

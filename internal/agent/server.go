@@ -3,8 +3,11 @@ package agent
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+	"go.yaml.in/yaml/v2"
 
 	"github.com/closewait/closewait/internal/report"
 )
@@ -22,7 +27,9 @@ const (
 	ReadHeaderTimeout = 5 * time.Second
 	ReadTimeout       = 10 * time.Second
 	WriteTimeout      = 30 * time.Second
-	IdleTimeout       = 60 * time.Second
+	// IdleTimeout closes a keep-alive connection left idle this long (a
+	// Prometheus scraping every 15 s keeps its connection).
+	IdleTimeout = 30 * time.Second
 	// MaxHistory is the longest ?since= the history API accepts.
 	MaxHistory = 31 * 24 * time.Hour
 	// maxPID is the kernel's PID_MAX_LIMIT (4M on 64-bit).
@@ -31,7 +38,8 @@ const (
 
 // NewServer returns an http.Server for h with the timeouts and header limit
 // above set: slow or oversized requests are cut off (a header block above
-// MaxHeaderBytes gets 431).
+// MaxHeaderBytes gets 431). Serve it with Serve, which also bounds its
+// connections.
 func NewServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
@@ -49,15 +57,16 @@ func NewServer(h http.Handler) *http.Server {
 // get 405), unknown paths 404, bad query values 400.
 //
 //	/                       the dashboard
-//	/metrics                Prometheus metrics
-//	/healthz                200 "ok" when the latest scan succeeded and is recent, else 503
+//	/metrics                Prometheus metrics (503 when 4 scrapes are already in flight)
+//	/healthz                200 "ok" when the latest scan succeeded and is recent, else 503;
+//	                        then one "note: …" line per notice of the latest snapshot
 //	/api/v1/snapshot        the JSON contract of the latest report (as closewait --json)
 //	/api/v1/processes/{pid} one process of it
 //	/api/v1/history         ?pid=N&since=DURATION: a process's series; without pid, the host totals
 //	/static/{file}          embedded assets
 func (a *Agent) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(a),
+	reg.MustRegister(NewCollector(a), newPartialCollector(a),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -75,6 +84,40 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET /static/{name}", serveStatic)
 	mux.HandleFunc("GET /{$}", a.dashboard)
 	return secureHeaders(mux)
+}
+
+// Serve serves srv on ln until srv is shut down. It bounds the connections
+// (MaxConns) and, when webConfig names a file, applies Prometheus
+// exporter-toolkit's web configuration to every path, as node_exporter's
+// --web.config.file does: TLS (tls_server_config), basic auth
+// (basic_auth_users, bcrypt hashes), extra headers, rate limits. The file is
+// read again on each request and each TLS handshake, so changes apply without
+// a restart.
+func Serve(ln net.Listener, srv *http.Server, webConfig string, logger *slog.Logger) error {
+	ln = LimitConns(ln, srv, MaxConns)
+	systemd := false
+	return web.Serve(ln, srv, &web.FlagConfig{
+		WebListenAddresses: &[]string{ln.Addr().String()},
+		WebSystemdSocket:   &systemd,
+		WebConfigFile:      &webConfig,
+	}, logger)
+}
+
+// CheckWebConfig reads a web configuration file (see Serve) and reports
+// whether it turns TLS on. Its errors name the problem in one line.
+func CheckWebConfig(path string) (tls bool, err error) {
+	if err := web.Validate(path); err != nil {
+		return false, fmt.Errorf("web config %s: %w", path, err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false, fmt.Errorf("web config: %w", err)
+	}
+	var c web.Config
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		return false, fmt.Errorf("web config %s: %w", path, err)
+	}
+	return c.TLSConfig.TLSCertPath != "" || c.TLSConfig.TLSCert != "", nil
 }
 
 // secureHeaders sets headers that keep browsers from sniffing or framing the
@@ -157,6 +200,9 @@ func (a *Agent) healthz(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	fmt.Fprintln(w, why)
+	for _, n := range a.notices() { // what the agent cannot see (no owners without privilege): on every scan
+		fmt.Fprintln(w, "note: "+n)
+	}
 }
 
 // report returns the latest report, or answers 503.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os/signal"
 	"syscall"
 	"time"
@@ -24,10 +25,13 @@ const DefaultAgentListen = "127.0.0.1:10717"
 
 // AgentCmd is `closewait agent`.
 type AgentCmd struct {
+	HostFlags
 	ThresholdFlags
 	ScanFlags
+	SecretsFlag
 	FeedFlag
-	Listen    string        `default:"127.0.0.1:10717" placeholder:"ADDR" help:"Address to serve on, host:port (default 127.0.0.1:10717: above the fully allocated Prometheus exporter range 9100-9999; port 0 picks a free one and the first line printed names it). Binds localhost unless told otherwise."`
+	Listen    string        `default:"127.0.0.1:10717" placeholder:"ADDR" help:"Address to serve on, host:port (default 127.0.0.1:10717: above the fully allocated Prometheus exporter range 9100-9999; port 0 picks a free one and the first line printed names it). Binds localhost unless told otherwise; 0.0.0.0 binds IPv4 only, [::] IPv6 and IPv4."`
+	WebConfig string        `name:"web.config.file" placeholder:"FILE" help:"Prometheus exporter-toolkit web configuration (as node_exporter's): TLS and basic auth on every path. See deploy/README.md."`
 	Interval  time.Duration `default:"15s" help:"Time between scans (at least 1s)."`
 	Top       int           `default:"20" help:"Processes with the most CLOSE_WAIT sockets that get their own metric series; the rest are summed under comm=\"other\" (1..1000)."`
 	Retention time.Duration `default:"1h" help:"How long the history (dashboard charts, /api/v1/history) keeps points."`
@@ -54,8 +58,9 @@ func (c *AgentCmd) Run(g *Globals) error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:10717 (%v)", c.Listen, err)
 	}
+
 	opt := agent.Options{
-		ProcRoot: g.ProcRoot, Interval: c.Interval, Thresholds: th, TopN: c.Top,
+		ProcRoot: g.ProcRoot, ShowSecrets: c.ShowSecrets, Interval: c.Interval, Thresholds: th, TopN: c.Top,
 		Retention: c.Retention, CompleteScan: c.FullScan, ForceProcNet: c.ProcNet,
 		Version: Version, OwnerSource: g.OwnerSource(true), Changes: g.changeFeed(c.Feed),
 		ReleaseMemory: true,
@@ -106,21 +111,33 @@ func (c *AgentCmd) serve(g *Globals, opt agent.Options) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", c.Listen)
+	scheme, auth := "http", false
+	if c.WebConfig != "" {
+		tls, err := agent.CheckWebConfig(c.WebConfig)
+		if err != nil {
+			return fmt.Errorf("--web.config.file: %w", err)
+		}
+		if tls {
+			scheme = "https"
+		}
+		auth = true
+	}
+	ln, err := listen(c.Listen)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", c.Listen, err)
+		return err
 	}
 	addr := ln.Addr().(*net.TCPAddr)
-	if !addr.IP.IsLoopback() {
-		fmt.Fprintf(g.stderr, "closewait: note: serving on %s, reachable from other hosts; the agent is read-only but shows process command lines\n", addr)
+	if !addr.IP.IsLoopback() && !auth {
+		fmt.Fprintf(g.stderr, "closewait: note: serving on %s, reachable from other hosts, without TLS or auth (--web.config.file); the agent is read-only and redacts secret-looking arguments, but shows process command lines\n", addr)
 	}
-	fmt.Fprintf(g.stdout, "closewait agent: listening on http://%s/ (metrics /metrics, API /api/v1/snapshot, dashboard /)\n", addr)
+	fmt.Fprintf(g.stdout, "closewait agent: listening on %s://%s/ (metrics /metrics, API /api/v1/snapshot, dashboard /)\n", scheme, addr)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	srv := agent.NewServer(a.Handler())
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	webLog := slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})) // exporter-toolkit's start-up lines are said above
+	go func() { served <- agent.Serve(ln, srv, c.WebConfig, webLog) }()
 	scanned := make(chan error, 1)
 	go func() { scanned <- a.Run(ctx) }()
 
@@ -144,4 +161,29 @@ func (c *AgentCmd) serve(g *Globals, opt agent.Options) error {
 	}
 	fmt.Fprintln(g.stdout, "closewait agent: stopped")
 	return nil
+}
+
+// listen binds what addr asks: an IPv4 address (0.0.0.0 included) binds IPv4
+// only and an IPv6 address IPv6 only, while [::] and an empty host mean both
+// (Go's "tcp" on 0.0.0.0 would also take IPv6). A name binds the first
+// address it resolves to.
+func listen(addr string) (net.Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:10717 (%v)", addr, err)
+	}
+	network := "tcp"
+	if ip, err := netip.ParseAddr(host); err == nil {
+		switch {
+		case ip.Is4():
+			network = "tcp4"
+		case ip.Is6() && !ip.IsUnspecified():
+			network = "tcp6"
+		}
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
 }

@@ -18,7 +18,7 @@ type AnalyzeCmd struct {
 	ThresholdFlags
 	File string `arg:"" placeholder:"FILE|-" help:"Saved output of ss -tan[p][i], ss -s, netstat -ant[p] or lsof -nP -iTCP (format detected; gzip accepted); - reads stdin."`
 	Host string `placeholder:"NAME" help:"Name of the host the output came from (default: unknown)."`
-	JSON bool   `help:"Print the JSON contract (version 1) instead of the text report."`
+	JSON bool   `short:"j" help:"Print the JSON contract (version 1) instead of the text report."`
 	FilterFlags
 	Color string `default:"auto" enum:"auto,always,never" help:"Colour the status words: auto (terminal and no NO_COLOR), always, never."`
 }
@@ -83,7 +83,7 @@ func (c *AnalyzeCmd) Run(g *Globals) error {
 	err = g.writeReport(r, c.JSON, c.Color)
 	if r.CloseWaitUnknown {
 		var ec exitCode
-		if err != nil && !errors.As(err, &ec) {
+		if !errors.As(err, &ec) { // writing failed
 			return err
 		}
 		return &exitError{ExitError, fmt.Errorf("analyze %s: CLOSE_WAIT unknown: ss -s counts ESTABLISHED and CLOSE_WAIT together as \"estab\"; save ss -tanpi instead", name)}

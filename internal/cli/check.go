@@ -12,10 +12,12 @@ import (
 // CheckCmd is `closewait check`: the limits and sysctls that matter to
 // CLOSE_WAIT on this host, and those that do not.
 type CheckCmd struct {
+	HostFlags
+	SecretsFlag
 	ThresholdFlags
 	SysctlRoot string  `name:"path.sysctl" placeholder:"DIR" help:"Where /proc/sys is (default: --path.procfs/sys)."`
-	JSON       bool    `help:"Print JSON (version 1) instead of text."`
-	PID        []int   `name:"pid" sep:"," placeholder:"PID" help:"Only review these processes' limits (settings are host-wide)."`
+	JSON       bool    `short:"j" help:"Print JSON (version 1) instead of text."`
+	PID        []int   `name:"pid" short:"p" sep:"," placeholder:"PID" help:"Only review these processes' limits (settings are host-wide)."`
 	FileWarn   float64 `name:"file-warning" default:"0.8" help:"Warn when the host's allocated files (fs.file-nr) exceed this share of fs.file-max, 0..1."`
 	FullScan   bool    `help:"Read every process's fd table (also finds sockets passed to unrelated processes; slower)."`
 }
@@ -31,11 +33,11 @@ func (c *CheckCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
+	if err := g.checkPIDs(c.PID); err != nil {
+		return err
+	}
 	pids := map[int]bool{}
 	for _, p := range c.PID {
-		if p <= 0 {
-			return fmt.Errorf("--pid %d is not a process id", p)
-		}
 		pids[p] = true
 	}
 	root := c.SysctlRoot

@@ -16,6 +16,7 @@ import (
 
 	"github.com/closewait/closewait/internal/diagnose"
 	"github.com/closewait/closewait/internal/netns"
+	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/snapshot"
 	"github.com/closewait/closewait/internal/sockdiag"
 	"github.com/closewait/closewait/internal/sockevents"
@@ -54,13 +55,18 @@ type CLI struct {
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }
 
-// Globals are flags every command takes.
+// Globals are flags every command takes, and the settings of this run that
+// the commands' flag groups hand over (HostFlags, SecretsFlag).
 type Globals struct {
-	ProcRoot string `name:"path.procfs" default:"/proc" placeholder:"DIR" help:"Where procfs is mounted."`
-	Verbose  bool   `short:"v" help:"Say how the snapshot was taken (on stderr)."`
-	Owners   string `default:"auto" enum:"auto,ebpf,proc" help:"How to find the process owning each socket: ebpf (an in-kernel task_file iterator: needs Linux ≥ 5.8 with BTF and CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN), proc (read /proc/PID/fd), or auto (ebpf where permitted and worth it, else proc)."`
+	Verbose bool `short:"v" help:"Say how the snapshot was taken (on stderr)."`
+
+	// ProcRoot and Owners come from HostFlags, taken by the commands that
+	// read this host (not analyze, help, man, completion).
+	ProcRoot string `kong:"-"`
+	Owners   string `kong:"-"`
 
 	stdout, stderr io.Writer
+	showSecrets    bool // set by SecretsFlag
 	owners         ownerState
 	feed           *sockevents.Feed // the change feed of watch and agent, once opened
 }
@@ -178,13 +184,62 @@ type ScanFlags struct {
 	ProcNet  bool `name:"proc-net" help:"Read /proc/net/tcp instead of netlink sock_diag (no ages)."`
 }
 
+// HostFlags are taken by the commands that read this host's /proc and
+// sockets.
+type HostFlags struct {
+	ProcRoot string `name:"path.procfs" default:"/proc" placeholder:"DIR" help:"Where procfs is mounted."`
+	Owners   string `default:"auto" enum:"auto,ebpf,proc" help:"How to find each socket's process: ebpf (in-kernel iterator; Linux ≥ 5.8 with BTF, CAP_BPF+CAP_PERFMON), proc (read /proc/PID/fd), auto (ebpf where permitted and worth it)."`
+}
+
+// AfterApply hands the flags to Globals.
+func (f HostFlags) AfterApply(g *Globals) error {
+	g.ProcRoot, g.Owners = f.ProcRoot, f.Owners
+	return nil
+}
+
+// SecretsFlag is taken by the commands that show process command lines.
+type SecretsFlag struct {
+	ShowSecrets bool `help:"Show command lines as they are. By default secret-looking arguments (--password=…, mysql -p…, user:pass@ in URLs, token, secret and key flags, X_TOKEN=…) are shown as ***."`
+}
+
+// AfterApply hands the flag to Globals, which reads processes.
+func (f SecretsFlag) AfterApply(g *Globals) error {
+	g.showSecrets = f.ShowSecrets
+	return nil
+}
+
+// procFS returns the procfs reader of this run.
+func (g *Globals) procFS() procscan.FS {
+	return procscan.NewFS(g.ProcRoot).ShowingSecrets(g.showSecrets)
+}
+
 // FilterFlags select sockets.
 type FilterFlags struct {
-	PID    []int         `name:"pid" sep:"," placeholder:"PID" help:"Only sockets held by these processes (repeat or comma-separate)."`
+	PID    []int         `name:"pid" short:"p" sep:"," placeholder:"PID" help:"Only sockets held by these processes (repeat or comma-separate)."`
 	Port   []uint16      `name:"port" sep:"," placeholder:"PORT" help:"Only sockets whose local or remote port is one of these."`
 	Remote []string      `name:"remote" sep:"," placeholder:"ADDR" help:"Only sockets whose peer is this address, address:port or CIDR prefix."`
 	MinAge time.Duration `name:"min-age" placeholder:"DURATION" help:"Only sockets at least this old (estimate from tcp_info)."`
-	NetNS  []string      `name:"netns" sep:"," placeholder:"NS" help:"Only sockets in these network namespaces: an inode (as in net:[INODE]) or a name under /run/netns."`
+}
+
+// NetNSFlag selects network namespaces of this host (sockets, destroy).
+type NetNSFlag struct {
+	NetNS []string `name:"netns" sep:"," placeholder:"NS" help:"Only sockets in these network namespaces: an inode (as in net:[INODE]) or a name under /run/netns."`
+}
+
+// namespaces resolves the flag: nil when not given.
+func (f NetNSFlag) namespaces() (map[uint64]bool, error) {
+	if len(f.NetNS) == 0 {
+		return nil, nil
+	}
+	out := map[uint64]bool{}
+	for _, n := range f.NetNS {
+		ino, err := netns.Resolve(n)
+		if err != nil {
+			return nil, fmt.Errorf("--netns: %w", err)
+		}
+		out[ino] = true
+	}
+	return out, nil
 }
 
 // Filter converts the flags.
@@ -219,16 +274,6 @@ func (f FilterFlags) Filter() (snapshot.Filter, error) {
 		}
 		out.Remote = append(out.Remote, m)
 	}
-	if len(f.NetNS) > 0 {
-		out.NetNS = map[uint64]bool{}
-		for _, n := range f.NetNS {
-			ino, err := netns.Resolve(n)
-			if err != nil {
-				return out, fmt.Errorf("--netns: %w", err)
-			}
-			out.NetNS[ino] = true
-		}
-	}
 	return out, nil
 }
 
@@ -256,7 +301,7 @@ func (g *Globals) take(opt snapshot.Options) (*snapshot.Snapshot, error) {
 // takeAfter is take for a snapshot after another (the samplers of watch
 // and agent).
 func (g *Globals) takeAfter(opt snapshot.Options, succ snapshot.Successive) (*snapshot.Snapshot, error) {
-	opt.ProcRoot = g.ProcRoot
+	opt.ProcRoot, opt.ShowSecrets = g.ProcRoot, g.showSecrets
 	if !opt.NoOwners && opt.OwnerSource == nil {
 		opt.OwnerSource = g.OwnerSource(false)
 	}

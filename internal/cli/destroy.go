@@ -20,12 +20,15 @@ import (
 // DestroyCmd is `closewait destroy`: SOCK_DESTROY for chosen sockets, as
 // `ss -K` does, after showing exactly which.
 type DestroyCmd struct {
+	HostFlags
 	FilterFlags
+	NetNSFlag
+	ProgramFlags
 	State     string `default:"close-wait" help:"States to destroy: CLOSE_WAIT unless you name others explicitly (a comma-separated list, or all)."`
 	Yes       bool   `help:"Destroy the listed sockets. Without it, a dry run: list them and change nothing."`
 	All       bool   `help:"Allow --yes without a filter (--pid, --port, --remote, --min-age, --netns): every selected socket of the host."`
 	NoHeaders bool   `help:"Leave out the table's header."`
-	JSON      bool   `help:"Print the selection and each socket's result as one JSON object (result: would-destroy, destroyed, gone, failed, not-tried)."`
+	JSON      bool   `short:"j" help:"Print the selection and each socket's result as one JSON object (result: would-destroy, destroyed, gone, failed, not-tried)."`
 }
 
 // Help is shown by `closewait destroy --help`.
@@ -60,9 +63,18 @@ func (c *DestroyCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	filtered := len(f.PIDs) > 0 || len(f.Ports) > 0 || len(f.Remote) > 0 || f.MinAge > 0 || len(f.NetNS) > 0
+	if f.NetNS, err = c.namespaces(); err != nil {
+		return err
+	}
+	filtered := len(f.PIDs) > 0 || len(f.Ports) > 0 || len(f.Remote) > 0 || f.MinAge > 0 || len(f.NetNS) > 0 || c.ProgramFlags.set()
 	if c.Yes && !filtered && !c.All {
-		return errors.New("destroy --yes needs a filter (--pid, --port, --remote, --min-age, --netns), or --all to destroy every selected socket of the host")
+		return errors.New("destroy --yes needs a filter (--pid, --comm, --runtime, --port, --remote, --min-age, --netns), or --all to destroy every selected socket of the host")
+	}
+	if err := c.ProgramFlags.check(); err != nil {
+		return err
+	}
+	if err := g.checkPIDs(c.PID); err != nil {
+		return err
 	}
 	snap, err := g.take(snapshot.Options{States: states, NetNS: f.NetNS})
 	if err != nil {
@@ -71,6 +83,7 @@ func (c *DestroyCmd) Run(g *Globals) error {
 	if snap.Stats.Source != "netlink" {
 		return errors.New("destroy needs netlink sock_diag, which is unavailable here")
 	}
+	f.PIDs = c.ProgramFlags.pids(snap, g.procFS(), f.PIDs)
 	socks := snap.Select(f)
 	if c.JSON {
 		return c.runJSON(g, snap, socks)

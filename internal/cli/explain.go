@@ -22,10 +22,12 @@ import (
 
 // ExplainCmd is `closewait explain PID`.
 type ExplainCmd struct {
+	HostFlags
 	ThresholdFlags
 	ScanFlags
+	SecretsFlag
 	PID    string        `arg:"" optional:"" placeholder:"PID" help:"The process to explain; without it, the worst process holding CLOSE_WAIT sockets."`
-	JSON   bool          `help:"Print the process's object of the JSON contract (as in closewait --json)."`
+	JSON   bool          `short:"j" help:"Print the process's object of the JSON contract (as in closewait --json)."`
 	Sample time.Duration `placeholder:"DURATION" help:"Take two snapshots this far apart and add growth per minute and the time until the fd limit (e.g. 10s)."`
 	Color  string        `default:"auto" enum:"auto,always,never" help:"Colour the status word: auto, always, never."`
 	Peek   bool          `help:"Show the first bytes (up to 120) the peer sent that the process never read, for each finding with unread data: application data, read without consuming it (pidfd_getfd and MSG_PEEK; needs ptrace access, e.g. root)."`
@@ -54,7 +56,7 @@ func (c *ExplainCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	fs := procscan.NewFS(g.ProcRoot)
+	fs := g.procFS()
 	if c.Trace < 0 || (c.Trace > 0 && c.PID == "") {
 		return errors.New("--trace needs a positive duration and a pid: closewait explain PID --trace 30s")
 	}
@@ -64,6 +66,9 @@ func (c *ExplainCmd) Run(g *Globals) error {
 	pid, err := strconv.Atoi(c.PID)
 	if err != nil || pid <= 0 {
 		return fmt.Errorf("explain: %q is not a process id (a number above 0; leave it out to explain the worst process)", c.PID)
+	}
+	if err := g.checkPIDs([]int{pid}); err != nil {
+		return fmt.Errorf("explain: %w", err)
 	}
 	if c.Trace > 0 {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -133,7 +138,7 @@ func (c *ExplainCmd) write(g *Globals, p *diagnose.ProcessReport, snap *snapshot
 		err = report.WriteExplain(g.stdout, p, report.ExplainOptions{Color: useColor(g.stdout, c.Color), Now: snap.Time, Peeks: peeks})
 		if err == nil && c.origins != nil {
 			fmt.Fprintf(g.stdout, "\nOrigins (the code that made these sockets, traced %v):\n", c.origins.elapsed.Round(100*time.Millisecond))
-			err = origins.WriteText(g.stdout, c.origins.Report, origins.TextOptions{Indent: "  ", MaxFrames: 8})
+			err = origins.WriteText(g.stdout, c.origins.Report, origins.TextOptions{Indent: "  "})
 		}
 	}
 	if err != nil {

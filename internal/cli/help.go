@@ -84,7 +84,7 @@ func Parse(args []string) error {
 	var c CLI
 	exited := false
 	parser, err := kong.New(&c, kong.Name("closewait"), kong.Exit(func(int) { exited = true }),
-		kong.Writers(io.Discard, io.Discard), kong.Vars{"version": "closewait " + Version})
+		kong.Writers(io.Discard, io.Discard), kong.Vars{"version": "closewait " + Version}, kong.Bind(&c.Globals))
 	if err != nil {
 		return err
 	}

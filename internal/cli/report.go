@@ -4,17 +4,19 @@ import (
 	"time"
 
 	"github.com/closewait/closewait/internal/diagnose"
-	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/report"
 	"github.com/closewait/closewait/internal/snapshot"
 )
 
 // ReportCmd is `closewait` / `closewait report`.
 type ReportCmd struct {
+	HostFlags
 	ThresholdFlags
 	ScanFlags
-	JSON   bool          `help:"Print the JSON contract (version 1) instead of the text report."`
-	PID    []int         `name:"pid" sep:"," placeholder:"PID" help:"Only these processes (their status alone sets the exit code)."`
+	SecretsFlag
+	ProgramFlags
+	JSON   bool          `short:"j" help:"Print the JSON contract (version 1) instead of the text report."`
+	PID    []int         `name:"pid" short:"p" sep:"," placeholder:"PID" help:"Only these processes (their status alone sets the exit code)."`
 	Color  string        `default:"auto" enum:"auto,always,never" help:"Colour the status words: auto (terminal and no NO_COLOR), always, never."`
 	Sample time.Duration `placeholder:"DURATION" help:"Take two snapshots this far apart (e.g. 10s) and report sockets entering and leaving CLOSE_WAIT per minute, growth and the time until the fd limit."`
 
@@ -28,6 +30,12 @@ func (c *ReportCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
+	if err := c.ProgramFlags.check(); err != nil {
+		return err
+	}
+	if err := g.checkPIDs(c.PID); err != nil {
+		return err
+	}
 	var opt diagnose.Options
 	if len(c.PID) > 0 {
 		opt.PIDs = map[int]bool{}
@@ -39,8 +47,9 @@ func (c *ReportCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	fs := procscan.NewFS(g.ProcRoot)
+	fs := g.procFS()
 	opt.FS, opt.Previous = &fs, prev
+	opt.PIDs = c.ProgramFlags.pids(snap, fs, opt.PIDs)
 	r := diagnose.Analyze(snap, th, opt)
 	if c.History.Set {
 		d, err := c.History.recordHistory(r)

@@ -9,10 +9,13 @@ import (
 
 // SocketsCmd is `closewait sockets`.
 type SocketsCmd struct {
+	HostFlags
 	FilterFlags
+	NetNSFlag
+	ProgramFlags
 	ScanFlags
 	State     string `default:"close-wait" help:"States to list: all, or a comma-separated list (close-wait, established, listen, time-wait, ...)."`
-	JSON      bool   `help:"Print one JSON array."`
+	JSON      bool   `short:"j" help:"Print one JSON array."`
 	NDJSON    bool   `name:"ndjson" help:"Print one JSON object per line (large hosts)."`
 	CSV       bool   `name:"csv" help:"Print CSV with a header row."`
 	NoHeaders bool   `help:"Leave out the table's header and footnote."`
@@ -38,13 +41,23 @@ func (c *SocketsCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if c.NoOwners && len(f.PIDs) > 0 {
-		return errors.New("--pid needs owners: drop --no-owners")
+	if f.NetNS, err = c.namespaces(); err != nil {
+		return err
+	}
+	if c.NoOwners && (len(f.PIDs) > 0 || c.ProgramFlags.set()) {
+		return errors.New("--pid, --comm and --runtime need owners: drop --no-owners")
+	}
+	if err := c.ProgramFlags.check(); err != nil {
+		return err
+	}
+	if err := g.checkPIDs(c.PID); err != nil {
+		return err
 	}
 	snap, err := g.take(snapshot.Options{States: states, NoOwners: c.NoOwners, CompleteScan: c.FullScan, ForceProcNet: c.ProcNet})
 	if err != nil {
 		return err
 	}
+	f.PIDs = c.ProgramFlags.pids(snap, g.procFS(), f.PIDs)
 	socks := snap.Select(f)
 	sw := report.NewSocketWriter(g.stdout, snap)
 	switch {

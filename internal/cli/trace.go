@@ -27,7 +27,7 @@ type TraceCmd struct {
 	Duration  time.Duration `default:"30s" placeholder:"DURATION" help:"How long to trace; Ctrl-C ends early and still reports."`
 	JSON      bool          `help:"Print the origins as JSON (closewait help json): per origin pid, comm, count, closed, oldest_age_seconds, cause and frames; then dropped and unsymbolised_frames."`
 	Max       int           `default:"20" placeholder:"N" help:"Report at most N origins, worst first (0: all)."`
-	MaxFrames int           `default:"16" placeholder:"N" help:"Print at most N frames per origin (text output)."`
+	MaxFrames int           `default:"32" placeholder:"N" help:"Print at most N frames per origin (text output)."`
 }
 
 // Help is shown by closewait trace --help.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -24,18 +25,22 @@ import (
 
 // WatchCmd is `closewait watch`.
 type WatchCmd struct {
+	HostFlags
 	ThresholdFlags
 	ScanFlags
+	SecretsFlag
 	FeedFlag
-	PID      []int         `name:"pid" sep:"," placeholder:"PID" help:"Only these processes."`
-	Interval time.Duration `default:"2s" placeholder:"DURATION" help:"Time between snapshots (default 2s, at least 100ms)."`
-	Count    int           `placeholder:"N" help:"Stop after N intervals (0: run until q or Ctrl-C). The exit code is then the last interval's status."`
-	Window   time.Duration `default:"1m" placeholder:"DURATION" help:"Span over which growth per minute and the time to the fd limit are measured (default 1m)."`
-	JSON     bool          `help:"Print one JSON object per interval (NDJSON): the report contract plus growth_per_min and fd_exhaustion_eta_seconds per process."`
-	Plain    bool          `help:"Print plain lines (one per process per interval) instead of the full-screen view; the default when not on a terminal."`
-	Color    string        `default:"auto" enum:"auto,always,never" help:"Colour: auto (terminal and no NO_COLOR), always, never."`
-	ASCII    bool          `name:"ascii" help:"Draw trends and marks in ASCII (automatic when the locale is not UTF-8)."`
-	History  HistoryFlag   `help:"Also record every interval in the history store (--history uses the default path; --history=PATH another)." placeholder:"PATH"`
+	ProgramFlags
+	PID        []int         `name:"pid" short:"p" sep:"," placeholder:"PID" help:"Only these processes."`
+	Interval   time.Duration `short:"d" default:"2s" placeholder:"DURATION" help:"Time between snapshots (default 2s, at least 100ms; -d as top's delay)."`
+	Iterations int           `short:"n" placeholder:"N" help:"Stop after N intervals (0: run until q or Ctrl-C; -n as top's). The exit code is then the last interval's status."`
+	Count      int           `name:"count" hidden:"" placeholder:"N" help:"Old name of --iterations."`
+	Window     time.Duration `default:"1m" placeholder:"DURATION" help:"Span over which growth per minute and the time to the fd limit are measured (default 1m)."`
+	JSON       bool          `short:"j" help:"Print one JSON object per interval (NDJSON): the report contract plus growth_per_min and fd_exhaustion_eta_seconds per process."`
+	Plain      bool          `help:"Print plain lines (one per process per interval) instead of the full-screen view; the default when not on a terminal."`
+	Color      string        `default:"auto" enum:"auto,always,never" help:"Colour: auto (terminal and no NO_COLOR), always, never."`
+	ASCII      bool          `name:"ascii" help:"Draw trends and marks in ASCII (automatic when the locale is not UTF-8)."`
+	History    HistoryFlag   `help:"Also record every interval in the history store (--history uses the default path; --history=PATH another)." placeholder:"PATH"`
 }
 
 // Help is shown by closewait watch --help: the live view's keys and columns.
@@ -62,8 +67,11 @@ func (c *WatchCmd) Run(g *Globals) error {
 	if c.Interval < 100*time.Millisecond {
 		return fmt.Errorf("--interval %v is too short (at least 100ms)", c.Interval)
 	}
-	if c.Count < 0 {
-		return fmt.Errorf("--count %d must not be negative", c.Count)
+	if c.Iterations == 0 {
+		c.Iterations = c.Count // the old name, kept hidden
+	}
+	if c.Iterations < 0 {
+		return fmt.Errorf("--iterations %d must not be negative", c.Iterations)
 	}
 	if c.Window < c.Interval {
 		return fmt.Errorf("--window %v must be at least the interval %v", c.Window, c.Interval)
@@ -71,13 +79,16 @@ func (c *WatchCmd) Run(g *Globals) error {
 	if c.JSON && c.Plain {
 		return errors.New("--json and --plain exclude each other")
 	}
+	if err := c.ProgramFlags.check(); err != nil {
+		return err
+	}
+	if err := g.checkPIDs(c.PID); err != nil {
+		return err
+	}
 	var pids map[int]bool
 	if len(c.PID) > 0 {
 		pids = map[int]bool{}
 		for _, p := range c.PID {
-			if p <= 0 {
-				return fmt.Errorf("--pid %d is not a process id", p)
-			}
 			pids[p] = true
 		}
 	}
@@ -93,6 +104,11 @@ func (c *WatchCmd) Run(g *Globals) error {
 		FullCheckEvery: max(1, int(time.Minute/c.Interval)),
 		ReleaseMemory:  true,
 	}
+	if c.ProgramFlags.set() {
+		opt.Select = func(snap *snapshot.Snapshot, pids map[int]bool) map[int]bool {
+			return c.ProgramFlags.pids(snap, g.procFS(), pids)
+		}
+	}
 	if c.History.Set {
 		st, err := c.History.Open()
 		if err != nil {
@@ -103,7 +119,7 @@ func (c *WatchCmd) Run(g *Globals) error {
 	}
 	sampler := history.NewSampler(opt)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop, signalled := signalContext()
 	defer stop()
 
 	tui := !c.JSON && !c.Plain
@@ -112,11 +128,11 @@ func (c *WatchCmd) Run(g *Globals) error {
 		fmt.Fprintln(g.stderr, "closewait: not a terminal: printing one line per process per interval (--plain)")
 	}
 	if tui {
-		return c.runTUI(ctx, g, sampler)
+		return c.runTUI(ctx, g, sampler, signalled)
 	}
 
 	var last *watch.Tick
-	err = sampler.Run(ctx, c.Interval, c.Count, func(t *watch.Tick) error {
+	err = sampler.Run(ctx, c.Interval, c.Iterations, func(t *watch.Tick) error {
 		last = t
 		if c.JSON {
 			return watch.WriteJSON(g.stdout, t, c.Interval)
@@ -126,16 +142,16 @@ func (c *WatchCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if ctx.Err() != nil {
-		return exitCode(130)
+	if code := signalled(); code != 0 {
+		return exitCode(code)
 	}
-	if c.Count > 0 && last != nil {
+	if c.Iterations > 0 && last != nil {
 		return exitCode(last.Report.Status.ExitCode())
 	}
 	return nil
 }
 
-func (c *WatchCmd) runTUI(ctx context.Context, g *Globals, sampler *history.Sampler) error {
+func (c *WatchCmd) runTUI(ctx context.Context, g *Globals, sampler *history.Sampler, signalled func() int) error {
 	ascii := c.ASCII || !utf8Locale()
 	m := watch.NewModel(watch.UIOptions{Interval: c.Interval, ASCII: ascii})
 	opts := []tea.ProgramOption{tea.WithContext(ctx), tea.WithOutput(g.stdout)}
@@ -147,7 +163,7 @@ func (c *WatchCmd) runTUI(ctx context.Context, g *Globals, sampler *history.Samp
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- sampler.Run(runCtx, c.Interval, c.Count, func(t *watch.Tick) error {
+		done <- sampler.Run(runCtx, c.Interval, c.Iterations, func(t *watch.Tick) error {
 			p.Send(watch.TickMsg{Tick: t})
 			return nil
 		}, func(err error) { p.Send(watch.ErrMsg{Err: err}) })
@@ -163,10 +179,42 @@ func (c *WatchCmd) runTUI(ctx context.Context, g *Globals, sampler *history.Samp
 	if err != nil && !errors.Is(err, tea.ErrProgramKilled) && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("watch: %w", err)
 	}
-	if m.Interrupted || ctx.Err() != nil {
-		return exitCode(130)
+	if code := signalled(); code != 0 {
+		return exitCode(code)
+	}
+	if m.Interrupted { // Ctrl-C in the full-screen view: as SIGINT
+		return exitCode(128 + int(syscall.SIGINT))
 	}
 	return nil
+}
+
+// signalContext returns a context cancelled by SIGINT or SIGTERM, and a
+// function returning the shell's exit code for the signal that came (128 +
+// its number: 130 for SIGINT, 143 for SIGTERM), or 0 before any.
+func signalContext() (ctx context.Context, stop func(), signalled func() int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	var got atomic.Int32
+	go func() {
+		select {
+		case s := <-ch:
+			got.Store(int32(s.(syscall.Signal)))
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	stop = func() {
+		signal.Stop(ch)
+		cancel()
+	}
+	signalled = func() int {
+		if n := got.Load(); n != 0 {
+			return 128 + int(n)
+		}
+		return 0
+	}
+	return ctx, stop, signalled
 }
 
 func isTerminal(f *os.File) bool {
@@ -198,7 +246,19 @@ type HistoryFlag struct {
 // with "=", so that --history alone is a switch.
 func (h *HistoryFlag) Decode(ctx *kong.DecodeContext) error {
 	h.Set = true
-	if ctx.Scan.Peek().Type != kong.FlagValueToken {
+	if next := ctx.Scan.Peek(); next.Type != kong.FlagValueToken {
+		// --history PATH (with a space) names the file when the next word
+		// looks like one: a path with a '/' or a file name with an
+		// extension. Neither report nor watch takes arguments, so any other
+		// word would be an error anyway: say to use '='.
+		if v, ok := next.Value.(string); ok && (next.Type == kong.UntypedToken || next.Type == kong.PositionalArgumentToken) && !strings.HasPrefix(v, "-") {
+			if !strings.ContainsAny(v, "/.") {
+				return fmt.Errorf("a path goes with '=' (--history=%s), or use --history alone for the default store", v)
+			}
+			ctx.Scan.Pop()
+			h.Path, h.Default = v, false
+			return nil
+		}
 		h.Path, h.Default = history.DefaultPath(), true
 		return nil
 	}

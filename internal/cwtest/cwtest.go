@@ -96,6 +96,9 @@ type Spec struct {
 	// Exec, when set, is the program to run instead of the test binary; the
 	// holder role is then not available (used by tests of external runtimes).
 	Exec []string
+	// Args are extra arguments on the holder's command line, never read by
+	// it: what a test wants to find (or not) in the reported cmdline.
+	Args []string
 	// NetNS, when set, is the name of a network namespace under /run/netns
 	// (see NewNetNS): the holder runs inside it (`ip netns exec`, same pid)
 	// and the test's client ends are made inside it too. Needs root and ip(8);
@@ -137,9 +140,9 @@ func Start(t testing.TB, spec Spec) *Holder {
 	if spec.UID != 0 {
 		self = sharedCopy(t)
 	}
-	cmd := exec.Command(self, "-test.run=^$")
+	cmd := exec.Command(self, append([]string{"-test.run=^$"}, spec.Args...)...)
 	if spec.NetNS != "" {
-		cmd = exec.Command("ip", "netns", "exec", spec.NetNS, self, "-test.run=^$") // ip execs in place: same pid
+		cmd = exec.Command("ip", append([]string{"netns", "exec", spec.NetNS, self, "-test.run=^$"}, spec.Args...)...) // ip execs in place: same pid
 	}
 	cmd.Env = append(os.Environ(), envRole+"=holder", envSpec+"="+string(b))
 	if spec.UID != 0 {

@@ -19,17 +19,15 @@ type partView struct {
 	groupSize int
 	// Unread data besides the FIN: how many sockets hold some, the most
 	// and the least any holds (bytes, without the FIN).
-	withData     int
-	maxQ, minQ   uint32
-	idleMed      float64 // seconds: the median idle estimate, 0 without one
-	idleMin      float64 // the shortest
-	idleN        int     // sockets with an estimate
-	goodbye      int     // sockets whose data came with the FIN (pool-idle)
-	listeners    []string
-	threads      string
-	blocked      bool // most threads wait on a lock (see threadsBlocked)
-	advice       *adviceQuery
-	evictSeconds float64 // the eviction the advice names, when idleN > 0
+	withData   int
+	maxQ, minQ uint32
+	idleMed    float64 // seconds: the median idle estimate, 0 without one
+	idleMin    float64 // the shortest
+	idleN      int     // sockets with an estimate
+	goodbye    int     // sockets whose data came with the FIN (pool-idle)
+	listeners  []string
+	threads    string
+	blocked    bool // most threads wait on a lock (see threadsBlocked)
 }
 
 // adviceQuery is what a cause's advice is chosen by.

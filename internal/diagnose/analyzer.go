@@ -212,7 +212,7 @@ type procWork struct {
 
 	// growth: the process's sockets in the baseline
 	base      *Baseline
-	before    map[sockKey]bool
+	before    map[sockKey]struct{}
 	reuseBase bool // c.inBase answers for base
 	entered   int
 	matched   int // sockets found unchanged in the cache
@@ -485,7 +485,7 @@ func (w *procWork) place(i int, s *snapshot.Socket, k sockKey, pos int, age time
 		if pos >= 0 && w.reuseBase {
 			in = w.c.inBase[pos/64]&(1<<(pos%64)) != 0
 		} else {
-			in = w.before[k]
+			_, in = w.before[k]
 		}
 		if !in {
 			w.entered++

@@ -50,7 +50,7 @@ func TestFDExhausted(t *testing.T) {
 				t.Errorf("fd-exhausted is not first: %v", briefs(p.Findings))
 			}
 			ev := strings.Join(got.Evidence, "\n")
-			for _, w := range []string{"fds open of a limit of", "EMFILE", "listener 10.0.0.5:8080 has 12 connections queued"} {
+			for _, w := range []string{"fds open of a limit of", "EMFILE", "listener 10.0.0.5:8080 has 12 connections queued (backlog 128): the process cannot accept them without a free fd"} {
 				if !strings.Contains(ev, w) {
 					t.Errorf("evidence lacks %q:\n%s", w, ev)
 				}

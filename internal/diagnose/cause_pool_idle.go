@@ -66,15 +66,16 @@ var _ = register(&Cause{
 	evidence: func(v *partView) []string {
 		var out []string
 		if v.goodbye > 0 {
-			same := ""
+			size := fmt.Sprintf("%s to %s", bytesText(v.minQ), bytesText(v.maxQ))
 			if v.minQ == v.maxQ {
-				same = fmt.Sprintf(", the same %s on each", bytesText(v.maxQ))
-			} else {
-				same = fmt.Sprintf(", %s to %s", bytesText(v.minQ), bytesText(v.maxQ))
+				size = "the same " + bytesText(v.maxQ) + " on each"
 			}
-			out = append(out, fmt.Sprintf("%s %s a short unread message that arrived with the FIN after a quiet spell (%d of them%s): the server said goodbye before closing idle sessions "+
+			if v.goodbye < v.n {
+				size = fmt.Sprintf("%d of them, %s", v.goodbye, size)
+			}
+			out = append(out, fmt.Sprintf("%s %s a short unread message that arrived with the FIN after a quiet spell (%s): the server said goodbye before closing idle sessions "+
 				"(a database's idle-session timeout error, SMTP 421, IMAP BYE, HTTP 408), and the pool never read it",
-				v.of, v.have, v.goodbye, same))
+				v.of, v.have, size))
 		}
 		if v.goodbye < v.n {
 			out = append(out, fmt.Sprintf("%s %s Recv-Q 1 (only the FIN unread): idle pooled connections that the server closed and the pool never noticed", v.of, v.have))

@@ -203,7 +203,11 @@ func (c *adviceContext) textKey(k groupKey, cause int, st *partStats, groupSize 
 func (c *adviceContext) listenerLines(port uint16) []string {
 	var out []string
 	for _, l := range listenersOn(c.snap, port, c.p.PID) {
-		out = append(out, fmt.Sprintf("listener %s has %d connections queued (backlog %d): the process is not accepting", l.Local, l.RecvQ, l.SendQ))
+		why := "the process is not accepting"
+		if c.key.fds != "" { // fdsFull: fd-exhausted
+			why = "the process cannot accept them without a free fd"
+		}
+		out = append(out, fmt.Sprintf("listener %s has %d connections queued (backlog %d): %s", l.Local, l.RecvQ, l.SendQ, why))
 	}
 	return out
 }

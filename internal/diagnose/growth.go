@@ -66,7 +66,7 @@ func keyOf(s *snapshot.Socket) sockKey {
 type Baseline struct {
 	Time      time.Time
 	CloseWait int // CLOSE_WAIT sockets on the host then
-	byPID     map[int]map[sockKey]bool
+	byPID     map[int]map[sockKey]struct{}
 }
 
 // NewBaseline indexes snap for growth; nil for a nil snapshot.
@@ -77,9 +77,22 @@ func NewBaseline(snap *snapshot.Snapshot) *Baseline {
 	return &Baseline{Time: snap.Time, CloseWait: snap.States[sockdiag.CloseWait], byPID: closeWaitByPID(snap)}
 }
 
-// closeWaitByPID indexes a snapshot's CLOSE_WAIT sockets by holder.
-func closeWaitByPID(snap *snapshot.Snapshot) map[int]map[sockKey]bool {
-	out := map[int]map[sockKey]bool{}
+// closeWaitByPID indexes a snapshot's CLOSE_WAIT sockets by holder. Each
+// holder's set is sized once (a set that grows leaves its smaller tables
+// behind): watch keeps up to three of these, 100k sockets each on a big host.
+func closeWaitByPID(snap *snapshot.Snapshot) map[int]map[sockKey]struct{} {
+	count := map[int]int{}
+	for i := range snap.Sockets {
+		if s := &snap.Sockets[i]; s.State == sockdiag.CloseWait {
+			for _, o := range s.Owners {
+				count[o.PID]++
+			}
+		}
+	}
+	out := make(map[int]map[sockKey]struct{}, len(count))
+	for pid, n := range count {
+		out[pid] = make(map[sockKey]struct{}, n)
+	}
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
 		if s.State != sockdiag.CloseWait {
@@ -87,12 +100,7 @@ func closeWaitByPID(snap *snapshot.Snapshot) map[int]map[sockKey]bool {
 		}
 		k := keyOf(s)
 		for _, o := range s.Owners {
-			m := out[o.PID]
-			if m == nil {
-				m = make(map[sockKey]bool, 64)
-				out[o.PID] = m
-			}
-			m[k] = true
+			out[o.PID][k] = struct{}{}
 		}
 	}
 	return out

@@ -332,10 +332,10 @@ func refIdleTimeout(socks []*snapshot.Socket) (median, minimum float64, n int) {
 }
 
 // computeGrowth compares a process's sockets now with those it held before.
-func refComputeGrowth(p *ProcessReport, before map[sockKey]bool, interval time.Duration) *Growth {
+func refComputeGrowth(p *ProcessReport, before map[sockKey]struct{}, interval time.Duration) *Growth {
 	g := &Growth{Interval: interval, Before: len(before)}
 	for _, s := range p.Sockets {
-		if !before[keyOf(s)] {
+		if _, ok := before[keyOf(s)]; !ok {
 			g.Entered++
 		}
 	}

@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/closewait/closewait/internal/procscan"
@@ -108,4 +109,24 @@ func detectRuntime(p *procscan.Process, fs *procscan.FS, cache map[string]procsc
 	}
 	rt, evidence = ClassifyRuntime(f)
 	return rt, evidence, libraries
+}
+
+// RuntimeNames returns every runtime ClassifyRuntime can name, read from its
+// rules, in their order, with "other" last (the values --runtime accepts).
+func RuntimeNames() []string {
+	var out []string
+	add := func(r string) {
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	for _, r := range libRules {
+		add(r.runtime)
+	}
+	add("go")
+	for _, r := range nameRules {
+		add(r.runtime)
+	}
+	add("other")
+	return out
 }

@@ -48,6 +48,10 @@ type SamplerOptions struct {
 	Thresholds diagnose.Thresholds
 	// PIDs, when set, keeps only these processes.
 	PIDs map[int]bool
+	// Select, when set, narrows each snapshot's processes further, given
+	// PIDs (processes come and go: a filter by program name is applied anew
+	// each sample); it returns the processes to keep.
+	Select func(snap *snapshot.Snapshot, pids map[int]bool) map[int]bool
 	// Window is the span growth is measured over; zero means DefaultWindow,
 	// negative turns growth off (no baselines are kept). Until a window has
 	// passed, growth covers the time since the first sample.
@@ -141,7 +145,11 @@ func (s *Sampler) Next() (*Tick, error) {
 	if len(s.baselines) > 0 {
 		base = s.baselines[0]
 	}
-	r := s.analyzer.Analyze(snap, s.opt.Thresholds, diagnose.Options{PIDs: s.opt.PIDs, Previous: base})
+	pids := s.opt.PIDs
+	if s.opt.Select != nil {
+		pids = s.opt.Select(snap, pids)
+	}
+	r := s.analyzer.Analyze(snap, s.opt.Thresholds, diagnose.Options{PIDs: pids, Previous: base})
 	s.n++
 	t := &Tick{N: s.n, Report: r, Full: full, Took: time.Since(start), Trends: map[int][]int{}}
 	if base != nil {

@@ -17,7 +17,8 @@ type TextOptions struct {
 	// Traced are the pids that were traced, and Duration for how long.
 	Traced   []int
 	Duration time.Duration
-	// MaxFrames bounds the frames printed per origin; 0 means 16.
+	// MaxFrames bounds the frames printed per origin; 0 means 32 (a Go
+	// net.Dial stack with its inlined calls is about 22 deep).
 	MaxFrames int
 	// Indent prefixes every line (explain nests the listing).
 	Indent string
@@ -33,7 +34,7 @@ func WriteText(w io.Writer, r *Report, opt TextOptions) error {
 	in := opt.Indent
 	maxFrames := opt.MaxFrames
 	if maxFrames == 0 {
-		maxFrames = 16
+		maxFrames = 32
 	}
 	if opt.Duration > 0 {
 		fmt.Fprintf(bw, "%sTraced %s for %s: %d recorded sockets still open", in, pidsText(opt.Traced), opt.Duration.Round(100*time.Millisecond), r.Recorded)

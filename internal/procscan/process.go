@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/procfs"
+
+	"github.com/closewait/closewait/internal/redact"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,7 +28,7 @@ type Process struct {
 	PID       int
 	PPID      int
 	Comm      string
-	Cmdline   string // arguments joined by spaces
+	Cmdline   string // arguments joined by spaces, secret-looking values redacted unless FS.ShowingSecrets
 	Exe       string // target of /proc/PID/exe; empty without privilege
 	UID       uint32 // real uid
 	User      string // name of UID, or the number when it has none
@@ -85,7 +87,11 @@ func (fs FS) Process(pid int) (*Process, error) {
 		p.Comm = c
 	}
 	if args, err := pp.CmdLine(); err == nil {
-		p.Cmdline = strings.Join(args, " ")
+		if fs.secrets {
+			p.Cmdline = strings.Join(args, " ")
+		} else {
+			p.Cmdline = redact.Cmdline(args) // the one place command lines are read: nothing downstream sees the secrets
+		}
 	} else {
 		miss("cmdline", err)
 	}

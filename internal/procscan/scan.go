@@ -19,6 +19,15 @@ import (
 type FS struct {
 	root   string
 	isProc bool // root is a real procfs mount (stat sizes of fd dirs are fd counts)
+	// secrets keeps command lines as they are instead of redacting them.
+	secrets bool
+}
+
+// ShowingSecrets returns fs reading command lines as they are when show is
+// true. By default Process redacts secret-looking arguments (see package redact).
+func (fs FS) ShowingSecrets(show bool) FS {
+	fs.secrets = show
+	return fs
 }
 
 // DefaultRoot is where procfs is mounted.

@@ -9,7 +9,7 @@ import (
 
 // Filter selects sockets. The zero value matches every socket.
 type Filter struct {
-	PIDs   map[int]bool    // held by one of these processes
+	PIDs   map[int]bool    // held by one of these processes (nil: any; empty: none)
 	Ports  map[uint16]bool // local or remote port is one of these
 	Remote []RemoteMatch   // remote address matches one of these
 	MinAge time.Duration   // age estimate at least this (sockets without an age never match a nonzero MinAge)
@@ -41,7 +41,7 @@ func ParseRemote(s string) (RemoteMatch, error) {
 
 // Match reports whether s passes the filter.
 func (f *Filter) Match(s *Socket) bool {
-	if len(f.PIDs) > 0 {
+	if f.PIDs != nil {
 		ok := false
 		for _, o := range s.Owners {
 			if f.PIDs[o.PID] {

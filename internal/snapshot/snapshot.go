@@ -90,6 +90,9 @@ type Snapshot struct {
 type Options struct {
 	// ProcRoot is the procfs mount point; empty means /proc.
 	ProcRoot string
+	// ShowSecrets keeps process command lines as they are; by default
+	// secret-looking arguments are redacted (package redact).
+	ShowSecrets bool
 	// States are the states to list socket by socket; zero means CLOSE_WAIT.
 	States sockdiag.StateSet
 	// NoOwners skips the owner scan.
@@ -181,7 +184,7 @@ func TakeAfter(o Options, succ Successive) (*Snapshot, error) {
 		Detail:    detail,
 		Processes: make(map[int]*procscan.Process),
 	}
-	fs := procscan.NewFS(opt.ProcRoot)
+	fs := procscan.NewFS(opt.ProcRoot).ShowingSecrets(opt.ShowSecrets)
 	changes := snap.drainChanges(opt)
 	switch prev := opt.Previous; {
 	case changes != nil && changes.apply:
@@ -548,7 +551,13 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) er
 		}
 		snap.Processes[pid] = p
 	}
-	if res.Denied > 0 {
+	if res.Denied == 0 && opt.SkipUnowned && opt.Previous != nil && opt.Previous.Partial {
+		// The sockets nobody could be found holding were not searched
+		// again (SkipUnowned): the previous search's denials still hold,
+		// and an incremental snapshot must say so as a full one does.
+		snap.Stats.Scan.Denied = opt.Previous.Stats.Scan.Denied
+	}
+	if snap.Stats.Scan.Denied > 0 {
 		snap.Partial = true
 		unowned := 0
 		for _, s := range snap.Sockets {
@@ -559,7 +568,7 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) er
 		if unowned > 0 {
 			snap.Notices = append(snap.Notices, fmt.Sprintf(
 				"%d sockets have no owner shown: %d processes' fd tables could not be read (run as root, or grant CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)",
-				unowned, res.Denied))
+				unowned, snap.Stats.Scan.Denied))
 		}
 	}
 	return nil

@@ -121,7 +121,7 @@ func (m *Model) View() tea.View {
 
 func (m *Model) render() string {
 	if m.width < MinWidth {
-		return fmt.Sprintf("terminal too narrow (need ≥ %d columns)", MinWidth)
+		return wrapWords(fmt.Sprintf("terminal too narrow (need ≥ %d columns)", MinWidth), m.width)
 	}
 	var b strings.Builder
 	header := m.header()
@@ -603,3 +603,33 @@ var helpLines = func() []string {
 	}
 	return out
 }()
+
+// wrapWords breaks s into lines of at most width cells, at spaces; a word
+// longer than a line is cut. The narrow-terminal message must itself fit.
+func wrapWords(s string, width int) string {
+	width = max(width, 1)
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(s) {
+		for ansi.StringWidth(w) > width { // a word longer than the line
+			if line != "" {
+				lines, line = append(lines, line), ""
+			}
+			head := ansi.Truncate(w, width, "")
+			lines = append(lines, head)
+			w = w[len(head):]
+		}
+		switch {
+		case line == "":
+			line = w
+		case ansi.StringWidth(line)+1+ansi.StringWidth(w) <= width:
+			line += " " + w
+		default:
+			lines, line = append(lines, line), w
+		}
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return strings.Join(lines, "\n")
+}

@@ -260,3 +260,24 @@ func TestModelCommandLines(t *testing.T) {
 		t.Errorf("c again still shows the command line: %q", l)
 	}
 }
+
+// TestNarrowTerminalMessageFits (issue 16 item 16): below MinWidth the view
+// says the terminal is too narrow in lines that fit the width.
+func TestNarrowTerminalMessageFits(t *testing.T) {
+	m := NewModel(UIOptions{Interval: time.Second})
+	for w := 1; w < MinWidth; w++ {
+		m.Update(tea.WindowSizeMsg{Width: w, Height: 24})
+		scr := m.render()
+		for _, l := range strings.Split(scr, "\n") {
+			if ansi.StringWidth(l) > w {
+				t.Errorf("width %d: line %q is wider", w, l)
+			}
+		}
+		if joined := strings.Join(strings.Fields(scr), " "); w >= 10 && !strings.Contains(joined, "too narrow") {
+			t.Errorf("width %d: %q does not say the terminal is too narrow", w, scr)
+		}
+		if w >= 35 && !strings.Contains(strings.Join(strings.Fields(scr), " "), "need ≥ 40 columns") {
+			t.Errorf("width %d: %q does not say how wide it must be", w, scr)
+		}
+	}
+}
