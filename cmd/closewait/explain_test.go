@@ -397,7 +397,7 @@ func TestExplainBadPIDs(t *testing.T) {
 	if r.code != 3 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "no process 999999999") {
 		t.Errorf("unknown pid: exit %d, stderr %q; want 3 and one line", r.code, r.stderr)
 	}
-	for _, args := range [][]string{{"explain", "abc"}, {"explain", "-5"}, {"explain", "1", "--sample", "-1s"}, {"explain", "1", "2"}} {
+	for _, args := range [][]string{{"explain", "abc"}, {"explain", "-5"}, {"explain", "0"}, {"explain", "1", "--sample", "-1s"}, {"explain", "1", "2"}} {
 		r := run(t, nil, args...)
 		if r.code != 3 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.HasPrefix(r.stderr, "closewait: ") {
 			t.Errorf("%v: exit %d, stderr %q; want 3 and one line", args, r.code, r.stderr)

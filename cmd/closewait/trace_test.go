@@ -687,10 +687,19 @@ func TestAgentTraceServesOrigins(t *testing.T) {
 		}
 	}
 
-	// The dashboard lists the top origins under the process's details.
-	if code, page := httpGet(t, fmt.Sprintf("%s/?pid=%d", base, pid)); code != http.StatusOK ||
-		!strings.Contains(page, `<pre class="origins">`) || !strings.Contains(page, "main.leakyDial") {
-		t.Errorf("dashboard of pid %d: %d, no origins block naming main.leakyDial", pid, code)
+	// The dashboard lists the top origins under the process's details (once
+	// a scan has attributed the new sockets to it: poll).
+	var page string
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		var code int
+		code, page = httpGet(t, fmt.Sprintf("%s/?pid=%d", base, pid))
+		if code == http.StatusOK && strings.Contains(page, `<pre class="origins">`) && strings.Contains(page, "main.leakyDial") {
+			break
+		}
+		if time.Now().After(end) {
+			t.Errorf("dashboard of pid %d: %d, no origins block naming main.leakyDial after 20 s", pid, code)
+			break
+		}
 	}
 
 	plain, _, _ := startAgent(t, nil, "--interval", "1s")
@@ -844,4 +853,30 @@ serve()
 		}
 	}
 	t.Errorf("no origin of the Python server names serve (py::serve from the perf map): %+v", rep.Origins)
+}
+
+// TestTraceBadInputAndPrivilege: without CAP_BPF+CAP_PERFMON (as nobody),
+// trace says so in one line and exits 3; so does a pid that does not exist
+// or a bad flag, and explain --trace without a pid.
+func TestTraceBadInputAndPrivilege(t *testing.T) {
+	needRoot(t)
+	nobody := &syscall.Credential{Uid: 65534, Gid: 65534}
+	for _, tc := range []struct {
+		name string
+		cred *syscall.Credential
+		args []string
+		want string
+	}{
+		{"unprivileged", nobody, []string{"trace", "--pid", "1", "--duration", "1s"}, "CAP_BPF+CAP_PERFMON"},
+		{"no such pid", nil, []string{"trace", "--pid", "999999999", "--duration", "1s"}, "no process 999999999"},
+		{"zero duration", nil, []string{"trace", "--pid", "1", "--duration", "0s"}, "--duration"},
+		{"explain without pid", nil, []string{"explain", "--trace", "1s"}, "--trace needs"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := run(t, tc.cred, tc.args...)
+			if r.code != 3 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, tc.want) || r.stdout != "" {
+				t.Errorf("closewait %v: exit %d, stdout %q, stderr %q; want exit 3 and one line naming %q", tc.args, r.code, r.stdout, r.stderr, tc.want)
+			}
+		})
+	}
 }

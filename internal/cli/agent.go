@@ -82,7 +82,7 @@ func (c *AgentCmd) Run(g *Globals) error {
 			return err
 		}
 		defer rec.Close()
-		opt.Origins = origins.NewTable(rec, g.ProcRoot, 100)
+		opt.Origins = origins.NewTable(rec, g.ProcRoot, origins.PerProcess)
 		defer opt.Origins.Close()
 	}
 	if c.History != "" {

@@ -48,9 +48,10 @@ type CLI struct {
 	Check   CheckCmd   `cmd:"" help:"Review the limits and sysctls that matter to CLOSE_WAIT on this host."`
 	History HistoryCmd `cmd:"" help:"Check a history store (--history) without writing to it."`
 
-	Help       HelpCmd       `cmd:"" help:"Explain a topic (CLOSE_WAIT, causes, reading the output, runtimes, keepalive, ...) or a command; alone, list the topics."`
-	Man        ManCmd        `cmd:"" help:"Print the man page, closewait(1), generated from this command line (roff)."`
-	Completion CompletionCmd `cmd:"" help:"Print a shell completion script: bash, zsh or fish."`
+	Help         HelpCmd         `cmd:"" help:"Explain a topic (CLOSE_WAIT, causes, reading the output, runtimes, keepalive, ...) or a command; alone, list the topics."`
+	Man          ManCmd          `cmd:"" help:"Print the man page, closewait(1), generated from this command line (roff)."`
+	Completion   CompletionCmd   `cmd:"" help:"Print a shell completion script: bash, zsh or fish."`
+	CompletePIDs CompletePIDsCmd `cmd:"" name:"complete-pids" hidden:"" help:"Process ids for the shell completions: CLOSE_WAIT holders first, with their comm."`
 
 	Version kong.VersionFlag `help:"Print the version and exit."`
 }

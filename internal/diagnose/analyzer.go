@@ -471,7 +471,13 @@ func (w *procWork) place(i int, s *snapshot.Socket, k sockKey, pos int, age time
 		w.matched++
 		part = w.c.ents[pos].part
 	} else {
-		part = w.groupOf(s)*int32(numCauses) + int32(causeOf(s))
+		var ci int
+		if w.store && !w.same { // factsOf named it already
+			ci = int(w.ents[i].cause)
+		} else {
+			ci = causeOf(s)
+		}
+		part = w.groupOf(s)*int32(numCauses) + int32(ci)
 		w.acc[part].missed = true
 	}
 	switch {

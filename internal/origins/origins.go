@@ -54,8 +54,8 @@ type Report struct {
 	UnsymbolisedFrames int `json:"unsymbolised_frames"`
 	// Recorded counts the recorded sockets still open (any state).
 	Recorded int `json:"recorded"`
-	// Unmatched counts recorded sockets that entered CLOSE_WAIT but were not
-	// in the snapshot (they left it since, or the snapshot missed them).
+	// Unmatched counts recorded sockets not among the snapshot's CLOSE_WAIT
+	// sockets: open in another state, or gone since.
 	Unmatched int `json:"unmatched,omitempty"`
 }
 
@@ -65,6 +65,10 @@ type Options struct {
 	PIDs map[int]bool
 	// Max bounds the number of origins (worst first); 0 means all.
 	Max int
+	// PerProcess, when not 0, keeps at most this many origins per process,
+	// and MaxProcesses, when not 0, the origins of at most this many
+	// processes (those with the worst origins).
+	PerProcess, MaxProcesses int
 	// Now is the time ages are computed at; zero means the snapshot's time.
 	Now time.Time
 	// ProcRoot is where to read the command name of a process the snapshot
@@ -126,9 +130,30 @@ func Build(smp *sockorigin.Sample, snap *snapshot.Snapshot, sym *symbolize.Symbo
 		}
 		g.o.OldestAgeSeconds = max(g.o.OldestAgeSeconds, age.Seconds())
 	}
+	list := make([]*group, 0, len(groups))
 	for _, g := range groups {
 		g.o.Closed = smp.Closed[g.key]
 		g.o.Cause = topCause(g.causes)
+		list = append(list, g)
+	}
+	slices.SortFunc(list, func(a, b *group) int {
+		return cmp.Or(cmp.Compare(b.o.Count, a.o.Count), cmp.Compare(b.o.OldestAgeSeconds, a.o.OldestAgeSeconds),
+			cmp.Compare(a.o.PID, b.o.PID), slices.Compare(a.pcs, b.pcs))
+	})
+	// Select, worst first, before naming the frames: symbolising is the
+	// costly part.
+	perPID := map[int]int{}
+	for _, g := range list {
+		if opt.Max > 0 && len(rep.Origins) == opt.Max {
+			break
+		}
+		if opt.PerProcess > 0 && perPID[g.o.PID] == opt.PerProcess {
+			continue
+		}
+		if opt.MaxProcesses > 0 && perPID[g.o.PID] == 0 && len(perPID) == opt.MaxProcesses {
+			continue
+		}
+		perPID[g.o.PID]++
 		if p := snap.Processes[g.o.PID]; p != nil {
 			g.o.Comm = p.Comm
 		} else if b, err := os.ReadFile(procscan.NewFS(opt.ProcRoot).Path(strconv.Itoa(g.o.PID), "comm")); err == nil {
@@ -141,13 +166,6 @@ func Build(smp *sockorigin.Sample, snap *snapshot.Snapshot, sym *symbolize.Symbo
 			g.o.Hint = "the kernel kept no frames for this stack"
 		}
 		rep.Origins = append(rep.Origins, g.o)
-	}
-	slices.SortFunc(rep.Origins, func(a, b Origin) int {
-		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(b.OldestAgeSeconds, a.OldestAgeSeconds),
-			cmp.Compare(a.PID, b.PID))
-	})
-	if opt.Max > 0 && len(rep.Origins) > opt.Max {
-		rep.Origins = rep.Origins[:opt.Max]
 	}
 	for _, o := range rep.Origins {
 		for _, f := range o.Frames {

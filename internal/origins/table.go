@@ -20,7 +20,10 @@ import (
 // command (closewait agent --trace). Each Update traces every process that
 // holds CLOSE_WAIT sockets in the snapshot (from then on: sockets made
 // earlier have no recorded stack), stops tracing processes that exited, and
-// rebuilds the report, bounded to Max origins. Safe for concurrent use.
+// rebuilds the report: the worst PerProcess origins of each process, for
+// the worst MaxProcesses processes (by their worst origin), so that a
+// process with a small leak keeps its origins beside a big one. Safe for
+// concurrent use.
 type Table struct {
 	rec  *sockorigin.Recorder
 	fs   procscan.FS
@@ -34,13 +37,20 @@ type Table struct {
 	err    error
 }
 
+// Bounds of a Table's report.
+const (
+	PerProcess   = 5   // origins kept per process
+	MaxProcesses = 200 // processes with origins kept
+)
+
 // NewTable makes a table over rec, which it does not close, reading
-// processes under procfs root; max bounds the origins kept (0 means 100).
-func NewTable(rec *sockorigin.Recorder, root string, max int) *Table {
-	if max <= 0 {
-		max = 100
+// processes under procfs root; perProcess bounds the origins kept per
+// process (0 means PerProcess), for at most MaxProcesses processes.
+func NewTable(rec *sockorigin.Recorder, root string, perProcess int) *Table {
+	if perProcess <= 0 {
+		perProcess = PerProcess
 	}
-	return &Table{rec: rec, fs: procscan.NewFS(root), root: root, max: max,
+	return &Table{rec: rec, fs: procscan.NewFS(root), root: root, max: perProcess,
 		sym: symbolize.New(root), traced: map[int]bool{}}
 }
 
@@ -73,7 +83,8 @@ func (t *Table) Update(snap *snapshot.Snapshot) error {
 		t.err = fmt.Errorf("origins: %w", err)
 		return t.err
 	}
-	t.latest, t.err = Build(smp, snap, t.sym, Options{Max: t.max}), nil
+	rep := Build(smp, snap, t.sym, Options{ProcRoot: t.root, PerProcess: t.max, MaxProcesses: MaxProcesses})
+	t.latest, t.err = rep, nil
 	return nil
 }
 

@@ -265,15 +265,18 @@ func TestWallViewInBrowser(t *testing.T) {
 		t.Run(size.name, func(t *testing.T) {
 			ctx := browser(t, size.w, size.h)
 			type page struct {
-				ScrollWidth int     `json:"scrollWidth"`
-				InnerWidth  int     `json:"innerWidth"`
-				StatusPx    float64 `json:"statusPx"`
-				Status      string  `json:"status"`
-				Headline    string  `json:"headline"`
-				Cards       []int   `json:"cards"`
-				CritSpark   string  `json:"critSpark"`
-				Crit        string  `json:"crit"`
-				Table       bool    `json:"table"`
+				ScrollWidth int       `json:"scrollWidth"`
+				InnerWidth  int       `json:"innerWidth"`
+				StatusPx    float64   `json:"statusPx"`
+				Status      string    `json:"status"`
+				Headline    string    `json:"headline"`
+				Cards       []int     `json:"cards"`
+				CritSpark   string    `json:"critSpark"`
+				Crit        string    `json:"crit"`
+				Table       bool      `json:"table"`
+				XMin        float64   `json:"xmin"`
+				XMax        float64   `json:"xmax"`
+				Data        []float64 `json:"data"`
 			}
 			var pg page
 			err := chromedp.Do(ctx,
@@ -287,12 +290,14 @@ func TestWallViewInBrowser(t *testing.T) {
 					const st = document.querySelector(".summary-status");
 					const probe = (v) => { const s = document.createElement("span"); s.style.color = "var(" + v + ")"; document.body.appendChild(s); const c = getComputedStyle(s).color; s.remove(); return c; };
 					const card = document.querySelector('.card[data-pid="%d"] svg.spark');
+					const u = document.querySelector(".chart[data-total]").uplot;
 					return {scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
 						statusPx: parseFloat(getComputedStyle(st).fontSize), status: st.textContent.trim(),
 						headline: document.querySelector(".summary-text").textContent,
 						cards: Array.from(document.querySelectorAll(".card")).map(c => +c.dataset.pid),
 						critSpark: card ? getComputedStyle(card).color : "", crit: probe("--crit"),
-						table: !!document.querySelector("table.problems")};
+						table: !!document.querySelector("table.problems"),
+						xmin: u.scales.x.min, xmax: u.scales.x.max, data: Array.from(u.data[0])};
 				})()`, crit.PID)))
 			}
 			png, serr := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -328,6 +333,11 @@ func TestWallViewInBrowser(t *testing.T) {
 			}
 			if pg.Table {
 				t.Errorf("the wall view shows the full table")
+			}
+			// The host chart's time axis spans its points (scans a moment apart
+			// included) and no more than the retained hour.
+			if n := len(pg.Data); n == 0 || pg.XMin > pg.Data[0] || pg.XMax < pg.Data[n-1] || pg.XMax-pg.XMin > 3700 || pg.XMax-pg.XMin < 59 {
+				t.Errorf("host chart's time axis %v..%v for points at %v", pg.XMin, pg.XMax, pg.Data)
 			}
 		})
 	}

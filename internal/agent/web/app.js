@@ -81,11 +81,13 @@
   }
   // Splits on whole UTC minutes and hours, whatever the browser's zone.
   function tzDate(ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); }
-  // At least a minute of time axis: one point, or scans a moment apart,
-  // would otherwise give sub-second ticks.
-  var timeScale = { x: { time: true, range: function (u, min, max) {
-    return max - min < 60 ? [max - 60, max] : [min, max];
-  } } };
+  // The time axis spans the data, and at least a minute: one point, or
+  // scans a moment apart (the same second), would otherwise give no span.
+  function timeScale(xs) {
+    var hi = xs.length ? xs[xs.length - 1] : Date.now() / 1000;
+    var lo = xs.length ? Math.min(xs[0], hi - 60) : hi - 60;
+    return { x: { time: true, range: function () { return [lo, hi]; } } };
+  }
 
   function draw(el, pts, kind) {
     var xs = [], a = [], b = [];
@@ -97,13 +99,13 @@
     var width = Math.max(el.clientWidth || 0, 300);
     var opts, data;
     if (kind === "fd") {
-      opts = { title: "Open fds vs soft limit", width: width, height: 180, tzDate: tzDate, scales: timeScale, legend: { live: false }, cursor: { sync: { key: "cw" + el.getAttribute("data-pid") } },
+      opts = { title: "Open fds vs soft limit", width: width, height: 180, tzDate: tzDate, scales: timeScale(xs), legend: { live: false }, cursor: { sync: { key: "cw" + el.getAttribute("data-pid") } },
         axes: axes("fds"), series: [{}, { label: "open fds", stroke: fdColor, width: 2 }, { label: "soft limit", stroke: limColor, dash: [6, 4], width: 1 }] };
       data = [xs, a, b];
     } else {
       var title = el.hasAttribute("data-total") ? "CLOSE_WAIT on the host" : "CLOSE_WAIT sockets";
       var key = el.hasAttribute("data-total") ? "host" : "cw" + el.getAttribute("data-pid");
-      opts = { title: title, width: width, height: 180, tzDate: tzDate, scales: timeScale, legend: { live: false }, cursor: { sync: { key: key } },
+      opts = { title: title, width: width, height: 180, tzDate: tzDate, scales: timeScale(xs), legend: { live: false }, cursor: { sync: { key: key } },
         axes: axes("sockets"), series: [{}, { label: "CLOSE_WAIT", stroke: cwColor, fill: "rgba(192,57,43,0.08)", width: 2 }] };
       data = [xs, a];
     }
