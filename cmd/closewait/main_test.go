@@ -105,9 +105,7 @@ func findProc(rep report.JSONReport, pid int) *report.JSONProcess {
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs holders and the report across users")
-	}
+	cwtest.NeedRoot(t, "runs holders and the report across users")
 }
 
 func TestReportJSONAttributesHolder(t *testing.T) {

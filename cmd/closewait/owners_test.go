@@ -22,7 +22,7 @@ func TestOwnersFlag(t *testing.T) {
 	ebpf := reportJSON(t, r)
 	if ebpf.Scan.Owners != "ebpf" {
 		if strings.Contains(r.stderr, "unavailable") {
-			t.Skipf("eBPF owners unavailable here: %s", r.stderr)
+			cwtest.SkipNotSupported(t, strings.TrimSpace(r.stderr))
 		}
 		t.Fatalf("--owners ebpf used %q; stderr %s", ebpf.Scan.Owners, r.stderr)
 	}

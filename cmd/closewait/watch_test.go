@@ -197,9 +197,11 @@ func TestReportHistoryShowsGrowthSinceLastRun(t *testing.T) {
 		report.JSONReport
 		History *history.JSONDelta `json:"history"`
 	}
+	// The holder leaks up to 600 sockets: past 100 (a slow, loaded host)
+	// the status is a warning, exit 1; the history is what is tested here.
 	first := run(t, nil, "--json", "--history="+path, "--pid", pid)
 	var a out
-	if err := json.Unmarshal([]byte(first.stdout), &a); err != nil || first.code != 0 {
+	if err := json.Unmarshal([]byte(first.stdout), &a); err != nil || first.code > 1 {
 		t.Fatalf("first run: exit %d, %v\n%s%s", first.code, err, first.stdout, first.stderr)
 	}
 	if a.History == nil || a.History.PreviousTime != "" || a.History.Path != path || len(a.History.Processes) != 1 {
@@ -208,7 +210,7 @@ func TestReportHistoryShowsGrowthSinceLastRun(t *testing.T) {
 	time.Sleep(600 * time.Millisecond) // about 12 more sockets
 	second := run(t, nil, "--json", "--history="+path, "--pid", pid)
 	var b out
-	if err := json.Unmarshal([]byte(second.stdout), &b); err != nil || second.code != 0 {
+	if err := json.Unmarshal([]byte(second.stdout), &b); err != nil || second.code > 1 {
 		t.Fatalf("second run: exit %d, %v\n%s%s", second.code, err, second.stdout, second.stderr)
 	}
 	hd := b.History
@@ -229,7 +231,7 @@ func TestReportHistoryShowsGrowthSinceLastRun(t *testing.T) {
 	}
 
 	text := run(t, nil, "--history="+path, "--pid", pid)
-	if text.code != 0 || !strings.Contains(text.stdout, "Since the last run") || !strings.Contains(text.stdout, fmt.Sprintf(" %d: %d → ", h.PID, pb.CloseWait)) {
+	if text.code > 1 || !strings.Contains(text.stdout, "Since the last run") || !strings.Contains(text.stdout, fmt.Sprintf(" %d: %d → ", h.PID, pb.CloseWait)) {
 		t.Errorf("text report with --history:\n%s%s", text.stdout, text.stderr)
 	}
 }

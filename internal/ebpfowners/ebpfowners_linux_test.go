@@ -15,8 +15,9 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf/btf"
-	"github.com/closewait/closewait/internal/cwtest"
 	gocmp "github.com/google/go-cmp/cmp"
+
+	"github.com/closewait/closewait/internal/cwtest"
 )
 
 func TestMain(m *testing.M) {
@@ -40,9 +41,7 @@ func loadOrSkip(t testing.TB, o loadOptions) *Iterator {
 		t.Skip("not in the initial pid namespace: the iterator reports host pids")
 	}
 	it, err := load(o)
-	if errors.Is(err, ErrNotSupported) && !cwtest.EBPFExpected() {
-		t.Skipf("eBPF task_file iterator unavailable (needs kernel >= 5.8 with BTF and CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN): %v", err)
-	}
+	cwtest.SkipIfNotSupported(t, err, ErrNotSupported)
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
@@ -469,8 +468,9 @@ func TestEachWantedIn(t *testing.T) {
 		wanted[o.Inode] = struct{}{}
 	}
 	wanted[fx.estIno] = struct{}{} // held by this process, which is not asked for
-	if errors.Is(it.EachWantedIn([]int{os.Getpid()}, wanted, func(int, int, uint64) {}), ErrNotSupported) {
-		t.Skip("kernel before 6.1: the task_file iterator takes no pid")
+	if err := it.EachWantedIn([]int{os.Getpid()}, wanted, func(int, int, uint64) {}); errors.Is(err, ErrNotSupported) {
+		cwtest.SkipOnOldKernel(t, 6, 1, "task_file iterator for chosen pids")
+		t.Fatal(err)
 	}
 	pids := []int{fx.holder.PID, gonePID, fx.holder.SharerPID}
 	got, all := collect(t, pids, func(fn func(pid, fd int, ino uint64)) error {

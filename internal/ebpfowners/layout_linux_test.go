@@ -1,12 +1,13 @@
 package ebpfowners
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/closewait/closewait/internal/cwtest"
 )
 
 // These tests need no privileges.
@@ -63,9 +64,7 @@ func TestMemberField(t *testing.T) {
 // needed) and checks the layout against what the program relies on.
 func TestKernelLayout(t *testing.T) {
 	spec, err := btf.LoadKernelSpec()
-	if errors.Is(err, btf.ErrNotSupported) {
-		t.Skipf("no kernel BTF: %v", err)
-	}
+	cwtest.SkipIfNotSupported(t, err, btf.ErrNotSupported)
 	if err != nil {
 		t.Fatal(err)
 	}

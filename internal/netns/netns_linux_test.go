@@ -158,9 +158,7 @@ func BenchmarkList(b *testing.B) {
 // BenchmarkDoDial measures entering a namespace to open one socket there and
 // coming back, what a snapshot pays per namespace besides its dump.
 func BenchmarkDoDial(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root to enter a namespace")
-	}
+	cwtest.NeedRoot(b, "enters a network namespace")
 	for b.Loop() {
 		if err := netns.Do("/proc/self/ns/net", func() error {
 			fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)

@@ -1,7 +1,6 @@
 package snapshot_test
 
 import (
-	"errors"
 	"fmt"
 	"testing"
 
@@ -18,9 +17,7 @@ import (
 func openFeed(t *testing.T) *sockevents.Feed {
 	t.Helper()
 	f, err := sockevents.Open()
-	if errors.Is(err, sockevents.ErrNotSupported) && !cwtest.EBPFExpected() {
-		t.Skipf("eBPF change feed not available (needs kernel BTF and root or CAP_BPF+CAP_PERFMON): %v", err)
-	}
+	cwtest.SkipIfNotSupported(t, err, sockevents.ErrNotSupported)
 	if err != nil {
 		t.Fatal(err)
 	}

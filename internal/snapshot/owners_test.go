@@ -24,9 +24,7 @@ func loadIterator(t *testing.T) *ebpfowners.Iterator {
 		t.Skip("not in the initial pid namespace: the iterator's pids would not match /proc")
 	}
 	it, err := ebpfowners.Load()
-	if errors.Is(err, ebpfowners.ErrNotSupported) && !cwtest.EBPFExpected() {
-		t.Skipf("eBPF task_file iterator unavailable here: %v", err)
-	}
+	cwtest.SkipIfNotSupported(t, err, ebpfowners.ErrNotSupported)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +136,8 @@ func TestNewSocketsSearchedInPreviousOwnersFirst(t *testing.T) {
 	second := incr(first)
 	if second.Stats.Scan.Targeted == 0 {
 		if err := it.EachWantedIn([]int{known.PID}, map[uint64]struct{}{1: {}}, func(int, int, uint64) {}); errors.Is(err, ebpfowners.ErrNotSupported) {
-			t.Skip("kernel before 6.1: no per-process iterator")
+			cwtest.SkipOnOldKernel(t, 6, 1, "task_file iterator for chosen pids")
+			t.Fatal(err)
 		}
 		t.Fatalf("new sockets were not searched in the previous owners first: %+v", second.Stats.Scan)
 	}

@@ -2,7 +2,6 @@ package snapshot_test
 
 import (
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -182,7 +181,5 @@ func TestTakeStatesAll(t *testing.T) {
 
 func skipUnlessRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: reads other processes' /proc/PID/fd (run as root or with CAP_SYS_PTRACE+CAP_DAC_READ_SEARCH)")
-	}
+	cwtest.NeedRoot(t, "reads other processes' /proc/PID/fd (or CAP_SYS_PTRACE+CAP_DAC_READ_SEARCH)")
 }

@@ -34,9 +34,7 @@ func holderSockets(t *testing.T, c *sockdiag.Conn, h *cwtest.Holder) map[netip.A
 }
 
 func TestDestroyRemovesSocketsFromTheKernel(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_NET_ADMIN) for SOCK_DESTROY")
-	}
+	cwtest.NeedRoot(t, "CAP_NET_ADMIN for SOCK_DESTROY")
 	for _, network := range []string{"tcp4", "tcp6"} {
 		t.Run(network, func(t *testing.T) {
 			h := cwtest.Start(t, cwtest.Spec{Network: network, ReadEOF: 1, Unread: 1, UnreadBytes: 5, NotAccepted: 1})
@@ -87,9 +85,7 @@ func TestDestroyRemovesSocketsFromTheKernel(t *testing.T) {
 // IPv4 (dumped as ::ffff:127.0.0.1, normalised to 127.0.0.1): the request
 // must carry the addresses IPv4-mapped, as the kernel keeps them.
 func TestDestroyDualStackMappedIPv4(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_NET_ADMIN) for SOCK_DESTROY")
-	}
+	cwtest.NeedRoot(t, "CAP_NET_ADMIN for SOCK_DESTROY")
 	ln, err := net.Listen("tcp", "[::]:0") // dual-stack
 	if err != nil {
 		t.Skipf("no dual-stack IPv6 listener here: %v", err)

@@ -6,6 +6,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/closewait/closewait/internal/cwtest"
 )
 
 // BenchmarkProgram measures what the feed costs the host: the kernel time
@@ -18,8 +20,9 @@ import (
 //	go test ./internal/sockevents -run '^$' -bench Program -benchtime 2000x
 func BenchmarkProgram(b *testing.B) {
 	f, err := open(openOptions{})
+	cwtest.SkipIfNotSupported(b, err, ErrNotSupported)
 	if err != nil {
-		b.Skipf("feed not available: %v", err)
+		b.Fatal(err)
 	}
 	defer f.Close()
 	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)

@@ -1,7 +1,6 @@
 package sockevents
 
 import (
-	"errors"
 	"os"
 	"syscall"
 	"testing"
@@ -19,9 +18,7 @@ func TestMain(m *testing.M) { cwtest.Main(m) }
 func openOrSkip(t *testing.T, o openOptions) *Feed {
 	t.Helper()
 	f, err := open(o)
-	if errors.Is(err, ErrNotSupported) && !cwtest.EBPFExpected() {
-		t.Skipf("eBPF state-change feed not available here (needs kernel BTF and CAP_BPF+CAP_PERFMON or root): %v", err)
-	}
+	cwtest.SkipIfNotSupported(t, err, ErrNotSupported)
 	if err != nil {
 		t.Fatal(err)
 	}
