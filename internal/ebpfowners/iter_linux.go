@@ -12,6 +12,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"github.com/closewait/closewait/internal/ebpfsupport"
 )
 
 // readSize is the buffer of one read(2) on the iterator. The kernel fills at
@@ -157,21 +159,9 @@ func loadAttach(l layout, o loadOptions, filter bool, cache *btf.Cache, spec *bt
 	return coll, iter, nil
 }
 
-// classify adds ErrNotSupported to errors that mean "cannot run here":
-// missing BTF or iterator, bpf(2) missing or refused (EPERM: no
-// capabilities). A verifier rejection (EACCES with a log) is not one: it
-// means the program or its layout is wrong for this kernel.
-func classify(err error) error {
-	var verr *ebpf.VerifierError
-	if errors.As(err, &verr) {
-		return err
-	}
-	if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, btf.ErrNotSupported) ||
-		errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSYS) {
-		return fmt.Errorf("%w: %w", ErrNotSupported, err)
-	}
-	return err
-}
+// classify adds ErrNotSupported to errors that mean "cannot run here"
+// (see ebpfsupport.Unsupported).
+func classify(err error) error { return ebpfsupport.Classify(err, ErrNotSupported) }
 
 // Each calls fn once for every socket fd of every process (thread-group
 // leader) visible in the reader's pid namespace, with the host pid, the fd

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/closewait/closewait/internal/diagnose"
 	"github.com/closewait/closewait/internal/report"
 	"github.com/closewait/closewait/internal/symbolize"
 )
@@ -50,7 +51,7 @@ func WriteText(w io.Writer, r *Report, opt TextOptions) error {
 	for i, o := range r.Origins {
 		fmt.Fprintln(bw)
 		fmt.Fprintf(bw, "%s%d. %s (pid %d) %s: %s in CLOSE_WAIT, %s closed properly, oldest %s\n", in, i+1, o.Comm, o.PID, o.How,
-			countWord(o.Count), report.Thousands(int(o.Closed)), ageText(o.OldestAgeSeconds))
+			countWord(o.Count), report.Thousands(int(o.Closed)), diagnose.FormatAge(time.Duration(o.OldestAgeSeconds*float64(time.Second))))
 		if o.Cause != "" {
 			fmt.Fprintf(bw, "%s   cause: %s (%s)\n", in, o.Cause, report.CauseTitle(o.Cause))
 		}
@@ -96,20 +97,6 @@ func pidsText(pids []int) string {
 		parts = append(parts, fmt.Sprint(p))
 	}
 	return fmt.Sprintf("%d processes (%s)", len(pids), strings.Join(parts, ", "))
-}
-
-// ageText is a short age: 45s, 12m, 3h10m, 2d4h.
-func ageText(sec float64) string {
-	d := time.Duration(sec * float64(time.Second))
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	}
-	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
 }
 
 func countWord(n int) string {

@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/closewait/closewait/internal/ebpfsupport"
 	"github.com/closewait/closewait/internal/sockdiag"
 )
 
@@ -108,20 +109,9 @@ func open(o openOptions) (_ *Feed, err error) {
 	return f, nil
 }
 
-// classify adds ErrNotSupported to errors that mean "cannot run here". A
-// verifier rejection is not one: it means the program is wrong for this
-// kernel.
-func classify(err error) error {
-	var verr *ebpf.VerifierError
-	if errors.As(err, &verr) {
-		return err
-	}
-	if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, btf.ErrNotSupported) ||
-		errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("%w: %w", ErrNotSupported, err)
-	}
-	return err
-}
+// classify adds ErrNotSupported to errors that mean "cannot run here"
+// (see ebpfsupport.Unsupported).
+func classify(err error) error { return ebpfsupport.Classify(err, ErrNotSupported) }
 
 // Drain calls fn, on the calling goroutine, for every change queued since
 // the last Drain (or since Open), oldest first, without waiting for more.

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/closewait/closewait/internal/btflayout"
+	"github.com/closewait/closewait/internal/ebpfsupport"
 	"github.com/closewait/closewait/internal/netns"
 )
 
@@ -163,20 +164,9 @@ func kernelOffsets(spec *btf.Spec) (offsets, error) {
 	return o, nil
 }
 
-// classify adds ErrNotSupported to errors that mean "cannot run here". A
-// verifier rejection is not one: it means the program is wrong for this
-// kernel.
-func classify(err error) error {
-	var verr *ebpf.VerifierError
-	if errors.As(err, &verr) {
-		return err
-	}
-	if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, btf.ErrNotSupported) ||
-		errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("%w: %w", ErrNotSupported, err)
-	}
-	return err
-}
+// classify adds ErrNotSupported to errors that mean "cannot run here"
+// (see ebpfsupport.Unsupported).
+func classify(err error) error { return ebpfsupport.Classify(err, ErrNotSupported) }
 
 // AddPID traces the process pid (a host tgid) from now on: every TCP
 // socket it creates by connect() or accept() is recorded.
