@@ -126,3 +126,40 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpShowsFlagsWhereTheyApply: a command offers only the flags it
+// uses (issue 16 item 12): analyze reads a file, so no --owners, --netns
+// or --path.procfs; help, man and completion take none of them; the
+// commands that read this host do.
+func TestHelpShowsFlagsWhereTheyApply(t *testing.T) {
+	hostFlags := []string{"--owners", "--path.procfs", "--netns"}
+	tests := []struct {
+		args     []string
+		has, not []string
+	}{
+		{[]string{"analyze", "--help"}, nil, hostFlags},
+		{[]string{"help", "--help"}, nil, hostFlags},
+		{[]string{"man", "--help"}, nil, hostFlags},
+		{[]string{"completion", "--help"}, nil, hostFlags},
+		{[]string{"sockets", "--help"}, hostFlags, nil},
+		{[]string{"explain", "--help"}, []string{"--owners", "--path.procfs"}, []string{"--netns"}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, stdout, _ := run(tt.args...)
+			if code != ExitOK {
+				t.Fatalf("exit %d", code)
+			}
+			for _, f := range tt.not {
+				if strings.Contains(stdout, f) {
+					t.Errorf("offers %s:\n%s", f, stdout)
+				}
+			}
+			for _, f := range tt.has {
+				if !strings.Contains(stdout, f) {
+					t.Errorf("lacks %s:\n%s", f, stdout)
+				}
+			}
+		})
+	}
+}
