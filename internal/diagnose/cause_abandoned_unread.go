@@ -38,7 +38,7 @@ var _ = register(&Cause{
 	},
 	steps: func(q *adviceQuery) []string {
 		if q.blocked {
-			return []string{"in the thread dump, find what the blocked threads wait for (the lock or pool) and which thread holds it: that thread is the bug, not the sockets"}
+			return []string{"take a thread dump (the commands below) and find what the blocked threads wait for (the lock or pool) and which thread holds it: that thread is the bug, not the sockets"}
 		}
 		return nil
 	},
