@@ -275,7 +275,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 		w.resolve()
 		p := w.p
 		share := p.FDShare()
-		p.Status, p.Reasons = th.judge(p.CloseWait, share, p.Oldest, p.HasAge)
+		p.Status, p.Reasons = th.Judge(p.CloseWait, share, p.Oldest, p.HasAge)
 		if base != nil {
 			p.Growth = computeGrowth(p, len(w.before), w.entered, r.Sample)
 			judgeGrowth(p)
@@ -312,7 +312,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 		}
 	}
 	u := &r.Unattributed
-	u.Status, u.Reasons = th.judge(u.Count, 0, u.Oldest, u.HasAge)
+	u.Status, u.Reasons = th.Judge(u.Count, 0, u.Oldest, u.HasAge)
 	u.Groups = unowned.groups(th)
 	r.Status = max(r.Status, u.Status)
 	slices.SortFunc(r.Processes, func(a, b *ProcessReport) int {
@@ -347,11 +347,6 @@ func holdsUnread(p *ProcessReport) bool {
 // the report, explain, check, watch and the agent all use it. The reasons
 // say which thresholds were crossed.
 func (th Thresholds) Judge(count int, fdShare float64, oldest time.Duration, hasAge bool) (Status, []string) {
-	return th.judge(count, fdShare, oldest, hasAge)
-}
-
-// judge applies the thresholds to one holder's numbers.
-func (th Thresholds) judge(count int, fdShare float64, oldest time.Duration, hasAge bool) (Status, []string) {
 	st := OK
 	var why []string
 	raise := func(s Status, format string, args ...any) {

@@ -70,7 +70,7 @@ func refAnalyze(snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
 	}
 	for _, p := range byPID {
 		share := p.FDShare()
-		p.Status, p.Reasons = th.judge(p.CloseWait, share, p.Oldest, p.HasAge)
+		p.Status, p.Reasons = th.Judge(p.CloseWait, share, p.Oldest, p.HasAge)
 		if opt.Previous != nil && r.Sample > 0 {
 			p.Growth = refComputeGrowth(p, opt.Previous.byPID[p.PID], r.Sample)
 			judgeGrowth(p)
@@ -85,7 +85,7 @@ func refAnalyze(snap *snapshot.Snapshot, th Thresholds, opt Options) *Report {
 		r.Status = max(r.Status, p.Status)
 	}
 	u := &r.Unattributed
-	u.Status, u.Reasons = th.judge(u.Count, 0, u.Oldest, u.HasAge)
+	u.Status, u.Reasons = th.Judge(u.Count, 0, u.Oldest, u.HasAge)
 	r.Status = max(r.Status, u.Status)
 	slices.SortFunc(r.Processes, func(a, b *ProcessReport) int {
 		return cmp.Or(

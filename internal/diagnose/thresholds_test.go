@@ -26,7 +26,7 @@ func TestThresholdParts(t *testing.T) {
 		if got := th.AgeStatus(tt.age); got != tt.aged {
 			t.Errorf("AgeStatus(%v) = %v, want %v", tt.age, got, tt.aged)
 		}
-		if st, _ := th.judge(1, tt.share, tt.age, true); st != max(tt.fd, tt.aged) {
+		if st, _ := th.Judge(1, tt.share, tt.age, true); st != max(tt.fd, tt.aged) {
 			t.Errorf("judge(%v, %v) = %v, want %v", tt.share, tt.age, st, max(tt.fd, tt.aged))
 		}
 	}

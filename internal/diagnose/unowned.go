@@ -4,11 +4,10 @@ import (
 	"cmp"
 	"fmt"
 	"net/netip"
-	"os/user"
 	"slices"
-	"strconv"
 	"time"
 
+	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/snapshot"
 )
 
@@ -80,19 +79,10 @@ func (u *unownedGroups) add(s *snapshot.Socket, age time.Duration, hasAge bool) 
 
 // groups judges the groups and returns the largest, worst first.
 func (u *unownedGroups) groups(th Thresholds) []UnownedGroup {
-	names := map[uint32]string{}
 	var out []UnownedGroup
 	for _, g := range u.by {
-		name, ok := names[g.UID]
-		if !ok {
-			name = strconv.Itoa(int(g.UID))
-			if usr, err := user.LookupId(name); err == nil {
-				name = usr.Username
-			}
-			names[g.UID] = name
-		}
-		g.User = name
-		g.Status, g.Reasons = th.judge(g.Count, 0, g.Oldest, g.HasAge)
+		g.User = procscan.UserName(g.UID)
+		g.Status, g.Reasons = th.Judge(g.Count, 0, g.Oldest, g.HasAge)
 		out = append(out, *g)
 	}
 	slices.SortFunc(out, func(a, b UnownedGroup) int {

@@ -102,7 +102,7 @@ func (fs FS) Process(pid int) (*Process, error) {
 	}
 	if status, err := pp.NewStatus(); err == nil {
 		p.UID = uint32(status.UIDs[0])
-		p.User = userName(p.UID)
+		p.User = UserName(p.UID)
 	} else {
 		miss("status", err)
 	}
@@ -262,8 +262,9 @@ var (
 	userCache = map[uint32]string{}
 )
 
-// userName returns the login name of uid, or the number when it has none.
-func userName(uid uint32) string {
+// UserName returns the login name of uid, or the number when it has none
+// (looked up once per uid, then cached).
+func UserName(uid uint32) string {
 	userMu.Lock()
 	defer userMu.Unlock()
 	if n, ok := userCache[uid]; ok {
