@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/closewait/closewait/internal/diagnose"
@@ -95,9 +94,9 @@ func (c *DestroyCmd) Run(g *Globals) error {
 		return nil
 	}
 	if c.Yes {
-		fmt.Fprintf(w, "Destroying %s:\n", plural(len(socks), what+" socket"))
+		fmt.Fprintf(w, "Destroying %s:\n", diagnose.Count(len(socks), what+" socket"))
 	} else {
-		fmt.Fprintf(w, "Would destroy %s (dry run):\n", plural(len(socks), what+" socket"))
+		fmt.Fprintf(w, "Would destroy %s (dry run):\n", diagnose.Count(len(socks), what+" socket"))
 	}
 	if err := report.NewSocketWriter(w, snap).Table(socks, !c.NoHeaders); err != nil {
 		return err
@@ -105,7 +104,7 @@ func (c *DestroyCmd) Run(g *Globals) error {
 	fmt.Fprintln(w)
 	explainDestroy(w, snap, socks)
 	if !c.Yes {
-		fmt.Fprintf(w, "\nDry run: nothing was destroyed. Add --yes to destroy %s.\n", plural(len(socks), "socket"))
+		fmt.Fprintf(w, "\nDry run: nothing was destroyed. Add --yes to destroy %s.\n", diagnose.Count(len(socks), "socket"))
 		return nil
 	}
 	fmt.Fprintln(w)
@@ -123,7 +122,7 @@ func (c *DestroyCmd) Run(g *Globals) error {
 			fmt.Fprintf(w, "failed     %s: %v\n", line, err)
 		}
 	})
-	fmt.Fprintf(w, "\nDestroyed %d of %s", out.destroyed, plural(len(socks), "socket"))
+	fmt.Fprintf(w, "\nDestroyed %d of %s", out.destroyed, diagnose.Count(len(socks), "socket"))
 	if out.gone > 0 {
 		fmt.Fprintf(w, "; %d were gone already", out.gone)
 	}
@@ -223,14 +222,6 @@ func (c *DestroyCmd) runJSON(g *Globals, snap *snapshot.Snapshot, socks []*snaps
 	return res.exit(fatal, len(socks))
 }
 
-// plural writes "1 socket", "2 sockets".
-func plural(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return strconv.Itoa(n) + " " + noun + "s"
-}
-
 func statesText(states sockdiag.StateSet) string {
 	if states == sockdiag.AllStates {
 		return "TCP"
@@ -281,7 +272,7 @@ func explainDestroy(w io.Writer, snap *snapshot.Snapshot, socks []*snapshot.Sock
 			share = float64(p.OpenFDs) / float64(p.FDSoft)
 			fds = fmt.Sprintf("%d/%d fds (%.0f%% of its limit)", p.OpenFDs, p.FDSoft, 100*share)
 		}
-		fmt.Fprintf(w, "  pid %d (%s): %s, %s: ", pid, p.Comm, plural(n, "socket"), fds)
+		fmt.Fprintf(w, "  pid %d (%s): %s, %s: ", pid, p.Comm, diagnose.Count(n, "socket"), fds)
 		if share >= 0.5 {
 			fmt.Fprintln(w, "its fd usage is the problem and destroying does not lower it;")
 			fmt.Fprintln(w, "    only restarting it (or a fix that closes the sockets) frees fds.")
@@ -291,11 +282,11 @@ func explainDestroy(w io.Writer, snap *snapshot.Snapshot, socks []*snapshot.Sock
 		}
 	}
 	if notAccepted > 0 {
-		fmt.Fprintf(w, "  %s never accepted (no fd): destroying frees them, but each stays a closed entry\n", plural(notAccepted, "socket"))
+		fmt.Fprintf(w, "  %s never accepted (no fd): destroying frees them, but each stays a closed entry\n", diagnose.Count(notAccepted, "socket"))
 		fmt.Fprintln(w, "    in its listener's accept queue until the server accepts it.")
 	}
 	if unowned > 0 {
-		fmt.Fprintf(w, "  %s with no owner found: their process keeps its fds as well.\n", plural(unowned, "socket"))
+		fmt.Fprintf(w, "  %s with no owner found: their process keeps its fds as well.\n", diagnose.Count(unowned, "socket"))
 	}
 }
 

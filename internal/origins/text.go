@@ -51,7 +51,7 @@ func WriteText(w io.Writer, r *Report, opt TextOptions) error {
 	for i, o := range r.Origins {
 		fmt.Fprintln(bw)
 		fmt.Fprintf(bw, "%s%d. %s (pid %d) %s: %s in CLOSE_WAIT, %s closed properly, oldest %s\n", in, i+1, o.Comm, o.PID, o.How,
-			countWord(o.Count), report.Thousands(int(o.Closed)), diagnose.FormatAge(time.Duration(o.OldestAgeSeconds*float64(time.Second))))
+			report.SocketCount(o.Count), report.Thousands(int(o.Closed)), diagnose.FormatAge(time.Duration(o.OldestAgeSeconds*float64(time.Second))))
 		if o.Cause != "" {
 			fmt.Fprintf(bw, "%s   cause: %s (%s)\n", in, o.Cause, report.CauseTitle(o.Cause))
 		}
@@ -97,11 +97,4 @@ func pidsText(pids []int) string {
 		parts = append(parts, fmt.Sprint(p))
 	}
 	return fmt.Sprintf("%d processes (%s)", len(pids), strings.Join(parts, ", "))
-}
-
-func countWord(n int) string {
-	if n == 1 {
-		return "1 socket"
-	}
-	return report.Thousands(n) + " sockets"
 }

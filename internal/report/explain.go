@@ -122,7 +122,7 @@ func WriteExplain(w io.Writer, p *diagnose.ProcessReport, opt ExplainOptions) er
 // FindingFacts is the line under a finding's title in explain: where,
 // how many, how old and, for pool-idle, the server's idle timeout.
 func FindingFacts(f diagnose.Finding) string {
-	s := fmt.Sprintf("%s · %s · oldest ~%s", where(f), countWord(f.Count), diagnose.FormatAge(time.Duration(f.Oldest*float64(time.Second))))
+	s := fmt.Sprintf("%s · %s · oldest ~%s", where(f), SocketCount(f.Count), diagnose.FormatAge(time.Duration(f.Oldest*float64(time.Second))))
 	if f.RemoteIdleTimeout > 0 {
 		s += fmt.Sprintf(" · server idle timeout ~%.1f s", f.RemoteIdleTimeout)
 	}
@@ -164,7 +164,9 @@ func where(f diagnose.Finding) string {
 	return f.Direction
 }
 
-func countWord(n int) string {
+// SocketCount writes a count of sockets with thousands separators: "1
+// socket", "12,400 sockets".
+func SocketCount(n int) string {
 	return Thousands(n) + " socket" + plural(n)
 }
 
