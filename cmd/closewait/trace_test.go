@@ -221,17 +221,28 @@ type child struct {
 func startChild(t *testing.T, bin string, args ...string) *child {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	in, _ := cmd.StdinPipe()
+	c := startCmd(t, cmd)
+	c.in = in
+	t.Cleanup(func() { in.Close() })
+	c.expect(t, "ready")
+	return c
+}
+
+// startCmd starts cmd, killed with the test binary and by its pid when the
+// test ends (its perf map, if it wrote one, removed), reading its stdout
+// line by line.
+func startCmd(t *testing.T, cmd *exec.Cmd) *child {
+	t.Helper()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { in.Close(); cmd.Process.Kill(); cmd.Wait() })
-	c := &child{cmd: cmd, in: in, lines: bufio.NewScanner(out)}
-	c.expect(t, "ready")
-	return c
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); os.Remove(fmt.Sprintf("/tmp/perf-%d.map", pid)) })
+	return &child{cmd: cmd, lines: bufio.NewScanner(out)}
 }
 
 func (c *child) expect(t *testing.T, word string) {
@@ -440,16 +451,8 @@ func compileC(t *testing.T, gcc, dir, src string) (bin, srcPath string) {
 // half-close, and returns the report and the server's pid.
 func traceCServer(t *testing.T, bin string, n int) (origins.Report, int) {
 	t.Helper()
-	c := &child{}
 	cmd := exec.Command(bin)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	c.cmd, c.lines = cmd, bufio.NewScanner(out)
+	c := startCmd(t, cmd)
 	if !c.lines.Scan() {
 		t.Fatal("the C server did not print its port")
 	}
@@ -576,13 +579,7 @@ func TestExplainTraceAddsOrigins(t *testing.T) {
 	for _, format := range []string{"text", "json"} {
 		t.Run(format, func(t *testing.T) {
 			cmd := exec.Command(bin)
-			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-			out, _ := cmd.StdoutPipe()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-			c := &child{cmd: cmd, lines: bufio.NewScanner(out)}
+			c := startCmd(t, cmd)
 			c.lines.Scan()
 			port := c.lines.Text()
 			args := []string{"explain", fmt.Sprint(cmd.Process.Pid), "--trace", "2m"}
@@ -750,15 +747,8 @@ func TestTraceJavaPerfMap(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "Hold.java"), []byte(javaLeaker), 0o644)
 	cmd := exec.Command(java, "-XX:+PreserveFramePointer", "-Xmx64m", "-XX:TieredStopAtLevel=1", filepath.Join(dir, "Hold.java"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	c := startCmd(t, cmd)
 	pid := cmd.Process.Pid
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); os.Remove(fmt.Sprintf("/tmp/perf-%d.map", pid)) })
-	c := &child{cmd: cmd, lines: bufio.NewScanner(out)}
 	if !c.lines.Scan() {
 		t.Fatal("the java server did not print its port")
 	}
@@ -823,15 +813,8 @@ def serve():
 serve()
 `
 	cmd := exec.Command(py, "-X", "perf", "-c", server)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	c := startCmd(t, cmd)
 	pid := cmd.Process.Pid
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); os.Remove(fmt.Sprintf("/tmp/perf-%d.map", pid)) })
-	c := &child{cmd: cmd, lines: bufio.NewScanner(out)}
 	c.lines.Scan()
 	port := c.lines.Text()
 	tr := startTrace(t, "--pid", fmt.Sprint(pid), "--duration", "2m", "--json")
