@@ -98,25 +98,7 @@ func startProcess(t *testing.T, cmd *exec.Cmd, re *regexp.Regexp) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", cmd.Path, err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() && stderr.Len() > 0 {
-			t.Logf("%s stderr:\n%s", filepath.Base(cmd.Path), tail(stderr.String(), 2000))
-		}
-	})
+	stderr := startStopped(t, cmd, 10*time.Second, 2000)
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -293,14 +275,15 @@ scrape_configs:
 	}
 }
 
-// startPrometheus starts the server, ends it by its pid when the test ends,
-// and waits until it is ready.
-func startPrometheus(t *testing.T, cmd *exec.Cmd) {
+// startStopped starts cmd and, when the test ends, stops it by its pid:
+// SIGTERM, then SIGKILL after grace. A failed test logs the last keep bytes
+// of its stderr, which it returns.
+func startStopped(t *testing.T, cmd *exec.Cmd, grace time.Duration, keep int) *strings.Builder {
 	t.Helper()
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	stderr := &strings.Builder{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start prometheus: %v", err)
+		t.Fatalf("start %s: %v", cmd.Path, err)
 	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -308,14 +291,22 @@ func startPrometheus(t *testing.T, cmd *exec.Cmd) {
 		go func() { _ = cmd.Wait(); close(done) }()
 		select {
 		case <-done:
-		case <-time.After(15 * time.Second):
+		case <-time.After(grace):
 			_ = cmd.Process.Kill()
 			<-done
 		}
-		if t.Failed() {
-			t.Logf("prometheus stderr:\n%s", tail(stderr.String(), 3000))
+		if t.Failed() && stderr.Len() > 0 {
+			t.Logf("%s stderr:\n%s", filepath.Base(cmd.Path), tail(stderr.String(), keep))
 		}
 	})
+	return stderr
+}
+
+// startPrometheus starts the server, ends it by its pid when the test ends,
+// and waits until it is ready.
+func startPrometheus(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	stderr := startStopped(t, cmd, 15*time.Second, 3000)
 	var addr string
 	for _, a := range cmd.Args {
 		if v, ok := strings.CutPrefix(a, "--web.listen-address="); ok {
