@@ -61,8 +61,9 @@ type Result struct {
 	// Missing names what this format could not tell, in words.
 	Missing []string
 
-	queues bool // the input shows Recv-Q
-	ages   bool // the input shows tcp_info ages
+	queues  bool // the input shows Recv-Q
+	ages    bool // the input shows tcp_info ages
+	summary bool // the input has totals only (ss -s): no CLOSE_WAIT count
 }
 
 // HasAges reports whether the input carries age estimates (ss -i).
@@ -273,7 +274,7 @@ func (p *parsed) result(opt Options) *Result {
 	if p.owners {
 		snap.Stats.Owners = "text"
 	}
-	res := &Result{Format: p.format, Snapshot: snap, Missing: p.missing(), queues: p.queues || p.summary, ages: p.info}
+	res := &Result{Format: p.format, Snapshot: snap, Missing: p.missing(), queues: p.queues || p.summary, ages: p.info, summary: p.summary}
 	snap.Notices = append(snap.Notices, fmt.Sprintf("analyzed %s output from host %s: %s", p.format, snap.Host, strings.Join(res.Missing, "; ")))
 	snap.Notices = append(snap.Notices, p.notices...)
 	if p.owners {

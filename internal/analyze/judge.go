@@ -37,4 +37,4 @@ func (res *Result) Judge(th diagnose.Thresholds, opt diagnose.Options) *diagnose
 
 // CloseWaitUnknown reports whether the input cannot count CLOSE_WAIT
 // sockets (ss -s: its "estab" counts ESTABLISHED and CLOSE_WAIT together).
-func (res *Result) CloseWaitUnknown() bool { return res.Snapshot.Stats.Source == "ss -s" }
+func (res *Result) CloseWaitUnknown() bool { return res.summary }
