@@ -204,7 +204,7 @@ func (c *adviceContext) listenerLines(port uint16) []string {
 	var out []string
 	for _, l := range listenersOn(c.snap, port, c.p.PID) {
 		why := "the process is not accepting"
-		if c.key.fds != "" { // fdsFull: fd-exhausted
+		if fdsFull(c.p) { // fd-exhausted
 			why = "the process cannot accept them without a free fd"
 		}
 		out = append(out, fmt.Sprintf("listener %s has %d connections queued (backlog %d): %s", l.Local, l.RecvQ, l.SendQ, why))
