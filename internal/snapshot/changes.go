@@ -41,6 +41,39 @@ type changeSet struct {
 	entered map[uint64]map[uint64]sockdiag.Socket // netns -> cookie -> socket that entered
 	runs    map[uint64][][2]int                   // netns -> runs of Previous.Sockets in it
 	relook  int                                   // accept-queue sockets looked up again so far
+	// leftFilter answers most "did it leave?" questions without a lookup
+	// in left: a carried socket costs no map operation.
+	leftFilter cookieFilter
+}
+
+// cookieFilter is a set of cookies with false positives (one hash bit per
+// cookie, 16 bits a cookie): a clear bit says the cookie is not in the set.
+type cookieFilter []uint64
+
+func newCookieFilter[V any](set map[uint64]V) cookieFilter {
+	words := 1
+	for words*64 < 16*len(set) {
+		words *= 2
+	}
+	f := make(cookieFilter, words)
+	for c := range set {
+		b := f.bit(c)
+		f[b/64] |= 1 << (b % 64)
+	}
+	return f
+}
+
+func (f cookieFilter) bit(c uint64) uint64 {
+	return (c * 0x9E3779B97F4A7C15 >> 17) & uint64(len(f)*64-1)
+}
+
+// has reports whether c may be in the set (always, for a nil filter).
+func (f cookieFilter) has(c uint64) bool {
+	if f == nil {
+		return true
+	}
+	b := f.bit(c)
+	return f[b/64]&(1<<(b%64)) != 0
 }
 
 // drainChanges drains opt.Changes and decides whether this snapshot can be
@@ -85,6 +118,7 @@ func (snap *Snapshot) drainChanges(opt config) *changeSet {
 	}
 	snap.Stats.Changes = ChangesApplied
 	cs.apply = true
+	cs.leftFilter = newCookieFilter(cs.left)
 	cs.runs = map[uint64][][2]int{}
 	for i := 0; i < len(prev.Sockets); {
 		j, ns := i+1, prev.Sockets[i].NetNS
@@ -112,13 +146,14 @@ func (d *dumper) applyChanges(c *sockdiag.Conn) error {
 	dt := max(d.snap.Time.Sub(prev.Time), 0)
 	start := len(d.snap.Sockets)
 	var ask []sockdiag.Socket // looked up in one batch: accepted since, or new
+	enteredFilter := newCookieFilter(entered)
 	for _, run := range cs.runs[ns] {
 		for i := run[0]; i < run[1]; i++ {
 			p := &prev.Sockets[i].Socket
-			if cs.left[p.Cookie] {
+			if cs.leftFilter.has(p.Cookie) && cs.left[p.Cookie] {
 				continue
 			}
-			if len(entered) > 0 {
+			if len(entered) > 0 && enteredFilter.has(p.Cookie) {
 				delete(entered, p.Cookie) // already known: an event from before Previous's dump
 			}
 			if p.Inode == 0 && cs.relook < maxRelook {
@@ -137,6 +172,9 @@ func (d *dumper) applyChanges(c *sockdiag.Conn) error {
 				advanceInfo(&s.Info, dt)
 			}
 		}
+	}
+	if end := len(d.snap.Sockets); end > start {
+		d.snap.carried = append(d.snap.carried, [2]int{start, end})
 	}
 	for _, cookie := range slices.Sorted(maps.Keys(entered)) {
 		ask = append(ask, entered[cookie])

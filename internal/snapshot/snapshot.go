@@ -84,6 +84,10 @@ type Snapshot struct {
 	// read the kernel, as its changeSeq-th drain.
 	changesSynced bool
 	changeSeq     uint64
+	// carried are the ranges of Sockets that a snapshot built from the
+	// change feed (Stats.Changes ChangesApplied) took over from Previous,
+	// with Previous's owners; its other sockets are new since Previous.
+	carried [][2]int
 }
 
 // Options control Take. The zero value takes a CLOSE_WAIT snapshot of /proc.
@@ -436,6 +440,15 @@ func (snap *Snapshot) compactOwners() {
 	}
 }
 
+// prevSource says what findOwners knows of a socket without an owner yet.
+type prevSource uint8
+
+const (
+	lookPrev    prevSource = iota // look it up in Previous by inode
+	carriedOver                   // carried over from Previous, which found no owner
+	isNew                         // not in Previous
+)
+
 // findOwners attributes sockets and listeners to processes and reads the
 // facts of every owner.
 func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) error {
@@ -449,19 +462,19 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) er
 	// collected on the way: reading each socket's owners is a cache miss,
 	// so it is done once.
 	pids := map[int]bool{}
-	last := -1
+	var recent pidCache // the sockets of a few processes come interleaved, in hash order
 	addPIDs := func(owners []procscan.Owner) {
 		for _, o := range owners {
-			if o.PID != last { // a process's sockets mostly come in a row
+			if !recent.has(o.PID) {
 				pids[o.PID] = true
-				last = o.PID
+				recent.add(o.PID)
 			}
 		}
 	}
 	reused := 0
 	var fresh []*Socket // the sockets whose owners are searched
 	still := newReuser(fs, opt)
-	reuse := func(s *Socket) {
+	reuse := func(s *Socket, from prevSource) {
 		if s.Inode == 0 {
 			return
 		}
@@ -472,15 +485,24 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) er
 				return
 			}
 			s.Owners = nil
-		} else if p := prev.find(s.Inode); p != nil {
-			if len(p.Owners) > 0 && still(p.Owners[0], s.Inode) {
-				s.Owners = p.Owners
-				addPIDs(s.Owners)
-				reused++
-				return
-			}
-			if len(p.Owners) == 0 && opt.SkipUnowned {
-				return
+		} else {
+			switch from {
+			case lookPrev:
+				if p := prev.find(s.Inode); p != nil {
+					if len(p.Owners) > 0 && still(p.Owners[0], s.Inode) {
+						s.Owners = p.Owners
+						addPIDs(s.Owners)
+						reused++
+						return
+					}
+					if len(p.Owners) == 0 && opt.SkipUnowned {
+						return
+					}
+				}
+			case carriedOver: // Previous had no owner for it either
+				if opt.SkipUnowned {
+					return
+				}
 			}
 		}
 		wanted[s.Inode] = struct{}{}
@@ -489,13 +511,36 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) er
 	}
 	prev.rewind(0)
 	notAccepted := false
-	for i := range snap.Sockets {
-		reuse(&snap.Sockets[i])
-		notAccepted = notAccepted || snap.Sockets[i].NotAccepted
+	if snap.Stats.Changes == ChangesApplied {
+		// Built from the change feed: each socket is known to be carried
+		// over (with Previous's owners) or new, without a lookup in
+		// Previous (at 1M sockets, hundreds of new ones would otherwise
+		// build its index of every inode each time).
+		next := 0 // the next socket not yet taken
+		for _, run := range snap.carried {
+			for i := next; i < run[0]; i++ {
+				reuse(&snap.Sockets[i], isNew)
+			}
+			for i := run[0]; i < run[1]; i++ {
+				reuse(&snap.Sockets[i], carriedOver)
+			}
+			next = run[1]
+		}
+		for i := next; i < len(snap.Sockets); i++ {
+			reuse(&snap.Sockets[i], isNew)
+		}
+		for i := range snap.Sockets {
+			notAccepted = notAccepted || snap.Sockets[i].NotAccepted
+		}
+	} else {
+		for i := range snap.Sockets {
+			reuse(&snap.Sockets[i], lookPrev)
+			notAccepted = notAccepted || snap.Sockets[i].NotAccepted
+		}
 	}
 	prev.rewind(1)
 	for i := range snap.Listeners {
-		reuse(&snap.Listeners[i])
+		reuse(&snap.Listeners[i], lookPrev)
 	}
 	snap.Stats.Reused = reused
 
