@@ -44,6 +44,50 @@ type changeSet struct {
 	// leftFilter answers most "did it leave?" questions without a lookup
 	// in left: a carried socket costs no map operation.
 	leftFilter cookieFilter
+	// The namespaces applyChanges started to list, and those it listed.
+	started, done map[uint64]bool
+}
+
+// delta is how a snapshot built from the change feed differs from its
+// Previous (Snapshot.Delta).
+type delta struct {
+	valid    bool
+	prevTime time.Time
+	entered  []int    // indices in Sockets of the sockets not in Previous
+	left     []uint64 // cookies of Previous's sockets not in Sockets
+}
+
+// endDelta completes the delta once every namespace is listed: the sockets
+// of Previous's namespaces not listed this time (gone, or not readable any
+// more) left too.
+func (snap *Snapshot) endDelta(cs *changeSet, prev *Snapshot) {
+	for ns := range cs.started {
+		if !cs.done[ns] {
+			return // a namespace's listing failed half-way: no delta
+		}
+	}
+	for ns, runs := range cs.runs {
+		if cs.done[ns] {
+			continue
+		}
+		for _, run := range runs {
+			for i := run[0]; i < run[1]; i++ {
+				snap.delta.left = append(snap.delta.left, prev.Sockets[i].Cookie)
+			}
+		}
+	}
+	snap.delta.valid, snap.delta.prevTime = true, prev.Time
+}
+
+// Delta says how a snapshot built from the change feed (Stats.Changes
+// ChangesApplied) differs from its Previous, taken at prevTime: entered are
+// the indices in Sockets of the sockets Previous did not list, left the
+// cookies of Previous's sockets this one does not list. ok is false for a
+// snapshot dumped in full. A caller that saw Previous can follow the set
+// of CLOSE_WAIT sockets at the cost of what changed.
+func (snap *Snapshot) Delta() (entered []int, left []uint64, prevTime time.Time, ok bool) {
+	d := &snap.delta
+	return d.entered, d.left, d.prevTime, d.valid
 }
 
 // cookieFilter is a set of cookies with false positives (one hash bit per
@@ -119,6 +163,7 @@ func (snap *Snapshot) drainChanges(opt config) *changeSet {
 	snap.Stats.Changes = ChangesApplied
 	cs.apply = true
 	cs.leftFilter = newCookieFilter(cs.left)
+	cs.started, cs.done = map[uint64]bool{}, map[uint64]bool{}
 	cs.runs = map[uint64][][2]int{}
 	for i := 0; i < len(prev.Sockets); {
 		j, ns := i+1, prev.Sockets[i].NetNS
@@ -144,12 +189,14 @@ func (d *dumper) applyChanges(c *sockdiag.Conn, path string) error {
 	entered := cs.entered[ns]
 	dt := max(d.snap.Time.Sub(prev.Time), 0)
 	start := len(d.snap.Sockets)
+	cs.started[ns] = true
 	var ask []sockdiag.Socket // looked up in one batch: accepted since, or new
 	enteredFilter := newCookieFilter(entered)
 	for _, run := range cs.runs[ns] {
 		for i := run[0]; i < run[1]; i++ {
 			p := &prev.Sockets[i].Socket
 			if cs.leftFilter.has(p.Cookie) && cs.left[p.Cookie] {
+				d.snap.delta.left = append(d.snap.delta.left, p.Cookie)
 				continue
 			}
 			if len(entered) > 0 && enteredFilter.has(p.Cookie) {
@@ -175,6 +222,7 @@ func (d *dumper) applyChanges(c *sockdiag.Conn, path string) error {
 	if end := len(d.snap.Sockets); end > start {
 		d.snap.carried = append(d.snap.carried, [2]int{start, end})
 	}
+	relooks := len(ask) // ask[:relooks] were in Previous
 	for _, cookie := range slices.Sorted(maps.Keys(entered)) {
 		ask = append(ask, entered[cookie])
 	}
@@ -184,11 +232,18 @@ func (d *dumper) applyChanges(c *sockdiag.Conn, path string) error {
 	}
 	for i := range ask {
 		if errs[i] != nil || ask[i].State != sockdiag.CloseWait {
+			if i < relooks {
+				d.snap.delta.left = append(d.snap.delta.left, ask[i].Cookie)
+			}
 			continue // gone again, or moved on
 		}
 		ask[i].NetNS = ns
+		if i >= relooks {
+			d.snap.delta.entered = append(d.snap.delta.entered, len(d.snap.Sockets))
+		}
 		d.snap.Sockets = append(d.snap.Sockets, Socket{Socket: ask[i]})
 	}
+	cs.done[ns] = true
 	d.snap.States[sockdiag.CloseWait] += len(d.snap.Sockets) - start
 	return nil
 }

@@ -89,6 +89,7 @@ type Snapshot struct {
 	// change feed (Stats.Changes ChangesApplied) took over from Previous,
 	// with Previous's owners; its other sockets are new since Previous.
 	carried [][2]int
+	delta   delta
 }
 
 // Options control Take. The zero value takes a CLOSE_WAIT snapshot of /proc.
@@ -212,8 +213,10 @@ func TakeAfter(o Options, succ Successive) (*Snapshot, error) {
 			n += len(m)
 		}
 		snap.Sockets = make([]Socket, 0, n)
+		adviseHugePages(snap.Sockets) // the memory a release gave back is faulted in anew
 	case prev != nil: // about as many sockets as last time: no regrowth of a large slice
 		snap.Sockets = make([]Socket, 0, len(prev.Sockets)+len(prev.Sockets)/8+16)
+		adviseHugePages(snap.Sockets)
 	}
 	if n := tcpInUse(fs); opt.Previous == nil && n > 1024 {
 		// Regrowing a slice of 100k sockets copies and clears it several
@@ -232,6 +235,9 @@ func TakeAfter(o Options, succ Successive) (*Snapshot, error) {
 	prev := newPrevIndex(opt.Previous)
 	if err := snap.dump(fs, opt, &listeners, prev, changes); err != nil {
 		return nil, err
+	}
+	if changes != nil && changes.apply {
+		snap.endDelta(changes, opt.Previous)
 	}
 	snap.Stats.DumpTime = time.Since(start)
 	snap.linkListeners(listeners)
@@ -523,27 +529,34 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) er
 	}
 	prev.rewind(0)
 	notAccepted := false
-	if snap.Stats.Changes == ChangesApplied {
+	applied := snap.Stats.Changes == ChangesApplied
+	var waiting []int // applied: the sockets in an accept queue
+	if applied {
 		// Built from the change feed: each socket is known to be carried
 		// over (with Previous's owners) or new, without a lookup in
 		// Previous (at 1M sockets, hundreds of new ones would otherwise
 		// build its index of every inode each time).
 		next := 0 // the next socket not yet taken
+		take := func(i int, from prevSource) {
+			s := &snap.Sockets[i]
+			reuse(s, from)
+			if s.NotAccepted {
+				waiting = append(waiting, i)
+			}
+		}
 		for _, run := range snap.carried {
 			for i := next; i < run[0]; i++ {
-				reuse(&snap.Sockets[i], isNew)
+				take(i, isNew)
 			}
 			for i := run[0]; i < run[1]; i++ {
-				reuse(&snap.Sockets[i], carriedOver)
+				take(i, carriedOver)
 			}
 			next = run[1]
 		}
 		for i := next; i < len(snap.Sockets); i++ {
-			reuse(&snap.Sockets[i], isNew)
+			take(i, isNew)
 		}
-		for i := range snap.Sockets {
-			notAccepted = notAccepted || snap.Sockets[i].NotAccepted
-		}
+		notAccepted = len(waiting) > 0
 	} else {
 		for i := range snap.Sockets {
 			reuse(&snap.Sockets[i], lookPrev)
@@ -582,7 +595,26 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) er
 			found(&snap.Listeners[i])
 		}
 	}
-	if len(res.Owners) > 0 || notAccepted {
+	switch {
+	case applied:
+		// The same, for the sockets searched and those waiting only: a
+		// snapshot built from the change feed costs nothing per socket
+		// carried over.
+		if len(res.Owners) > 0 {
+			for _, s := range fresh {
+				found(s)
+			}
+		}
+		if len(waiting) > 0 {
+			lown := snap.listenerOwners()
+			for _, i := range waiting {
+				s := &snap.Sockets[i]
+				for _, o := range lown[listenerKey{s.NetNS, s.Listener}] {
+					s.Owners = append(s.Owners, procscan.Owner{PID: o.PID, FD: -1})
+				}
+			}
+		}
+	case len(res.Owners) > 0 || notAccepted:
 		// The owners just found; sockets in an accept queue belong to the
 		// listener's owners (already in pids).
 		lown := snap.listenerOwners()
