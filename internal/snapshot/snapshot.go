@@ -90,6 +90,8 @@ type Snapshot struct {
 	// with Previous's owners; its other sockets are new since Previous.
 	carried [][2]int
 	delta   delta
+	// hugePages: Sockets' memory was advised for transparent huge pages.
+	hugePages bool
 }
 
 // Options control Take. The zero value takes a CLOSE_WAIT snapshot of /proc.
@@ -213,17 +215,22 @@ func TakeAfter(o Options, succ Successive) (*Snapshot, error) {
 			n += len(m)
 		}
 		snap.Sockets = make([]Socket, 0, n)
-		adviseHugePages(snap.Sockets) // the memory a release gave back is faulted in anew
 	case prev != nil: // about as many sockets as last time: no regrowth of a large slice
 		snap.Sockets = make([]Socket, 0, len(prev.Sockets)+len(prev.Sockets)/8+16)
-		adviseHugePages(snap.Sockets)
 	}
 	if n := tcpInUse(fs); opt.Previous == nil && n > 1024 {
 		// Regrowing a slice of 100k sockets copies and clears it several
 		// times over: reserve the upper bound instead. Pages never touched
 		// cost address space, not memory.
 		snap.Sockets = make([]Socket, 0, n+n/16)
-		adviseHugePages(snap.Sockets)
+		snap.hugePages = adviseHugePages(snap.Sockets)
+	}
+	if prev := opt.Previous; prev != nil && prev.hugePages {
+		// Previous is dropped after this snapshot: its memory goes back to
+		// the heap for small objects, where a huge page would be faulted
+		// in (and cleared) whole for each one touched after a release.
+		unadviseHugePages(prev.Sockets)
+		prev.hugePages = false
 	}
 	snap.Host, _ = os.Hostname()
 
