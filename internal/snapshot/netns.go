@@ -40,7 +40,7 @@ func (d *dumper) conn(c *sockdiag.Conn, path string) error {
 		return d.applyChanges(c, path)
 	}
 	rest := sockdiag.AllStates &^ detail &^ sockdiag.NewStateSet(sockdiag.Listen)
-	if d.opt.CarryInfo && d.opt.Previous != nil && d.opt.StateCounter == nil {
+	if d.opt.CarryInfo && d.opt.Previous != nil && d.opt.StateCounter == nil && !d.opt.ListedOnly {
 		// No tcp_info asked: one walk of the kernel's tables lists and counts.
 		start := len(d.snap.Sockets)
 		err := c.Dump(sockdiag.Request{States: sockdiag.AllStates}, func(s *sockdiag.Socket) bool {
@@ -59,11 +59,16 @@ func (d *dumper) conn(c *sockdiag.Conn, path string) error {
 	// detail states.
 	counted := make(chan error, 1)
 	var counts sockdiag.StateCounts
-	go func() {
-		var err error
-		counts, err = d.countIn(path, c.NetNS(), rest)
-		counted <- err
-	}()
+	if d.opt.ListedOnly {
+		rest = 0
+		counted <- nil
+	} else {
+		go func() {
+			var err error
+			counts, err = d.countIn(path, c.NetNS(), rest)
+			counted <- err
+		}()
+	}
 	start := len(d.snap.Sockets)
 	listErr := c.Dump(sockdiag.Request{States: detail | sockdiag.NewStateSet(sockdiag.Listen), Info: !d.opt.CarryInfo || d.opt.Previous == nil}, d.keep)
 	if err := <-counted; err != nil {

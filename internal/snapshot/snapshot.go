@@ -123,6 +123,10 @@ type Options struct {
 	// tcp iterator) instead of with a sock_diag dump that sends a message per
 	// socket; on error the dump is used and Stats.Counted says so.
 	StateCounter StateCounter
+	// ListedOnly leaves the states that are not listed uncounted: States
+	// then holds only Detail and LISTEN, and the kernel walks its tables
+	// once, for the listing (sockets, which prints no summary).
+	ListedOnly bool
 }
 
 // StateCounter counts TCP sockets by state in the network namespace of the
