@@ -104,19 +104,27 @@ func dumpCounts(path string) (sockdiag.StateCounts, error) {
 	return n, err
 }
 
-// TestCountMatchesSockDiag builds sockets in five states (IPv4 and IPv6, a
-// time-wait mini socket of each substate) in a network namespace of its
-// own, and checks the iterator's counts against what they must be and
-// against a sock_diag dump of the same namespace.
-func TestCountMatchesSockDiag(t *testing.T) {
+// counterAndNetNS loads a Counter (closed when the test ends) and makes
+// a network namespace for the test; it returns the namespace's path.
+func counterAndNetNS(t *testing.T) (*ebpfstates.Counter, string) {
+	t.Helper()
 	cwtest.NeedRoot(t, "loads a BPF tcp iterator and creates a network namespace")
 	counter, err := ebpfstates.Load()
 	cwtest.SkipIfNotSupported(t, err, ebpfstates.ErrNotSupported)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer counter.Close()
-	path := netns.RunDir + "/" + cwtest.NewNetNS(t)
+	t.Cleanup(func() { counter.Close() })
+	return counter, netns.RunDir + "/" + cwtest.NewNetNS(t)
+}
+
+// TestCountMatchesSockDiag builds sockets in five states (IPv4 and IPv6, a
+// time-wait mini socket of each substate) in a network namespace of its
+// own, and checks the iterator's counts against what they must be and
+// against a sock_diag dump of the same namespace.
+func TestCountMatchesSockDiag(t *testing.T) {
+	counter, path := counterAndNetNS(t)
+	var err error
 
 	var fds []int
 	t.Cleanup(func() {
@@ -161,14 +169,8 @@ func TestCountMatchesSockDiag(t *testing.T) {
 // namespace it runs in: the test's own namespace holds none of the
 // sockets made in a fresh one.
 func TestCountOnlyItsNamespace(t *testing.T) {
-	cwtest.NeedRoot(t, "loads a BPF tcp iterator and creates a network namespace")
-	counter, err := ebpfstates.Load()
-	cwtest.SkipIfNotSupported(t, err, ebpfstates.ErrNotSupported)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer counter.Close()
-	path := netns.RunDir + "/" + cwtest.NewNetNS(t)
+	counter, path := counterAndNetNS(t)
+	var err error
 	var got sockdiag.StateCounts
 	must(t, netns.Do(path, func() error { got, err = counter.Count(); return err }))
 	if got != (sockdiag.StateCounts{}) {
