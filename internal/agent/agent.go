@@ -87,9 +87,6 @@ type Options struct {
 	// OwnerSource, when set, finds owners in one pass (the eBPF iterator)
 	// instead of the /proc walk.
 	OwnerSource procscan.SocketFDSource
-	// StateCounter, when set, counts the states a scan does not list in the
-	// kernel (snapshot.Options.StateCounter).
-	StateCounter snapshot.StateCounter
 	// Changes, when set, is the kernel's feed of sockets entering and
 	// leaving CLOSE_WAIT: between full checks, a scan then dumps only the
 	// other states (snapshot.Options.Changes).
@@ -177,8 +174,7 @@ func New(opt Options) (*Agent, error) {
 	a.sampler = history.NewSampler(history.SamplerOptions{
 		Snapshot: snapshot.Options{
 			ProcRoot: opt.ProcRoot, ShowSecrets: opt.ShowSecrets, CompleteScan: opt.CompleteScan, ForceProcNet: opt.ForceProcNet, OwnerSource: opt.OwnerSource,
-			StateCounter: opt.StateCounter,
-			NetNS:        opt.NetNS,
+			NetNS: opt.NetNS,
 		},
 		Changes:        opt.Changes,
 		FullCheckEvery: opt.FullCheckEvery,

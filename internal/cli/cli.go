@@ -69,7 +69,6 @@ type Globals struct {
 	stdout, stderr io.Writer
 	showSecrets    bool // set by SecretsFlag
 	owners         ownerState
-	counter        stateCounterState
 	feed           *sockevents.Feed // the change feed of watch and agent, once opened
 }
 
@@ -128,7 +127,6 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	err = ctx.Run(&cli.Globals)
 	cli.Globals.closeOwners()
-	cli.Globals.closeStateCounter()
 	cli.Globals.closeFeed()
 	if err == nil {
 		return ExitOK
@@ -307,9 +305,6 @@ func (g *Globals) takeAfter(opt snapshot.Options, succ snapshot.Successive) (*sn
 	opt.ProcRoot, opt.ShowSecrets = g.ProcRoot, g.showSecrets
 	if !opt.NoOwners && opt.OwnerSource == nil {
 		opt.OwnerSource = g.OwnerSource(false)
-	}
-	if opt.StateCounter == nil && !opt.ForceProcNet {
-		opt.StateCounter = g.StateCounter(false)
 	}
 	snap, err := snapshot.TakeAfter(opt, succ)
 	if err != nil {

@@ -53,7 +53,9 @@ func (c *SocketsCmd) Run(g *Globals) error {
 	if err := g.checkPIDs(c.PID); err != nil {
 		return err
 	}
-	snap, err := g.take(snapshot.Options{States: states, NoOwners: c.NoOwners, CompleteScan: c.FullScan, ForceProcNet: c.ProcNet})
+	// Read only the chosen namespaces: entering and dumping the others
+	// would cost their sockets for nothing.
+	snap, err := g.take(snapshot.Options{States: states, NoOwners: c.NoOwners, CompleteScan: c.FullScan, ForceProcNet: c.ProcNet, NetNS: f.NetNS, ListedOnly: true})
 	if err != nil {
 		return err
 	}

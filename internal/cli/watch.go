@@ -93,7 +93,7 @@ func (c *WatchCmd) Run(g *Globals) error {
 		}
 	}
 	opt := history.SamplerOptions{
-		Snapshot:   snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet, OwnerSource: g.OwnerSource(true), StateCounter: g.StateCounter(true)},
+		Snapshot:   snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet, OwnerSource: g.OwnerSource(true)},
 		Take:       g.takeAfter,
 		Changes:    g.changeFeed(c.Feed),
 		Thresholds: th, PIDs: pids, Window: c.Window,

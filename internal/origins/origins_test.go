@@ -33,7 +33,7 @@ func TestBuildGroupsSelectsAndCounts(t *testing.T) {
 		},
 		Processes: map[int]*procscan.Process{10: {PID: 10, Comm: "svc"}, 20: {PID: 20, Comm: "other"}},
 	}
-	rec := func(cookie uint64, pid uint32, stack int32, created time.Duration) sockorigin.Socket {
+	rec := func(cookie uint64, pid uint32, stack uint64, created time.Duration) sockorigin.Socket {
 		return sockorigin.Socket{Cookie: cookie, TGID: pid, How: sockorigin.Connected, Created: now.Add(-created),
 			Key: sockorigin.StackKey{TGID: pid, StackID: stack}}
 	}
@@ -47,7 +47,7 @@ func TestBuildGroupsSelectsAndCounts(t *testing.T) {
 			rec(0, 10, 1, time.Minute), // no cookie (namespace not visited)
 		},
 		Closed:  map[sockorigin.StackKey]uint64{{TGID: 10, StackID: 1}: 997, {TGID: 20, StackID: 1}: 3},
-		Stacks:  map[int32][]uint64{1: {0x1000, 0x2000}, 2: {0x1000, 0x3000}},
+		Stacks:  map[uint64][]uint64{1: {0x1000, 0x2000}, 2: {0x1000, 0x3000}},
 		Dropped: 4,
 	}
 	sym := symbolize.New(t.TempDir()) // no processes there

@@ -29,12 +29,28 @@ type SocketFDPIDSource interface {
 func (fs FS) findOwnersFrom(src SocketFDSource, wanted map[uint64]struct{}, opt ScanOptions) (*ScanResult, error) {
 	res := &ScanResult{Owners: make(map[uint64][]Owner, len(wanted))}
 	procs := map[int]bool{}
+	// Most sockets have one owner: each gets a one-element window of a
+	// slab instead of an allocation of its own (a second owner appends
+	// past the window's capacity, into a new array).
+	slab := make([]Owner, 0, len(wanted))
+	last := -1
 	add := func(pid, fd int, inode uint64) {
 		if opt.OnlyPIDs != nil && !opt.OnlyPIDs[pid] {
 			return
 		}
-		res.Owners[inode] = append(res.Owners[inode], Owner{PID: pid, FD: fd})
-		procs[pid] = true
+		o := Owner{PID: pid, FD: fd}
+		if os, ok := res.Owners[inode]; ok {
+			res.Owners[inode] = append(os, o)
+		} else if len(slab) < cap(slab) {
+			slab = append(slab, o)
+			res.Owners[inode] = slab[len(slab)-1 : len(slab) : len(slab)]
+		} else {
+			res.Owners[inode] = []Owner{o}
+		}
+		if pid != last { // a process's fds come in a row
+			procs[pid] = true
+			last = pid
+		}
 		res.FDs++
 	}
 	rest := wanted
@@ -59,6 +75,8 @@ func (fs FS) findOwnersFrom(src SocketFDSource, wanted map[uint64]struct{}, opt 
 		} else {
 			clear(res.Owners) // the complete pass finds them all again
 			clear(procs)
+			last = -1
+			slab = slab[:0:0] // windows of the cleared owners may still be referenced
 			res.FDs, res.Targeted = 0, 0
 		}
 	}
@@ -68,6 +86,9 @@ func (fs FS) findOwnersFrom(src SocketFDSource, wanted map[uint64]struct{}, opt 
 		}
 	}
 	for ino, os := range res.Owners {
+		if len(os) < 2 {
+			continue
+		}
 		slices.SortFunc(os, func(a, b Owner) int {
 			return cmp.Or(cmp.Compare(a.PID, b.PID), cmp.Compare(a.FD, b.FD))
 		})

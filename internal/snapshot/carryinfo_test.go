@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/closewait/closewait/internal/cwtest"
+	"github.com/closewait/closewait/internal/netns"
 	"github.com/closewait/closewait/internal/sockdiag"
 )
 
@@ -12,7 +13,16 @@ import (
 // holder's known sockets the ages a full dump gives, and its new sockets
 // (leaked since the previous snapshot) tcp_info by lookup.
 func TestTakeCarryInfo(t *testing.T) {
-	h := cwtest.Start(t, cwtest.Spec{ReadEOF: 2, Unread: 2, LeakEvery: 200 * time.Millisecond, LeakMax: 3})
+	// In a namespace of its own, so that each snapshot reads only the
+	// holder's sockets and ends long before the first leak, however many
+	// sockets the host holds.
+	name := cwtest.NewNetNS(t)
+	ino, err := netns.Resolve(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	only := map[uint64]bool{ino: true}
+	h := cwtest.Start(t, cwtest.Spec{NetNS: name, ReadEOF: 2, Unread: 2, LeakEvery: 200 * time.Millisecond, LeakMax: 3})
 	ours := func(snap *Snapshot) map[uint64]*sockdiag.Socket {
 		out := map[uint64]*sockdiag.Socket{}
 		for i := range snap.Sockets {
@@ -23,7 +33,7 @@ func TestTakeCarryInfo(t *testing.T) {
 		}
 		return out
 	}
-	prev, err := Take(Options{CurrentNetNSOnly: true, NoOwners: true})
+	prev, err := Take(Options{NetNS: only, NoOwners: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,11 +41,11 @@ func TestTakeCarryInfo(t *testing.T) {
 		h.Next("LEAK")
 	}
 	time.Sleep(300 * time.Millisecond)
-	carried, err := TakeAfter(Options{CurrentNetNSOnly: true, NoOwners: true}, Successive{Previous: prev, CarryInfo: true})
+	carried, err := TakeAfter(Options{NetNS: only, NoOwners: true}, Successive{Previous: prev, CarryInfo: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	full, err := Take(Options{CurrentNetNSOnly: true, NoOwners: true})
+	full, err := Take(Options{NetNS: only, NoOwners: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -181,9 +181,10 @@ func (snap *Snapshot) drainChanges(opt config) *changeSet {
 // with their tcp_info advanced as in carryInfo, and those that entered since,
 // looked up exactly, all in one batch (which gives their inode, queues and
 // tcp_info).
-func (d *dumper) applyChanges(c *sockdiag.Conn, path string) error {
-	if err := d.otherStates(c, path); err != nil {
-		return err
+func (d *dumper) applyChanges(c *sockdiag.Conn) error {
+	rest := sockdiag.AllStates &^ sockdiag.NewStateSet(sockdiag.CloseWait)
+	if err := c.Dump(sockdiag.Request{States: rest}, d.keep); err != nil {
+		return fmt.Errorf("list sockets: %w", err)
 	}
 	cs, prev, ns := d.changes, d.opt.Previous, c.NetNS()
 	entered := cs.entered[ns]
@@ -245,27 +246,6 @@ func (d *dumper) applyChanges(c *sockdiag.Conn, path string) error {
 	}
 	cs.done[ns] = true
 	d.snap.States[sockdiag.CloseWait] += len(d.snap.Sockets) - start
-	return nil
-}
-
-// otherStates lists and counts every state but CLOSE_WAIT of c's namespace
-// (at path, "" for closewait's own): with Options.StateCounter, the kernel
-// counts the states that are not listed and the dump walks only what is
-// listed (LISTEN alone is one walk of the small listening table); without
-// it, or when it fails, one dump lists and counts them all.
-func (d *dumper) otherStates(c *sockdiag.Conn, path string) error {
-	rest := sockdiag.AllStates &^ sockdiag.NewStateSet(sockdiag.CloseWait)
-	listed := d.snap.Detail&rest | sockdiag.NewStateSet(sockdiag.Listen)
-	if counts, err := d.kernelCount(path); err == nil {
-		if err := c.Dump(sockdiag.Request{States: listed}, d.keep); err != nil {
-			return fmt.Errorf("list sockets: %w", err)
-		}
-		d.addCounts(counts, rest&^listed)
-		return nil
-	}
-	if err := c.Dump(sockdiag.Request{States: rest}, d.keep); err != nil {
-		return fmt.Errorf("list sockets: %w", err)
-	}
 	return nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
-	"sync"
 
 	"github.com/closewait/closewait/internal/netns"
 	"github.com/closewait/closewait/internal/procscan"
@@ -21,7 +20,6 @@ type dumper struct {
 	seen        map[uint64]bool
 	denied      int
 	prev        *prevIndex // Options.Previous, by inode
-	countMu     sync.Mutex // guards snap.Stats.Counted, set from a counting goroutine
 	changes     *changeSet // what the change feed said; nil without one
 }
 
@@ -29,18 +27,18 @@ func (d *dumper) wanted(ino uint64) bool {
 	return !d.seen[ino] && (d.opt.NetNS == nil || d.opt.NetNS[ino])
 }
 
-// conn dumps the namespace c was opened in (path, or closewait's own when
-// path is ""): one counting pass over the states not listed, one listing
-// dump (with tcp_info) of the detail states and LISTEN; with
-// Options.CarryInfo, one dump of every state without tcp_info.
-func (d *dumper) conn(c *sockdiag.Conn, path string) error {
+// conn dumps the namespace c was opened in: one counting dump of the states
+// not listed (none with Options.ListedOnly), one listing dump (with
+// tcp_info) of the detail states and LISTEN; with Options.CarryInfo, one
+// dump of every state without tcp_info.
+func (d *dumper) conn(c *sockdiag.Conn) error {
 	detail := d.snap.Detail
 	d.seen[c.NetNS()] = true
 	if d.changes != nil && d.changes.apply {
-		return d.applyChanges(c, path)
+		return d.applyChanges(c)
 	}
 	rest := sockdiag.AllStates &^ detail &^ sockdiag.NewStateSet(sockdiag.Listen)
-	if d.opt.CarryInfo && d.opt.Previous != nil && d.opt.StateCounter == nil {
+	if d.opt.CarryInfo && d.opt.Previous != nil {
 		// No tcp_info asked: one walk of the kernel's tables lists and counts.
 		start := len(d.snap.Sockets)
 		err := c.Dump(sockdiag.Request{States: sockdiag.AllStates}, func(s *sockdiag.Socket) bool {
@@ -58,14 +56,18 @@ func (d *dumper) conn(c *sockdiag.Conn, path string) error {
 	// Count the other states on another core while this one lists the
 	// detail states.
 	counted := make(chan error, 1)
-	var counts sockdiag.StateCounts
-	go func() {
-		var err error
-		counts, err = d.countIn(path, c.NetNS(), rest)
-		counted <- err
-	}()
-	start := len(d.snap.Sockets)
-	listErr := c.Dump(sockdiag.Request{States: detail | sockdiag.NewStateSet(sockdiag.Listen), Info: !d.opt.CarryInfo || d.opt.Previous == nil}, d.keep)
+	var counts [16]int
+	if d.opt.ListedOnly {
+		rest = 0
+		counted <- nil
+	} else {
+		go func() {
+			var err error
+			counts, err = countIn(c.NetNS(), rest)
+			counted <- err
+		}()
+	}
+	listErr := c.Dump(sockdiag.Request{States: detail | sockdiag.NewStateSet(sockdiag.Listen), Info: true}, d.keep)
 	if err := <-counted; err != nil {
 		if err := c.Dump(sockdiag.Request{States: rest}, d.count); err != nil {
 			return fmt.Errorf("count sockets: %w", err)
@@ -76,22 +78,15 @@ func (d *dumper) conn(c *sockdiag.Conn, path string) error {
 	if listErr != nil {
 		return fmt.Errorf("list sockets: %w", listErr)
 	}
-	if d.opt.CarryInfo && d.opt.Previous != nil {
-		d.carryInfo(c, d.snap.Sockets[start:])
-	}
 	return nil
 }
 
-// countIn counts the sockets of the namespace at path ("" for closewait's
-// own, whose inode is ino) in the states of rest: in the kernel
-// (kernelCount), else with a sock_diag dump on a second netlink socket
-// (closewait's own namespace only). An error means the caller counts on
+// countIn counts the sockets of closewait's own namespace (inode ino) in
+// the states of rest with a sock_diag dump on a second netlink socket. An
+// error (errOtherNetNS for another namespace) means the caller counts on
 // its own socket.
-func (d *dumper) countIn(path string, ino uint64, rest sockdiag.StateSet) (sockdiag.StateCounts, error) {
-	if counts, err := d.kernelCount(path); err == nil {
-		return counts, nil
-	}
-	var counts sockdiag.StateCounts
+func countIn(ino uint64, rest sockdiag.StateSet) ([16]int, error) {
+	var counts [16]int
 	c2, err := sockdiag.Dial()
 	if err == nil && c2.NetNS() != ino {
 		err = errOtherNetNS // opened in closewait's namespace, not c's
@@ -107,43 +102,8 @@ func (d *dumper) countIn(path string, ino uint64, rest sockdiag.StateSet) (sockd
 	return counts, err
 }
 
-// kernelCount counts the sockets of the namespace at path ("" for
-// closewait's own) by state with Options.StateCounter, and records in
-// Stats.Counted how the first namespace was counted.
-func (d *dumper) kernelCount(path string) (sockdiag.StateCounts, error) {
-	var counts sockdiag.StateCounts
-	sc := d.opt.StateCounter
-	if sc == nil {
-		d.counted("netlink")
-		return counts, errNoCounter
-	}
-	var err error
-	if path == "" {
-		counts, err = sc.Count()
-	} else {
-		err = netns.Do(path, func() error { counts, err = sc.Count(); return err })
-	}
-	if err != nil {
-		d.counted("netlink (" + err.Error() + ")")
-		return counts, err
-	}
-	d.counted("ebpf")
-	return counts, nil
-}
-
-var errNoCounter = errors.New("no state counter")
-
-// counted records how the first namespace's other states were counted.
-func (d *dumper) counted(how string) {
-	d.countMu.Lock()
-	if d.snap.Stats.Counted == "" {
-		d.snap.Stats.Counted = how
-	}
-	d.countMu.Unlock()
-}
-
 // addCounts adds the counts of the states in set to the snapshot.
-func (d *dumper) addCounts(counts sockdiag.StateCounts, set sockdiag.StateSet) {
+func (d *dumper) addCounts(counts [16]int, set sockdiag.StateSet) {
 	for st, n := range counts {
 		if n > 0 && set.Has(sockdiag.State(st)) {
 			d.snap.States[sockdiag.State(st)] += n
@@ -205,7 +165,7 @@ func (d *dumper) others(fs procscan.FS, procNet bool) {
 			continue
 		}
 		ns.Inode = c.NetNS()
-		err = d.conn(c, ns.Path)
+		err = d.conn(c)
 		c.Close()
 		if err != nil {
 			d.snap.Notices = append(d.snap.Notices, fmt.Sprintf("network namespace %v not read: %v", ns, err))

@@ -40,7 +40,6 @@ func (s *Socket) Inbound() bool { return s.Listener.IsValid() }
 type Stats struct {
 	Source   string        // "netlink" or "procnet" (the /proc/net/tcp fallback)
 	Owners   string        // how owners were found: "proc" or "ebpf", "+reused" when some came from the previous snapshot, or "none"
-	Counted  string        // how the states not listed were counted: "ebpf" (in the kernel), or "netlink" with the reason the counter was not used
 	Duration time.Duration // time to take the snapshot
 	DumpTime time.Duration // time spent in the kernel dump
 	ScanTime time.Duration // time spent finding owners
@@ -125,17 +124,10 @@ type Options struct {
 	// iterator) instead of the /proc walk; on error the walk is used and
 	// Stats.Scan.Fallback says why.
 	OwnerSource procscan.SocketFDSource
-	// StateCounter, when set, counts the sockets of the states that are not
-	// listed (every state but Detail and LISTEN) inside the kernel (the eBPF
-	// tcp iterator) instead of with a sock_diag dump that sends a message per
-	// socket; on error the dump is used and Stats.Counted says so.
-	StateCounter StateCounter
-}
-
-// StateCounter counts TCP sockets by state in the network namespace of the
-// calling OS thread (ebpfstates.Counter).
-type StateCounter interface {
-	Count() (sockdiag.StateCounts, error)
+	// ListedOnly leaves the states that are not listed uncounted: States
+	// then holds only Detail and LISTEN, and the kernel walks its tables
+	// once, for the listing (sockets, which prints no summary).
+	ListedOnly bool
 }
 
 // Successive are the settings of a snapshot taken right after another by a
@@ -282,7 +274,7 @@ func (snap *Snapshot) dump(fs procscan.FS, opt config, listeners *[]Socket, prev
 			snap.NetNS = c.NetNS()
 			snap.Stats.Source = "netlink"
 			if d.wanted(c.NetNS()) {
-				if err := d.conn(c, ""); err != nil {
+				if err := d.conn(c); err != nil {
 					return err
 				}
 				snap.Namespaces = append(snap.Namespaces, netns.Namespace{Inode: c.NetNS(), Current: true})

@@ -32,6 +32,7 @@ type Conn struct {
 	netns uint64
 
 	onDatagram func([]byte) // sees every raw reply datagram (recording fixtures)
+	noCompat   bool         // the compat AF_UNSPEC dump was refused: dump per family
 }
 
 // recvBufSize is large enough for any dump datagram: the kernel fills dump
@@ -73,6 +74,15 @@ func (c *Conn) Close() error { return unix.Close(c.fd) }
 func (c *Conn) Dump(req Request, fn func(*Socket) bool) error {
 	fams := req.Families
 	if len(fams) == 0 {
+		// Both families in one walk of the kernel's tables (the compat
+		// request), else one walk per family.
+		if !c.noCompat {
+			err := c.dumpFamily(unix.AF_UNSPEC, req, fn)
+			if !errors.Is(err, errCompatRefused) {
+				return err
+			}
+			c.noCompat = true
+		}
 		fams = []uint8{unix.AF_INET, unix.AF_INET6}
 	}
 	stop := false
@@ -103,11 +113,20 @@ func (c *Conn) dumpFamily(fam uint8, req Request, fn func(*Socket) bool) error {
 	if req.Info {
 		r.Ext = 1 << (inetDiagInfo - 1)
 	}
-	if err := c.send(unix.SOCK_DIAG_BY_FAMILY, unix.NLM_F_DUMP, r); err != nil {
+	var err error
+	if fam == unix.AF_UNSPEC {
+		c.seq++
+		cr := nlCompatRequest{Type: tcpdiagGetSock, Flags: unix.NLM_F_REQUEST | unix.NLM_F_DUMP, Seq: c.seq, Ext: r.Ext, States: r.States}
+		cr.Len = uint32(unsafe.Sizeof(cr))
+		err = unix.Sendto(c.fd, cr.bytes(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+	} else {
+		err = c.send(unix.SOCK_DIAG_BY_FAMILY, unix.NLM_F_DUMP, r)
+	}
+	if err != nil {
 		return fmt.Errorf("sockdiag dump %s: send: %w", familyName(fam), err)
 	}
 	s := Socket{NetNS: c.netns}
-	stopped := false
+	stopped, first := false, true
 	for {
 		b, err := c.recv()
 		if err != nil {
@@ -125,8 +144,12 @@ func (c *Conn) dumpFamily(fam uint8, req Request, fn func(*Socket) bool) error {
 			if errors.Is(err, unix.ENOENT) && fam == unix.AF_INET6 {
 				return nil // IPv6 disabled: no sockets of that family
 			}
+			if fam == unix.AF_UNSPEC && first && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP)) {
+				return errCompatRefused // nothing delivered yet: the caller dumps per family
+			}
 			return fmt.Errorf("sockdiag dump %s: %w", familyName(fam), err)
 		}
+		first = false
 		switch done {
 		case doneEnd:
 			return nil
@@ -159,8 +182,13 @@ func (c *Conn) recv() ([]byte, error) {
 	}
 }
 
+// errCompatRefused says the kernel refused the compat AF_UNSPEC dump.
+var errCompatRefused = errors.New("compat dump refused")
+
 func familyName(f uint8) string {
 	switch f {
+	case unix.AF_UNSPEC:
+		return "AF_UNSPEC"
 	case unix.AF_INET:
 		return "AF_INET"
 	case unix.AF_INET6:

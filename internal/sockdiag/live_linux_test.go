@@ -160,3 +160,42 @@ func TestRecordDump(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDumpBothFamiliesInOneWalk checks that the default dump (one compat
+// AF_UNSPEC walk) and a dump per family see the same sockets, with the
+// same families, queues and tcp_info.
+func TestDumpBothFamiliesInOneWalk(t *testing.T) {
+	h4 := cwtest.Start(t, cwtest.Spec{Network: "tcp4", ReadEOF: 2, Unread: 1})
+	h6 := cwtest.Start(t, cwtest.Spec{Network: "tcp6", ReadEOF: 1, Unread: 2})
+	ours := func(req sockdiag.Request) map[netip.AddrPort]sockdiag.Socket {
+		t.Helper()
+		got := map[netip.AddrPort]sockdiag.Socket{}
+		err := sockdiag.Dump(req, func(s *sockdiag.Socket) bool {
+			if s.Local.Port() == h4.Listen.Port() && s.Family == 2 || s.Local.Port() == h6.Listen.Port() && s.Family == 10 {
+				got[s.Remote] = *s
+			}
+			return true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	req := sockdiag.Request{States: sockdiag.NewStateSet(sockdiag.CloseWait), Info: true}
+	both := ours(req)
+	req.Families = []uint8{2, 10} // AF_INET, AF_INET6
+	per := ours(req)
+	if len(both) != 6 || len(per) != 6 {
+		t.Fatalf("holder sockets: %d in one walk, %d per family, want 6 (3 IPv4 + 3 IPv6)", len(both), len(per))
+	}
+	for remote, p := range per {
+		b, ok := both[remote]
+		if !ok {
+			t.Errorf("%v: missing from the one-walk dump", remote)
+			continue
+		}
+		if b.Family != p.Family || b.Inode != p.Inode || b.Cookie != p.Cookie || b.RecvQ != p.RecvQ || b.HasInfo != p.HasInfo || !b.HasInfo {
+			t.Errorf("%v: one walk %+v, per family %+v", remote, b, p)
+		}
+	}
+}

@@ -240,3 +240,30 @@ type nlRequest struct {
 func (r *nlRequest) bytes() []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(r)), unsafe.Sizeof(*r))
 }
+
+// tcpdiagGetSock is TCPDIAG_GETSOCK, the request type of the compat
+// interface (include/uapi/linux/inet_diag.h): a dump through it is always of
+// family AF_UNSPEC, IPv4 and IPv6 in one walk of the kernel's tables.
+const tcpdiagGetSock = 18
+
+// nlCompatRequest is a netlink header followed by the compat struct
+// inet_diag_req: family, src_len, dst_len, ext, struct inet_diag_sockid,
+// states, dbs.
+type nlCompatRequest struct {
+	Len    uint32
+	Type   uint16
+	Flags  uint16
+	Seq    uint32
+	Pid    uint32
+	Family uint8
+	SrcLen uint8
+	DstLen uint8
+	Ext    uint8
+	ID     [48]byte // struct inet_diag_sockid, zero: no filter
+	States uint32
+	DBs    uint32
+}
+
+func (r *nlCompatRequest) bytes() []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(r)), unsafe.Sizeof(*r))
+}

@@ -100,10 +100,6 @@ func NewStateSet(states ...State) StateSet {
 // Has reports whether st is in the set.
 func (s StateSet) Has(st State) bool { return s&(1<<st) != 0 }
 
-// StateCounts are socket counts indexed by State (index 0 and states the
-// kernel does not report stay zero).
-type StateCounts [16]int
-
 // TCPInfo is the part of the kernel's struct tcp_info that closewait uses.
 // Times are as the kernel keeps them: milliseconds since the event.
 type TCPInfo struct {

@@ -12,12 +12,13 @@ var ErrNotSupported = errors.New("sockorigin: eBPF socket-origin recorder not su
 
 // License is the licence string of the in-kernel programs: it must be
 // GPL-compatible for the kernel to allow BTF pointer reads and
-// bpf_get_stackid from tracing programs.
+// bpf_probe_read_user from tracing programs.
 const License = "Dual MIT/GPL"
 
 // Map bounds. Kernel memory, at most: MaxSockets × ~150 bytes (20 MB,
-// allocated as used), MaxStacks × MaxDepth × 8 bytes (4 MB, preallocated),
-// MaxClosed × ~130 bytes (2 MB, as used).
+// allocated as used), MaxStacks × (MaxDepth+1) × 8 bytes plus the hash
+// map's per-entry overhead (about 4.6 MB, preallocated), MaxClosed × ~130
+// bytes (2 MB, as used), and a per-CPU scratch buffer of 2 × 8.5 KB.
 const (
 	MaxSockets = 1 << 17 // live recorded sockets
 	MaxStacks  = 1 << 13 // distinct user stacks
@@ -54,11 +55,12 @@ type Socket struct {
 	Top [TopWords]uint64
 }
 
-// StackKey names a (process, kernel stack) pair. Stacks that differ only
-// in the leaf function's caller (found in Top) share one.
+// StackKey names a (process, stack) pair; StackID is a 64-bit hash of the
+// stack's frames, the key of Sample.Stacks. Stacks that differ only in the
+// leaf function's caller (found in Top) share one.
 type StackKey struct {
 	TGID    uint32
-	StackID int32
+	StackID uint64
 }
 
 // Sample is what the recorder holds at one moment.
@@ -67,10 +69,10 @@ type Sample struct {
 	Sockets []Socket
 	// Closed counts, per (process, stack), the recorded sockets that closed.
 	Closed map[StackKey]uint64
-	// Stacks are the stacks named by the keys above, by stack id: the
+	// Stacks are the stacks named by the keys above, by stack key: the
 	// instruction pointer, then the return addresses found by following
 	// frame pointers, innermost first.
-	Stacks map[int32][]uint64
+	Stacks map[uint64][]uint64
 	// Dropped counts creations by traced processes that could not be
 	// recorded (a full map, or a stack that could not be stored).
 	Dropped uint64

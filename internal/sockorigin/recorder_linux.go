@@ -62,7 +62,8 @@ func Open() (_ *Recorder, err error) {
 		Maps: map[string]*ebpf.MapSpec{
 			pidsMap:    {Name: "cw_or_pids", Type: ebpf.Hash, KeySize: 4, ValueSize: 1, MaxEntries: MaxPIDs},
 			socksMap:   {Name: "cw_or_socks", Type: ebpf.Hash, KeySize: 8, ValueSize: valSize, MaxEntries: MaxSockets, Flags: unix.BPF_F_NO_PREALLOC},
-			stacksMap:  {Name: "cw_or_stacks", Type: ebpf.StackTrace, KeySize: 4, ValueSize: MaxDepth * 8, MaxEntries: MaxStacks},
+			stacksMap:  {Name: "cw_or_stacks", Type: ebpf.Hash, KeySize: 8, ValueSize: stackValSize, MaxEntries: MaxStacks},
+			scratchMap: {Name: "cw_or_scratch", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: scratchSize, MaxEntries: 2},
 			closedMap:  {Name: "cw_or_closed", Type: ebpf.Hash, KeySize: keySize, ValueSize: 8, MaxEntries: MaxClosed, Flags: unix.BPF_F_NO_PREALLOC},
 			droppedMap: {Name: "cw_or_dropped", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1},
 		},
@@ -120,9 +121,9 @@ func kernelOffsets(spec *btf.Spec) (offsets, error) {
 		}
 		structs[name] = s
 	}
-	sysNr := "orig_ax"
+	sysNr, fp, fpOff, ip := "orig_ax", "bp", uint32(0), "ip"
 	if runtime.GOARCH == "arm64" {
-		sysNr = "syscallno"
+		sysNr, fp, fpOff, ip = "syscallno", "regs", 29*8, "pc" // x29 is the frame pointer
 	}
 	var o offsets
 	var nr btflayout.Field
@@ -133,6 +134,8 @@ func kernelOffsets(spec *btf.Spec) (offsets, error) {
 	}{
 		{"sock", "sk_protocol", &o.protocol, 2},
 		{"pt_regs", "sp", &o.regsSP, 8},
+		{"pt_regs", fp, &o.regsFP, 0},
+		{"pt_regs", ip, &o.regsIP, 8},
 		{"pt_regs", sysNr, &nr.Off, 0},
 		{"task_struct", "files", &o.taskFiles, 8},
 		{"files_struct", "fdt", &o.filesFdt, 8},
@@ -148,6 +151,12 @@ func kernelOffsets(spec *btf.Spec) (offsets, error) {
 			return offsets{}, fmt.Errorf("btf %s.%s: %d bytes, want %d", w.st, w.member, f.Size, w.size)
 		}
 		*w.dst = f.Off
+		if w.dst == &o.regsFP {
+			if f.Size < fpOff+8 {
+				return offsets{}, fmt.Errorf("btf %s.%s: %d bytes, want at least %d", w.st, w.member, f.Size, fpOff+8)
+			}
+			o.regsFP += fpOff
+		}
 		if w.member == sysNr {
 			nr = f
 		}
@@ -211,7 +220,7 @@ func (r *Recorder) Sample(netnsPaths ...string) (*Sample, error) {
 			return nil, fmt.Errorf("sockorigin: cookies in %q: %w", p, err)
 		}
 	}
-	s := &Sample{Closed: map[StackKey]uint64{}, Stacks: map[int32][]uint64{}}
+	s := &Sample{Closed: map[StackKey]uint64{}, Stacks: map[uint64][]uint64{}}
 	now, mono := time.Now(), monotonicNow()
 	var (
 		cookie uint64
@@ -254,16 +263,17 @@ func (r *Recorder) Sample(netnsPaths ...string) (*Sample, error) {
 	if err := cit.Err(); err != nil {
 		return nil, fmt.Errorf("sockorigin: read closed counts: %w", err)
 	}
-	buf := make([]uint64, MaxDepth)
+	buf := make([]uint64, stackValSize/8) // the second hash, then the frames
 	for id := range s.Stacks {
-		if err := r.coll.Maps[stacksMap].Lookup(uint32(id), buf); err != nil {
-			continue // a stack id with no stack: its frames are unknown
+		if err := r.coll.Maps[stacksMap].Lookup(id, buf); err != nil {
+			continue // a stack key with no stack: its frames are unknown
 		}
+		frames := buf[1:]
 		n := 0
-		for n < len(buf) && buf[n] != 0 {
+		for n < len(frames) && frames[n] != 0 {
 			n++
 		}
-		s.Stacks[id] = append([]uint64(nil), buf[:n]...)
+		s.Stacks[id] = append([]uint64(nil), frames[:n]...)
 	}
 	if err := r.coll.Maps[droppedMap].Lookup(uint32(0), &s.Dropped); err != nil {
 		return nil, fmt.Errorf("sockorigin: read drop count: %w", err)
@@ -296,7 +306,7 @@ func (r *Recorder) fillCookies() error {
 
 func decodeKey(b []byte) StackKey {
 	ne := binary.NativeEndian
-	return StackKey{TGID: ne.Uint32(b[valTGID:]), StackID: int32(ne.Uint32(b[valStackID:]))}
+	return StackKey{TGID: ne.Uint32(b[valTGID:]), StackID: ne.Uint64(b[valStack:])}
 }
 
 // monotonicNow is CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.

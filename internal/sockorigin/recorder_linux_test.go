@@ -4,8 +4,13 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/closewait/closewait/internal/cwtest"
 	"github.com/closewait/closewait/internal/sockdiag"
@@ -154,5 +159,111 @@ func TestRecorderConnectAcceptClose(t *testing.T) {
 		if so.TGID == uint32(os.Getpid()) {
 			t.Errorf("socket %d (cookie %d) still recorded after every end closed", so.Addr, so.Cookie)
 		}
+	}
+}
+
+// kernelStack attaches, beside the recorder, a program that takes the user
+// stack of this process's connect() the kernel's way (bpf_get_stack with
+// BPF_F_USER_STACK, from the same tracepoint and registers), and returns a
+// function that reads the last one taken.
+func kernelStack(t *testing.T) func() []uint64 {
+	t.Helper()
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: MaxDepth * 8, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	const bpfFUserStack = 1 << 8
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "cw_test_kstack", Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp,
+		AttachTo: "inet_sock_set_state", License: License,
+		Instructions: asm.Instructions{
+			asm.Mov.Reg(asm.R6, asm.R1),
+			asm.LoadMem(asm.R2, asm.R6, 8, asm.DWord),
+			asm.JNE.Imm(asm.R2, tcpClose, "exit"),
+			asm.LoadMem(asm.R2, asm.R6, 16, asm.DWord),
+			asm.JNE.Imm(asm.R2, tcpSynSent, "exit"),
+			asm.FnGetCurrentPidTgid.Call(),
+			asm.RSh.Imm(asm.R0, 32),
+			asm.JNE.Imm(asm.R0, int32(os.Getpid()), "exit"),
+			asm.Mov.Imm(asm.R1, 0),
+			asm.StoreMem(asm.RFP, -8, asm.R1, asm.Word),
+			asm.LoadMapPtr(asm.R1, m.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -8),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "exit"),
+			asm.Mov.Reg(asm.R2, asm.R0),
+			asm.Mov.Reg(asm.R1, asm.R6),
+			asm.Mov.Imm(asm.R3, MaxDepth*8),
+			asm.Mov.Imm(asm.R4, bpfFUserStack),
+			asm.FnGetStack.Call(),
+			asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	l, err := link.AttachTracing(link.TracingOptions{Program: p, AttachType: ebpf.AttachTraceRawTp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return func() []uint64 {
+		buf := make([]uint64, MaxDepth)
+		if err := m.Lookup(uint32(0), buf); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for n < len(buf) && buf[n] != 0 {
+			n++
+		}
+		return buf[:n]
+	}
+}
+
+// TestWalkMatchesKernel checks the programs' own frame-pointer walk
+// against the kernel's (bpf_get_stack) for the same connect(): the same
+// frames, in the same order, and one stored stack for repeated calls from
+// the same place.
+func TestWalkMatchesKernel(t *testing.T) {
+	r := openOrSkip(t)
+	kstack := kernelStack(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := r.AddPID(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	var keys []uint64
+	for i := range 3 {
+		c, _ := pair(t, ln)
+		want := kstack()
+		smp, err := r.Sample()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cookie := cookieOf(t, c)
+		var got []uint64
+		found := false
+		for _, so := range smp.Sockets {
+			if so.Cookie == cookie {
+				got, found = smp.Stacks[so.Key.StackID], true
+				keys = append(keys, so.Key.StackID)
+			}
+		}
+		if !found {
+			t.Fatalf("call %d: connected socket %d not recorded", i, cookie)
+		}
+		if len(want) < 3 || !slices.Equal(got, want) {
+			t.Fatalf("call %d: walked stack\n%x\nthe kernel's\n%x", i, got, want)
+		}
+	}
+	if keys[0] != keys[1] || keys[1] != keys[2] {
+		t.Errorf("one call site, stack keys %x", keys)
 	}
 }
