@@ -9,7 +9,6 @@ import (
 	"github.com/closewait/closewait/internal/cwtest"
 	"github.com/closewait/closewait/internal/diagnose"
 	"github.com/closewait/closewait/internal/ebpfowners"
-	"github.com/closewait/closewait/internal/ebpfstates"
 	"github.com/closewait/closewait/internal/sockevents"
 )
 
@@ -34,12 +33,6 @@ func BenchmarkScan(b *testing.B) {
 	} else {
 		defer iter.Close()
 	}
-	counter, err := ebpfstates.Load()
-	if err != nil {
-		b.Logf("no eBPF state counter (%v): the cycle cases count the other states with sock_diag", err)
-	} else {
-		defer counter.Close()
-	}
 	for _, bc := range []struct {
 		name  string
 		every int
@@ -49,7 +42,7 @@ func BenchmarkScan(b *testing.B) {
 		{"incremental-feed", 1 << 30, true}, // and CLOSE_WAIT sockets followed by the eBPF change feed
 		{"verified", 1, false},              // every owner's fd re-read, unowned sockets searched again
 		// What `closewait agent` does: a full check every DefaultFullCheckEvery
-		// scans, eBPF owners and state counts; run a multiple of 8 scans (-benchtime 40x).
+		// scans, eBPF owners; run a multiple of 8 scans (-benchtime 40x).
 		{"cycle", 0, false},
 		{"cycle-feed", 0, true},
 	} {
@@ -63,9 +56,6 @@ func BenchmarkScan(b *testing.B) {
 			}
 			if bc.every == 0 && iter != nil {
 				opt.OwnerSource = iter
-			}
-			if bc.every == 0 && counter != nil {
-				opt.StateCounter = counter
 			}
 			opt.ReleaseMemory = bc.every == 0 // as `closewait agent` does
 			a, err := agent.New(opt)
