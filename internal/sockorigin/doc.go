@@ -14,12 +14,15 @@
 //     to the "closed" count of its stack and forgets the socket.
 //   - tp_btf on raw_syscalls:sys_exit, in the context of the thread
 //     returning from accept() or accept4(): the socket behind the returned
-//     fd (task->files->fdt->fd[ret]->private_data->sk, read with
-//     bpf_probe_read_kernel) is recorded if the tgid is traced. fexit on
-//     inet_csk_accept would be cheaper (no program on every system call)
-//     but some kernels refuse fentry/fexit programs (EPERM on the Firecracker
-//     kernel this was written on, which also has no kprobes); every system
-//     call then pays the tracepoint and a compare of the call number.
+//     fd (task->files->fdt->fd[ret]->private_data->sk, from fd[ret] on
+//     read with bpf_probe_read_kernel) is recorded if the tgid is traced.
+//     fexit on inet_csk_accept would be cheaper (no program on every
+//     system call) but some kernels refuse fentry/fexit programs (EPERM on
+//     the Firecracker kernel this was written on, which also has no
+//     kprobes); every system
+//     call then pays the tracepoint and a compare of the call number, and
+//     the kernel's slow system call path that any syscall tracepoint
+//     turns on for every task.
 //   - iter/tcp, run by Sample: gives each recorded socket its cookie (the
 //     accept hook has the socket as a plain address, which
 //     bpf_get_socket_cookie does not take).
@@ -34,16 +37,20 @@
 // caller's return address is on the stack but not in the frame chain;
 // package symbolize finds it there.
 //
-// Processes are chosen by tgid in a hash map the programs read first:
-// other processes pay one map lookup per connect and accept, and one
-// lookup by socket address when one of their sockets closes. Sockets are
-// keyed by their struct sock address, deleted when they reach TCP_CLOSE
-// (before the kernel frees them), so an address is never stale.
+// Processes are chosen by tgid in a bitmap the programs read first (an
+// array map: the lookup is inlined), so other processes pay a bit test per
+// connect and accept. A socket reaching TCP_CLOSE is looked up by address
+// only when a counter of recorded sockets, indexed by a hash of its
+// address, is not zero: other processes pay one array read per close.
+// Sockets are keyed by their struct sock address, deleted when they reach
+// TCP_CLOSE (before the kernel frees them), so an address is never stale;
+// each stack has a slot in an array of closed counts, so that counting a
+// close costs no hash lookup.
 //
 // # Bounds
 //
 // [MaxSockets] live recorded sockets, [MaxStacks] distinct stacks of at
-// most [MaxDepth] frames, [MaxClosed] (process, stack) closed counters,
+// most [MaxDepth] frames per process, each with its closed counter,
 // [MaxPIDs] traced processes. A creation that finds a map full, or whose
 // stack cannot be stored, is counted as dropped.
 //

@@ -16,14 +16,15 @@ var ErrNotSupported = errors.New("sockorigin: eBPF socket-origin recorder not su
 const License = "Dual MIT/GPL"
 
 // Map bounds. Kernel memory, at most: MaxSockets × ~150 bytes (20 MB,
-// allocated as used), MaxStacks × (MaxDepth+1) × 8 bytes plus the hash
-// map's per-entry overhead (about 4.6 MB, preallocated), MaxClosed × ~130
-// bytes (2 MB, as used), and a per-CPU scratch buffer of 2 × 8.5 KB.
+// allocated as used), MaxStacks × (MaxDepth+2) × 8 bytes plus the hash
+// map's per-entry overhead (about 4.7 MB, preallocated), MaxStacks × 24
+// bytes of closed counts and their keys (192 KB), a 512 KB pid bitmap, a
+// 256 KB filter of recorded socket addresses, and per CPU a scratch buffer
+// of 2 × 9 KB.
 const (
 	MaxSockets = 1 << 17 // live recorded sockets
-	MaxStacks  = 1 << 13 // distinct user stacks
+	MaxStacks  = 1 << 13 // distinct (process, user stack) pairs
 	MaxDepth   = 64      // frames kept per stack
-	MaxClosed  = 1 << 14 // (process, stack) pairs with a closed count
 	MaxPIDs    = 4096    // traced processes
 )
 

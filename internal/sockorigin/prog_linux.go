@@ -10,12 +10,15 @@ import (
 
 // Map symbols of the programs.
 const (
-	pidsMap    = "pids"
-	socksMap   = "socks"
-	stacksMap  = "stacks"
-	closedMap  = "closed"
-	droppedMap = "dropped"
-	scratchMap = "scratch"
+	pidsMap     = "pids"
+	filterMap   = "filter"
+	socksMap    = "socks"
+	stacksMap   = "stacks"
+	closedMap   = "closed"
+	droppedMap  = "dropped"
+	nslotsMap   = "nslots"
+	slotKeysMap = "slotkeys"
+	scratchMap  = "scratch"
 )
 
 // TCP states of include/net/tcp_states.h.
@@ -25,20 +28,18 @@ const (
 )
 
 // The value of the socks map (keyed by the struct sock address), native
-// byte order. Its first keySize bytes, (tgid, 0, stack key), are the key
-// of the closed map: not the top words, which hold the leaf's locals too
-// and would make a key per call.
+// byte order. The stack is named by (tgid, stack key), not the top words,
+// which hold the leaf's locals too and would make a key per call.
 const (
 	valTGID   = 0  // u32
-	valPad    = 4  // u32, zero
-	valStack  = 8  // u64 stack key: the stacks map's key
+	valSlot   = 4  // u32, the stack's slot in the closed counts
+	valStack  = 8  // u64 stack key, the first hash
 	valTop    = 16 // TopWords × u64
 	valTID    = valTop + TopWords*8
 	valHow    = valTID + 4
 	valTime   = valHow + 4  // u64 CLOCK_MONOTONIC ns
 	valCookie = valTime + 8 // u64 socket cookie, set when it enters CLOSE_WAIT
 	valSize   = valCookie + 8
-	keySize   = valTop // (tgid, 0, stack key): a StackKey
 )
 
 // The stack walk. The programs walk the user frame-pointer chain
@@ -55,21 +56,36 @@ const (
 // hash, stores a stack once, with the second hash to tell a collision
 // (counted as a drop) from the same stack.
 //
-// Stacks map value and the scratch buffer's tail: the second hash, then
+// The stacks map is keyed by (tgid, 0, first hash), a StackKey. Its value,
+// also in the scratch buffer after the stack copy: the second hash, the
+// stack's slot in the closed counts (u32, then 4 zero bytes), then
 // MaxDepth frames (the instruction pointer, then the return addresses,
-// innermost first, a zero after the last when fewer).
+// innermost first, a zero after the last when fewer). After it, each CPU
+// keeps a direct-mapped cache of cacheEntries stacks it has stored or
+// found (first hash, second hash, tgid, slot), so that a repeated stack
+// costs no map lookup.
 const (
-	pageBytes     = 4096
-	bufBytes      = 2 * pageBytes
-	stackValSize  = 8 + MaxDepth*8
-	scratchSize   = bufBytes + stackValSize
-	scratchFrames = bufBytes + 8
+	pageBytes      = 4096
+	bufBytes       = 2 * pageBytes
+	stackValSize   = 16 + MaxDepth*8 // second hash, slot, 0, frames
+	scratchFrames  = bufBytes + 16
+	scratchCache   = bufBytes + stackValSize
+	cacheEntries   = 16
+	cacheEntrySize = 24 // first hash, second hash, tgid, slot
+	scratchSize    = scratchCache + cacheEntries*cacheEntrySize
 	// outOfBuffer, as the buffer's base, puts every frame outside it
 	// (when the big read failed).
 	outOfBuffer = math.MinInt64
 	hashMul1    = -0x61C8864680B583EB // 0x9E3779B97F4A7C15 as an int64
 	hashMul2    = -0x3D4D51C2D82B14B1 // 0xC2B2AE3D27D4EB4F as an int64
 )
+
+// The filter map counts the recorded sockets by a hash of their address
+// (filterSlots counters): a socket entering TCP_CLOSE whose counter is 0
+// was not recorded, and costs no lookup of the socks map. A counter is
+// raised before its socket is recorded and lowered after it is forgotten,
+// so it is never below the number of recorded sockets that hash to it.
+const filterSlots = 1 << 16
 
 // Stack frame of the programs: fp-8 the socks key (the struct sock
 // address), fp-16 a scratch key or value, fp-24 the accepted fd, fp-32 a
@@ -87,6 +103,7 @@ const (
 	fpH2      = fpH1 - 8
 	fpSP      = fpH2 - 8
 	fpLim     = fpSP - 8
+	fpKey     = fpLim - 16 // a stacks map key
 )
 
 func val(off int) int16 { return int16(fpVal + off) }
@@ -131,26 +148,37 @@ func tcpOnly(o offsets, sk asm.Register) asm.Instructions {
 // does not nest in itself on one CPU; two programs may).
 //
 //	tgid = bpf_get_current_pid_tgid() >> 32;
-//	if (!bpf_map_lookup_elem(&pids, &tgid)) return 0;
+//	if (!(pids[tgid / 64] & (1 << tgid % 64))) return 0;
 //	sk = getSock();
 //	v = {tgid, 0, key, top, tid, how, now, 0};
-//	key, h2 = walk(scratch[slot]);   // fills scratch's frames and top
-//	if ((s = bpf_map_lookup_elem(&stacks, &key))) { if (s->h2 != h2) goto drop; }
-//	else if (bpf_map_update_elem(&stacks, &key, &scratch.h2, BPF_NOEXIST) && err != -EEXIST) goto drop;
-//	if (bpf_map_update_elem(&socks, &sk, &v, BPF_ANY)) goto drop;
+//	h1, h2 = walk(scratch[slot]);   // fills scratch's frames and top
+//	key = {tgid, 0, h1};
+//	if (this CPU's cache has (h1, h2, tgid)) v.slot = its slot;
+//	else if ((s = bpf_map_lookup_elem(&stacks, &key))) { if (s->h2 != h2) goto drop; v.slot = s->slot; }
+//	else { v.slot = nslots++; slotkeys[v.slot] = key;
+//		bpf_map_update_elem(&stacks, &key, &scratch.h2, BPF_NOEXIST) or, on EEXIST, look it up as above }
+//	filter[slot(sk)]++;
+//	if (bpf_map_update_elem(&socks, &sk, &v, BPF_ANY)) { filter[slot(sk)]--; goto drop; }
 //	return 0;
 //	drop: dropped[0]++;
 func capture(o offsets, slot int32, getSock asm.Instructions) asm.Instructions {
 	insns := asm.Instructions{
 		asm.FnGetCurrentPidTgid.Call(),
 		asm.Mov.Reg(asm.R9, asm.R0),
-		asm.RSh.Imm(asm.R0, 32),
+		asm.RSh.Imm(asm.R0, 32+6),
 		asm.StoreMem(asm.RFP, fpScratch, asm.R0, asm.Word),
 		asm.LoadMapPtr(asm.R1, 0).WithReference(pidsMap),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, fpScratch),
-		asm.FnMapLookupElem.Call(),
+		asm.FnMapLookupElem.Call(), // an array: inlined, no call
 		asm.JEq.Imm(asm.R0, 0, "exit"),
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+		asm.Mov.Reg(asm.R2, asm.R9),
+		asm.RSh.Imm(asm.R2, 32),
+		asm.And.Imm(asm.R2, 63),
+		asm.RSh.Reg(asm.R1, asm.R2),
+		asm.And.Imm(asm.R1, 1),
+		asm.JEq.Imm(asm.R1, 0, "exit"),
 	}
 	insns = append(insns, getSock...)
 	insns = append(insns,
@@ -159,15 +187,17 @@ func capture(o offsets, slot int32, getSock asm.Instructions) asm.Instructions {
 		asm.RSh.Imm(asm.R1, 32),
 		asm.StoreMem(asm.RFP, val(valTGID), asm.R1, asm.Word),
 		asm.Mov.Imm(asm.R1, 0),
-		asm.StoreMem(asm.RFP, val(valPad), asm.R1, asm.Word),
 		asm.StoreMem(asm.RFP, val(valCookie), asm.R1, asm.DWord),
 		asm.StoreMem(asm.RFP, val(valTID), asm.R9, asm.Word),
 		asm.StoreMem(asm.RFP, val(valHow), asm.R8, asm.Word),
 	)
 	insns = append(insns, walk(o, slot)...)
-	return append(insns,
+	insns = append(insns,
 		asm.FnKtimeGetNs.Call(),
 		asm.StoreMem(asm.RFP, val(valTime), asm.R0, asm.DWord),
+	)
+	insns = append(insns, filterAdd(1)...)
+	insns = append(insns,
 		asm.LoadMapPtr(asm.R1, 0).WithReference(socksMap),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, fpSock),
@@ -176,6 +206,9 @@ func capture(o offsets, slot int32, getSock asm.Instructions) asm.Instructions {
 		asm.Mov.Imm(asm.R4, 0), // BPF_ANY
 		asm.FnMapUpdateElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "exit"),
+	)
+	insns = append(insns, filterAdd(-1)...)
+	return append(insns,
 
 		asm.Mov.Imm(asm.R1, 0).WithSymbol("drop"),
 		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.Word),
@@ -346,33 +379,101 @@ func walk(o offsets, slot int32) asm.Instructions {
 		asm.Mov.Imm(asm.R4, 0),
 	)
 	insns = append(insns, frame(asm.R9, 0, asm.R4)...)
-	return append(insns,
-		asm.LoadMem(asm.R1, asm.RFP, fpH1, asm.DWord).WithSymbol("hashed"),
-		asm.Xor.Reg(asm.R1, asm.R9),
-		asm.StoreMem(asm.RFP, val(valStack), asm.R1, asm.DWord),
-		asm.LoadMem(asm.R1, asm.RFP, fpH2, asm.DWord),
-		asm.StoreMem(asm.R6, bufBytes, asm.R1, asm.DWord),
+	insns = append(insns,
+		asm.LoadMem(asm.R7, asm.RFP, fpH1, asm.DWord).WithSymbol("hashed"),
+		asm.Xor.Reg(asm.R7, asm.R9), // R7: the first hash, the stack key
+		asm.StoreMem(asm.RFP, val(valStack), asm.R7, asm.DWord),
+		asm.LoadMem(asm.R8, asm.RFP, fpH2, asm.DWord), // R8: the second hash
+		asm.StoreMem(asm.R6, bufBytes, asm.R8, asm.DWord),
+		asm.LoadMem(asm.R1, asm.RFP, val(valTGID), asm.Word),
+		asm.StoreMem(asm.RFP, fpKey, asm.R1, asm.Word),
+		asm.Mov.Imm(asm.R1, 0),
+		asm.StoreMem(asm.RFP, fpKey+4, asm.R1, asm.Word),
+		asm.StoreMem(asm.RFP, fpKey+8, asm.R7, asm.DWord),
+	)
+	// This CPU's cache of stacks it stored or found: a hit needs no lookup
+	// (stacks are never deleted, nor their slots changed).
+	insns = append(insns, cacheEntry()...)
+	insns = append(insns,
+		asm.LoadMem(asm.R2, asm.R1, scratchCache, asm.DWord),
+		asm.JNE.Reg(asm.R2, asm.R7, "lookup"),
+		asm.LoadMem(asm.R2, asm.R1, scratchCache+8, asm.DWord),
+		asm.JNE.Reg(asm.R2, asm.R8, "lookup"),
+		asm.LoadMem(asm.R2, asm.R1, scratchCache+16, asm.Word),
+		asm.LoadMem(asm.R3, asm.RFP, fpKey, asm.Word),
+		asm.JNE.Reg(asm.R2, asm.R3, "lookup"),
+		asm.LoadMem(asm.R9, asm.R1, scratchCache+20, asm.Word),
+		asm.Ja.Label("stored"),
 
-		asm.LoadMapPtr(asm.R1, 0).WithReference(stacksMap),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(stacksMap).WithSymbol("lookup"),
 		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, int32(val(valStack))),
+		asm.Add.Imm(asm.R2, fpKey),
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "newstack"),
-		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
-		asm.LoadMem(asm.R2, asm.R6, bufBytes, asm.DWord),
-		asm.JNE.Reg(asm.R1, asm.R2, "drop"), // a different stack with the same key
-		asm.Ja.Label("stored"),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(stacksMap).WithSymbol("newstack"),
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord).WithSymbol("found"),
+		asm.JNE.Reg(asm.R1, asm.R8, "drop"), // a different stack with the same key
+		asm.LoadMem(asm.R9, asm.R0, 8, asm.Word),
+		asm.Ja.Label("cache"),
+
+		// A new stack: its closed-count slot, then the stack.
+		asm.Mov.Imm(asm.R1, 0).WithSymbol("newstack"),
+		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(nslotsMap),
 		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, int32(val(valStack))),
+		asm.Add.Imm(asm.R2, fpScratch),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "drop"),
+		asm.Mov.Imm(asm.R9, 1),
+		asm.FetchAdd.Mem(asm.R0, asm.R9, asm.DWord, 0), // R9: the slot
+		asm.JGE.Imm(asm.R9, MaxStacks, "drop"),
+		asm.StoreMem(asm.R6, bufBytes+8, asm.R9, asm.Word),
+		asm.StoreMem(asm.RFP, fpScratch, asm.R9, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(slotKeysMap),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, fpScratch),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "drop"),
+		asm.LoadMem(asm.R1, asm.RFP, fpKey, asm.DWord),
+		asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
+		asm.StoreMem(asm.R0, 8, asm.R7, asm.DWord),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(stacksMap),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, fpKey),
 		asm.Mov.Reg(asm.R3, asm.R6),
 		asm.Add.Imm(asm.R3, bufBytes),
 		asm.Mov.Imm(asm.R4, 1), // BPF_NOEXIST
 		asm.FnMapUpdateElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "stored"),
-		asm.JNE.Imm(asm.R0, -int32(unix.EEXIST), "drop"), // full; EEXIST: another CPU stored it first
-		asm.Mov.Reg(asm.R0, asm.R0).WithSymbol("stored"),
+		asm.JEq.Imm(asm.R0, 0, "cache"),
+		asm.JNE.Imm(asm.R0, -int32(unix.EEXIST), "drop"), // full
+		// Another CPU stored it first: use its slot (this one stays unused).
+		asm.LoadMapPtr(asm.R1, 0).WithReference(stacksMap),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, fpKey),
+		asm.FnMapLookupElem.Call(),
+		asm.JNE.Imm(asm.R0, 0, "found"),
+		asm.Ja.Label("drop"),
 	)
+	insns = append(insns, cacheEntry()...)
+	insns[len(insns)-len(cacheEntry())] = insns[len(insns)-len(cacheEntry())].WithSymbol("cache")
+	return append(insns,
+		asm.StoreMem(asm.R1, scratchCache, asm.R7, asm.DWord),
+		asm.StoreMem(asm.R1, scratchCache+8, asm.R8, asm.DWord),
+		asm.LoadMem(asm.R2, asm.RFP, fpKey, asm.Word),
+		asm.StoreMem(asm.R1, scratchCache+16, asm.R2, asm.Word),
+		asm.StoreMem(asm.R1, scratchCache+20, asm.R9, asm.Word),
+		asm.StoreMem(asm.RFP, val(valSlot), asm.R9, asm.Word).WithSymbol("stored"),
+	)
+}
+
+// cacheEntry leaves in R1 the address of the stack cache entry for the
+// stack key in R7, less scratchCache (R6 is the scratch buffer).
+func cacheEntry() asm.Instructions {
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R1, asm.R7),
+		asm.And.Imm(asm.R1, cacheEntries-1),
+		asm.Mul.Imm(asm.R1, cacheEntrySize),
+		asm.Add.Reg(asm.R1, asm.R6),
+	}
 }
 
 // lookupSock looks the socket in R7 up in socks, leaving the value in R9
@@ -398,10 +499,12 @@ func lookupSock() asm.Instructions {
 //	if (!sk || sk->sk_protocol != IPPROTO_TCP) return 0;
 //	capture(sk, Connected);
 //	closed:
+//	if (!sk || !filter[slot(sk)]) return 0;   // no recorded socket there
 //	if (!(v = bpf_map_lookup_elem(&socks, &sk))) return 0;
-//	c = bpf_map_lookup_elem(&closed, v);   // v starts with (tgid, 0, stack key)
-//	if (c) *c += 1; else bpf_map_update_elem(&closed, v, &one, BPF_NOEXIST);
-//	bpf_map_delete_elem(&socks, &sk);
+//	slot = v->slot;
+//	if (bpf_map_delete_elem(&socks, &sk)) return 0;   // another CPU did
+//	filter[slot(sk)]--;
+//	closed[slot]++;
 func stateProgram(o offsets) (asm.Instructions, error) {
 	if err := checkOffsets(o); err != nil {
 		return nil, err
@@ -415,42 +518,95 @@ func stateProgram(o offsets) (asm.Instructions, error) {
 		asm.JNE.Imm(asm.R2, tcpClose, "exit"),
 		asm.Mov.Imm(asm.R8, Connected),
 	}
-	insns = append(insns, capture(o, 1, append(asm.Instructions{
-		asm.LoadMem(asm.R7, asm.R6, 0, asm.DWord),
-	}, tcpOnly(o, asm.R7)...))...)
+	getSock := append(asm.Instructions{asm.LoadMem(asm.R7, asm.R6, 0, asm.DWord)}, tcpOnly(o, asm.R7)...)
+	insns = append(insns, capture(o, 1, append(getSock, plainAddress(1)...))...)
 
-	insns = append(insns, asm.LoadMem(asm.R7, asm.R6, 0, asm.DWord).WithSymbol("closed"))
+	insns = append(insns,
+		asm.LoadMem(asm.R7, asm.R6, 0, asm.DWord).WithSymbol("closed"),
+		asm.JEq.Imm(asm.R7, 0, "exit"),
+	)
+	insns = append(insns, plainAddress(1)...)
+	insns = append(insns,
+		asm.StoreMem(asm.RFP, fpSock, asm.R7, asm.DWord),
+	)
+	insns = append(insns, filterSlot()...)
+	insns = append(insns,
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
+		asm.JEq.Imm(asm.R1, 0, "exit"), // no recorded socket has this slot
+	)
 	insns = append(insns, lookupSock()...)
-	return append(insns,
-		asm.LoadMapPtr(asm.R1, 0).WithReference(closedMap),
-		asm.Mov.Reg(asm.R2, asm.R9),
-		asm.FnMapLookupElem.Call(),
-		asm.JNE.Imm(asm.R0, 0, "count"),
-		asm.Mov.Imm(asm.R1, 1),
-		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.DWord),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(closedMap),
-		asm.Mov.Reg(asm.R2, asm.R9),
-		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, fpScratch),
-		asm.Mov.Imm(asm.R4, 1), // BPF_NOEXIST
-		asm.FnMapUpdateElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "forget"),
-		// Another CPU added the key first: count on it.
-		asm.LoadMapPtr(asm.R1, 0).WithReference(closedMap),
-		asm.Mov.Reg(asm.R2, asm.R9),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "forget"),
-		asm.Mov.Imm(asm.R1, 1).WithSymbol("count"),
-		asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
-
-		asm.LoadMapPtr(asm.R1, 0).WithReference(socksMap).WithSymbol("forget"),
+	insns = append(insns,
+		// Keep the closed map's key: the value may be reused once deleted.
+		asm.LoadMem(asm.R1, asm.R9, 0, asm.DWord),
+		asm.StoreMem(asm.RFP, val(0), asm.R1, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R9, 8, asm.DWord),
+		asm.StoreMem(asm.RFP, val(8), asm.R1, asm.DWord),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(socksMap),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, fpSock),
 		asm.FnMapDeleteElem.Call(),
-
+		asm.JNE.Imm(asm.R0, 0, "exit"), // another CPU counted it
+	)
+	insns = append(insns, filterAdd(-1)...)
+	return append(insns,
+		asm.LoadMem(asm.R1, asm.RFP, val(valSlot), asm.Word),
+		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(closedMap),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, fpScratch),
+		asm.FnMapLookupElem.Call(), // an array: inlined
+		asm.JEq.Imm(asm.R0, 0, "exit"),
+		asm.Mov.Imm(asm.R1, 1),
+		asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
 		asm.Return(),
 	), nil
+}
+
+// plainAddress turns the BTF pointer in R7 into a plain number (the
+// verifier allows no arithmetic on pointers but add and subtract): stored
+// in the program's scratch map entry and read back. The programs run with
+// CAP_PERFMON, which allows a pointer to be stored in a map.
+func plainAddress(slot int32) asm.Instructions {
+	return asm.Instructions{
+		asm.Mov.Imm(asm.R1, slot),
+		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(scratchMap),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, fpScratch),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "exit"),
+		asm.StoreMem(asm.R0, 0, asm.R7, asm.DWord),
+		asm.LoadMem(asm.R7, asm.R0, 0, asm.DWord),
+	}
+}
+
+// filterSlot leaves in R0 the filter map's counter for the socket address
+// at fp+fpSock (the filter is an array: the lookup is inlined and cannot
+// fail, but the verifier wants the NULL check).
+func filterSlot() asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMem(asm.R1, asm.RFP, fpSock, asm.DWord),
+		asm.Mov.Reg(asm.R2, asm.R1),
+		asm.RSh.Imm(asm.R1, 6),
+		asm.RSh.Imm(asm.R2, 22),
+		asm.Xor.Reg(asm.R1, asm.R2),
+		asm.And.Imm(asm.R1, filterSlots-1),
+		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(filterMap),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, fpScratch),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "exit"),
+	}
+}
+
+// filterAdd adds d to the filter counter of the socket at fp+fpSock.
+func filterAdd(d int32) asm.Instructions {
+	return append(filterSlot(),
+		asm.Mov.Imm(asm.R1, d),
+		asm.StoreXAdd(asm.R0, asm.R1, asm.Word),
+	)
 }
 
 // chase replaces the kernel address in R3 by the pointer at R3+off, read
@@ -491,13 +647,18 @@ func acceptProgram(o offsets) (asm.Instructions, error) {
 		asm.StoreMem(asm.RFP, fpFD, asm.R2, asm.DWord).WithSymbol("accepted"),
 		asm.Mov.Imm(asm.R8, Accepted),
 	}
+	// task->files->fdt->fd through BTF pointers (plain loads, which the
+	// verifier guards); fd is a pointer to pointers, a plain number to the
+	// verifier: the rest is read with bpf_probe_read_kernel.
 	getSock := asm.Instructions{
 		asm.FnGetCurrentTaskBtf.Call(),
-		asm.Mov.Reg(asm.R3, asm.R0),
+		asm.LoadMem(asm.R3, asm.R0, int16(o.taskFiles), asm.DWord),
+		asm.JEq.Imm(asm.R3, 0, "exit"),
+		asm.LoadMem(asm.R3, asm.R3, int16(o.filesFdt), asm.DWord),
+		asm.JEq.Imm(asm.R3, 0, "exit"),
+		asm.LoadMem(asm.R3, asm.R3, int16(o.fdtFd), asm.DWord),
+		asm.JEq.Imm(asm.R3, 0, "exit"),
 	}
-	getSock = append(getSock, chase(o.taskFiles)...)
-	getSock = append(getSock, chase(o.filesFdt)...)
-	getSock = append(getSock, chase(o.fdtFd)...)
 	getSock = append(getSock,
 		asm.LoadMem(asm.R2, asm.RFP, fpFD, asm.DWord),
 		asm.JGT.Imm(asm.R2, 1<<30, "exit"),

@@ -34,7 +34,12 @@ type Recorder struct {
 	coll   *ebpf.Collection
 	links  []link.Link
 	cookie *link.Iter
+	traced map[int]bool
 }
+
+// pidWords is the size of the pids bitmap in 64-bit words: one bit for
+// every pid up to the kernel's PID_MAX_LIMIT (4,194,304; 512 KB).
+const pidWords = 1 << 22 / 64
 
 // Open reads the kernel BTF, builds, verifies and attaches the programs.
 // No process is traced until AddPID. Errors wrap ErrNotSupported when the
@@ -60,12 +65,15 @@ func Open() (_ *Recorder, err error) {
 	}
 	cs := &ebpf.CollectionSpec{
 		Maps: map[string]*ebpf.MapSpec{
-			pidsMap:    {Name: "cw_or_pids", Type: ebpf.Hash, KeySize: 4, ValueSize: 1, MaxEntries: MaxPIDs},
-			socksMap:   {Name: "cw_or_socks", Type: ebpf.Hash, KeySize: 8, ValueSize: valSize, MaxEntries: MaxSockets, Flags: unix.BPF_F_NO_PREALLOC},
-			stacksMap:  {Name: "cw_or_stacks", Type: ebpf.Hash, KeySize: 8, ValueSize: stackValSize, MaxEntries: MaxStacks},
-			scratchMap: {Name: "cw_or_scratch", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: scratchSize, MaxEntries: 2},
-			closedMap:  {Name: "cw_or_closed", Type: ebpf.Hash, KeySize: keySize, ValueSize: 8, MaxEntries: MaxClosed, Flags: unix.BPF_F_NO_PREALLOC},
-			droppedMap: {Name: "cw_or_dropped", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1},
+			pidsMap:     {Name: "cw_or_pids", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: pidWords},
+			filterMap:   {Name: "cw_or_filter", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: filterSlots},
+			socksMap:    {Name: "cw_or_socks", Type: ebpf.Hash, KeySize: 8, ValueSize: valSize, MaxEntries: MaxSockets, Flags: unix.BPF_F_NO_PREALLOC},
+			stacksMap:   {Name: "cw_or_stacks", Type: ebpf.Hash, KeySize: 16, ValueSize: stackValSize, MaxEntries: MaxStacks},
+			scratchMap:  {Name: "cw_or_scratch", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: scratchSize, MaxEntries: 2},
+			closedMap:   {Name: "cw_or_closed", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: MaxStacks},
+			slotKeysMap: {Name: "cw_or_slotkeys", Type: ebpf.Array, KeySize: 4, ValueSize: 16, MaxEntries: MaxStacks},
+			nslotsMap:   {Name: "cw_or_nslots", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1},
+			droppedMap:  {Name: "cw_or_dropped", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1},
 		},
 		Programs: map[string]*ebpf.ProgramSpec{
 			StateProgram: {
@@ -82,7 +90,7 @@ func Open() (_ *Recorder, err error) {
 			},
 		},
 	}
-	r := &Recorder{}
+	r := &Recorder{traced: map[int]bool{}}
 	defer func() {
 		if err != nil {
 			r.Close()
@@ -180,19 +188,48 @@ func classify(err error) error { return ebpfsupport.Classify(err, ErrNotSupporte
 // AddPID traces the process pid (a host tgid) from now on: every TCP
 // socket it creates by connect() or accept() is recorded.
 func (r *Recorder) AddPID(pid int) error {
-	if err := r.coll.Maps[pidsMap].Update(uint32(pid), uint8(1), ebpf.UpdateAny); err != nil {
+	if r.traced[pid] {
+		return nil
+	}
+	if len(r.traced) >= MaxPIDs {
+		return fmt.Errorf("sockorigin: trace pid %d: %d processes traced already", pid, MaxPIDs)
+	}
+	if err := r.setPID(pid, true); err != nil {
 		return fmt.Errorf("sockorigin: trace pid %d: %w", pid, err)
 	}
+	r.traced[pid] = true
 	return nil
 }
 
 // RemovePID stops tracing pid; its recorded sockets are kept.
 func (r *Recorder) RemovePID(pid int) error {
-	err := r.coll.Maps[pidsMap].Delete(uint32(pid))
-	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if !r.traced[pid] {
+		return nil
+	}
+	if err := r.setPID(pid, false); err != nil {
 		return fmt.Errorf("sockorigin: untrace pid %d: %w", pid, err)
 	}
+	delete(r.traced, pid)
 	return nil
+}
+
+// setPID sets or clears pid's bit in the pids bitmap (the programs only
+// read it; this goroutine is its only writer).
+func (r *Recorder) setPID(pid int, on bool) error {
+	if pid <= 0 || pid >= pidWords*64 {
+		return fmt.Errorf("pid out of range")
+	}
+	m := r.coll.Maps[pidsMap]
+	var w uint64
+	if err := m.Lookup(uint32(pid/64), &w); err != nil {
+		return err
+	}
+	if on {
+		w |= 1 << (pid % 64)
+	} else {
+		w &^= 1 << (pid % 64)
+	}
+	return m.Update(uint32(pid/64), w, ebpf.UpdateAny)
 }
 
 // Program returns one of the loaded programs by name (StateProgram,
@@ -221,6 +258,7 @@ func (r *Recorder) Sample(netnsPaths ...string) (*Sample, error) {
 		}
 	}
 	s := &Sample{Closed: map[StackKey]uint64{}, Stacks: map[uint64][]uint64{}}
+	keys := map[StackKey]bool{} // the stacks to read
 	now, mono := time.Now(), monotonicNow()
 	var (
 		cookie uint64
@@ -245,35 +283,25 @@ func (r *Recorder) Sample(netnsPaths ...string) (*Sample, error) {
 			sock.Top[i] = ne.Uint64(v[valTop+8*i:])
 		}
 		s.Sockets = append(s.Sockets, sock)
-		s.Stacks[sock.Key.StackID] = nil
+		keys[sock.Key] = true
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("sockorigin: read sockets: %w", err)
 	}
-	var (
-		k []byte
-		n uint64
-	)
-	cit := r.coll.Maps[closedMap].Iterate()
-	for cit.Next(&k, &n) {
-		key := decodeKey(k)
-		s.Closed[key] += n
-		s.Stacks[key.StackID] = nil
+	if err := r.readClosed(s, keys); err != nil {
+		return nil, err
 	}
-	if err := cit.Err(); err != nil {
-		return nil, fmt.Errorf("sockorigin: read closed counts: %w", err)
-	}
-	buf := make([]uint64, stackValSize/8) // the second hash, then the frames
-	for id := range s.Stacks {
-		if err := r.coll.Maps[stacksMap].Lookup(id, buf); err != nil {
+	buf := make([]uint64, stackValSize/8) // second hash, slot, frames
+	for key := range keys {
+		if err := r.coll.Maps[stacksMap].Lookup(encodeKey(key), buf); err != nil {
 			continue // a stack key with no stack: its frames are unknown
 		}
-		frames := buf[1:]
+		frames := buf[2:]
 		n := 0
 		for n < len(frames) && frames[n] != 0 {
 			n++
 		}
-		s.Stacks[id] = append([]uint64(nil), frames[:n]...)
+		s.Stacks[key.StackID] = append([]uint64(nil), frames[:n]...)
 	}
 	if err := r.coll.Maps[droppedMap].Lookup(uint32(0), &s.Dropped); err != nil {
 		return nil, fmt.Errorf("sockorigin: read drop count: %w", err)
@@ -302,6 +330,43 @@ func (r *Recorder) fillCookies() error {
 			return fmt.Errorf("sockorigin: read the tcp iterator: %w", err)
 		}
 	}
+}
+
+// readClosed adds the closed counts to s, by the slots given out so far,
+// and their stacks to keys.
+func (r *Recorder) readClosed(s *Sample, keys map[StackKey]bool) error {
+	var n uint64
+	if err := r.coll.Maps[nslotsMap].Lookup(uint32(0), &n); err != nil {
+		return fmt.Errorf("sockorigin: read slot count: %w", err)
+	}
+	n = min(n, MaxStacks)
+	var (
+		count uint64
+		k     []byte
+	)
+	for slot := range uint32(n) {
+		if err := r.coll.Maps[closedMap].Lookup(slot, &count); err != nil {
+			return fmt.Errorf("sockorigin: read closed count: %w", err)
+		}
+		if count == 0 {
+			continue
+		}
+		if err := r.coll.Maps[slotKeysMap].Lookup(slot, &k); err != nil {
+			return fmt.Errorf("sockorigin: read closed count's stack: %w", err)
+		}
+		key := decodeKey(k)
+		s.Closed[key] += count
+		keys[key] = true
+	}
+	return nil
+}
+
+// encodeKey is the stacks map's key for k: (tgid, 0, stack key).
+func encodeKey(k StackKey) []byte {
+	b := make([]byte, 16)
+	binary.NativeEndian.PutUint32(b, k.TGID)
+	binary.NativeEndian.PutUint64(b[8:], k.StackID)
+	return b
 }
 
 func decodeKey(b []byte) StackKey {
