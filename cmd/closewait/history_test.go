@@ -84,7 +84,7 @@ func TestDamagedHistory(t *testing.T) {
 			url, cmd, _ := startAgent(t, nil, "--interval", "1s", "--history", path)
 			// The probe's agent died 3 s after start: wait for two scans.
 			code, body := 0, ""
-			for i := 0; i < 120 && !strings.Contains(body, "closewait_scrapes_total 2"); i++ {
+			for i := 0; i < 120 && !strings.Contains(body, "closewait_scans_total 2"); i++ {
 				time.Sleep(500 * time.Millisecond)
 				_, body = httpGet(t, url+"/metrics")
 			}

@@ -57,6 +57,7 @@ func BenchmarkScan(b *testing.B) {
 			if bc.every == 0 && iter != nil {
 				opt.OwnerSource = iter
 			}
+			opt.ReleaseMemory = bc.every == 0 // as `closewait agent` does
 			a, err := agent.New(opt)
 			if err != nil {
 				b.Fatal(err)

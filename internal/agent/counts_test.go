@@ -3,13 +3,16 @@ package agent
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/closewait/closewait/internal/cwtest"
 	"github.com/closewait/closewait/internal/diagnose"
 	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/snapshot"
 	"github.com/closewait/closewait/internal/sockdiag"
+	"github.com/closewait/closewait/internal/sockevents"
 )
 
 // snapOf is a snapshot of CLOSE_WAIT sockets with these cookies, each held
@@ -92,5 +95,81 @@ func BenchmarkCloseWaitCounts(b *testing.B) {
 				c.observe(snaps[i%2], procs)
 			}
 		})
+	}
+}
+
+// TestCloseWaitCountsDelta: snapshots built from the change feed are
+// counted from their delta (no sort of every key), with the very counters
+// and keys a comparison of every key gives, on real sockets entering and
+// leaving CLOSE_WAIT between snapshots.
+func TestCloseWaitCountsDelta(t *testing.T) {
+	feed, err := sockevents.Open()
+	cwtest.SkipIfNotSupported(t, err, sockevents.ErrNotSupported)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Close()
+	var byDelta, byKeys closeWaitCounts
+	var prev *snapshot.Snapshot
+	holders := map[string]*cwtest.Holder{"first": cwtest.Start(t, cwtest.Spec{Unread: 3})}
+	for i, step := range []struct {
+		name    string
+		start   string // a holder started before the snapshot
+		stop    string // and one stopped (its sockets leave CLOSE_WAIT)
+		entered int    // the started holder's sockets counted as entered
+	}{
+		{name: "first snapshot"},
+		{name: "one starts", start: "second", entered: 3},
+		{name: "one starts, one stops", start: "third", stop: "first", entered: 2},
+		{name: "one stops", stop: "second"},
+	} {
+		if step.start != "" {
+			holders[step.start] = cwtest.Start(t, cwtest.Spec{Unread: step.entered - 1, ReadEOF: 1})
+		}
+		if step.stop != "" {
+			holders[step.stop].Stop()
+		}
+		succ := snapshot.Successive{Previous: prev, Changes: feed}
+		if prev != nil {
+			succ.CarryInfo, succ.ReuseByProcess, succ.SkipUnowned = true, true, true
+		}
+		snap, err := snapshot.TakeAfter(snapshot.Options{}, succ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, ok := snap.Delta(); ok != (i > 0) {
+			t.Fatalf("%s: Delta ok = %v (Stats.Changes %q)", step.name, ok, snap.Stats.Changes)
+		}
+		procs := diagnose.Analyze(snap, diagnose.DefaultThresholds, diagnose.Options{}).Processes
+		byDelta.observe(snap, procs)
+		byKeys.last = time.Time{} // no delta applies: every key compared
+		byKeys.observe(snap, procs)
+		if !slices.Equal(byDelta.prev, byKeys.prev) {
+			t.Fatalf("%s: %d keys from the delta, %d from every socket, not the same", step.name, len(byDelta.prev), len(byKeys.prev))
+		}
+		din, dout := byDelta.totals()
+		kin, kout := byKeys.totals()
+		if din != kin || dout != kout {
+			t.Errorf("%s: entered %d left %d from the delta, %d %d from every key", step.name, din, dout, kin, kout)
+		}
+		if step.start != "" {
+			h := holders[step.start]
+			found := false
+			for _, p := range procs {
+				if p.PID != h.PID {
+					continue
+				}
+				found = true
+				dn, _ := byDelta.process(h.PID, Comm(p))
+				kn, _ := byKeys.process(h.PID, Comm(p))
+				if dn != uint64(step.entered) || kn != dn {
+					t.Errorf("%s: the new holder entered %d from the delta, %d from every key, want %d", step.name, dn, kn, step.entered)
+				}
+			}
+			if !found {
+				t.Errorf("%s: the new holder (pid %d) is not among the snapshot's processes", step.name, h.PID)
+			}
+		}
+		prev = snap
 	}
 }

@@ -206,6 +206,10 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 	byPID := map[int]*procWork{}
 	hints := map[string]procscan.RuntimeHints{}
 	var last *procWork // the holder of the previous socket: usually this one's too
+	// The holders seen last, by pid modulo 64: a few processes' sockets come
+	// interleaved in the kernel's hash order, and a map lookup per socket
+	// cost a fifth of the analysis.
+	var recent [64]*procWork
 	var unowned unownedGroups
 	for i := range snap.Sockets {
 		s := &snap.Sockets[i]
@@ -238,7 +242,11 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 				if opt.PIDs != nil && !opt.PIDs[o.PID] {
 					continue
 				}
-				w = byPID[o.PID]
+				if r := recent[o.PID&63]; r != nil && r.p.PID == o.PID {
+					w = r
+				} else {
+					w = byPID[o.PID]
+				}
 				if w == nil {
 					p := &ProcessReport{PID: o.PID, Process: snap.Processes[o.PID]}
 					p.Runtime, p.RuntimeEvidence, p.Libraries = detectRuntime(p.Process, opt.FS, hints)
@@ -250,6 +258,7 @@ func analyze(a *Analyzer, snap *snapshot.Snapshot, th Thresholds, opt Options) *
 					procs = append(procs, w)
 				}
 				last = w
+				recent[o.PID&63] = w
 			}
 			p := w.p
 			p.CloseWait++

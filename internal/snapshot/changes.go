@@ -41,6 +41,83 @@ type changeSet struct {
 	entered map[uint64]map[uint64]sockdiag.Socket // netns -> cookie -> socket that entered
 	runs    map[uint64][][2]int                   // netns -> runs of Previous.Sockets in it
 	relook  int                                   // accept-queue sockets looked up again so far
+	// leftFilter answers most "did it leave?" questions without a lookup
+	// in left: a carried socket costs no map operation.
+	leftFilter cookieFilter
+	// The namespaces applyChanges started to list, and those it listed.
+	started, done map[uint64]bool
+}
+
+// delta is how a snapshot built from the change feed differs from its
+// Previous (Snapshot.Delta).
+type delta struct {
+	valid    bool
+	prevTime time.Time
+	entered  []int    // indices in Sockets of the sockets not in Previous
+	left     []uint64 // cookies of Previous's sockets not in Sockets
+}
+
+// endDelta completes the delta once every namespace is listed: the sockets
+// of Previous's namespaces not listed this time (gone, or not readable any
+// more) left too.
+func (snap *Snapshot) endDelta(cs *changeSet, prev *Snapshot) {
+	for ns := range cs.started {
+		if !cs.done[ns] {
+			return // a namespace's listing failed half-way: no delta
+		}
+	}
+	for ns, runs := range cs.runs {
+		if cs.done[ns] {
+			continue
+		}
+		for _, run := range runs {
+			for i := run[0]; i < run[1]; i++ {
+				snap.delta.left = append(snap.delta.left, prev.Sockets[i].Cookie)
+			}
+		}
+	}
+	snap.delta.valid, snap.delta.prevTime = true, prev.Time
+}
+
+// Delta says how a snapshot built from the change feed (Stats.Changes
+// ChangesApplied) differs from its Previous, taken at prevTime: entered are
+// the indices in Sockets of the sockets Previous did not list, left the
+// cookies of Previous's sockets this one does not list. ok is false for a
+// snapshot dumped in full. A caller that saw Previous can follow the set
+// of CLOSE_WAIT sockets at the cost of what changed.
+func (snap *Snapshot) Delta() (entered []int, left []uint64, prevTime time.Time, ok bool) {
+	d := &snap.delta
+	return d.entered, d.left, d.prevTime, d.valid
+}
+
+// cookieFilter is a set of cookies with false positives (one hash bit per
+// cookie, 16 bits a cookie): a clear bit says the cookie is not in the set.
+type cookieFilter []uint64
+
+func newCookieFilter[V any](set map[uint64]V) cookieFilter {
+	words := 1
+	for words*64 < 16*len(set) {
+		words *= 2
+	}
+	f := make(cookieFilter, words)
+	for c := range set {
+		b := f.bit(c)
+		f[b/64] |= 1 << (b % 64)
+	}
+	return f
+}
+
+func (f cookieFilter) bit(c uint64) uint64 {
+	return (c * 0x9E3779B97F4A7C15 >> 17) & uint64(len(f)*64-1)
+}
+
+// has reports whether c may be in the set (always, for a nil filter).
+func (f cookieFilter) has(c uint64) bool {
+	if f == nil {
+		return true
+	}
+	b := f.bit(c)
+	return f[b/64]&(1<<(b%64)) != 0
 }
 
 // drainChanges drains opt.Changes and decides whether this snapshot can be
@@ -85,6 +162,8 @@ func (snap *Snapshot) drainChanges(opt config) *changeSet {
 	}
 	snap.Stats.Changes = ChangesApplied
 	cs.apply = true
+	cs.leftFilter = newCookieFilter(cs.left)
+	cs.started, cs.done = map[uint64]bool{}, map[uint64]bool{}
 	cs.runs = map[uint64][][2]int{}
 	for i := 0; i < len(prev.Sockets); {
 		j, ns := i+1, prev.Sockets[i].NetNS
@@ -111,14 +190,17 @@ func (d *dumper) applyChanges(c *sockdiag.Conn) error {
 	entered := cs.entered[ns]
 	dt := max(d.snap.Time.Sub(prev.Time), 0)
 	start := len(d.snap.Sockets)
+	cs.started[ns] = true
 	var ask []sockdiag.Socket // looked up in one batch: accepted since, or new
+	enteredFilter := newCookieFilter(entered)
 	for _, run := range cs.runs[ns] {
 		for i := run[0]; i < run[1]; i++ {
 			p := &prev.Sockets[i].Socket
-			if cs.left[p.Cookie] {
+			if cs.leftFilter.has(p.Cookie) && cs.left[p.Cookie] {
+				d.snap.delta.left = append(d.snap.delta.left, p.Cookie)
 				continue
 			}
-			if len(entered) > 0 {
+			if len(entered) > 0 && enteredFilter.has(p.Cookie) {
 				delete(entered, p.Cookie) // already known: an event from before Previous's dump
 			}
 			if p.Inode == 0 && cs.relook < maxRelook {
@@ -138,6 +220,10 @@ func (d *dumper) applyChanges(c *sockdiag.Conn) error {
 			}
 		}
 	}
+	if end := len(d.snap.Sockets); end > start {
+		d.snap.carried = append(d.snap.carried, [2]int{start, end})
+	}
+	relooks := len(ask) // ask[:relooks] were in Previous
 	for _, cookie := range slices.Sorted(maps.Keys(entered)) {
 		ask = append(ask, entered[cookie])
 	}
@@ -147,11 +233,18 @@ func (d *dumper) applyChanges(c *sockdiag.Conn) error {
 	}
 	for i := range ask {
 		if errs[i] != nil || ask[i].State != sockdiag.CloseWait {
+			if i < relooks {
+				d.snap.delta.left = append(d.snap.delta.left, ask[i].Cookie)
+			}
 			continue // gone again, or moved on
 		}
 		ask[i].NetNS = ns
+		if i >= relooks {
+			d.snap.delta.entered = append(d.snap.delta.entered, len(d.snap.Sockets))
+		}
 		d.snap.Sockets = append(d.snap.Sockets, Socket{Socket: ask[i]})
 	}
+	cs.done[ns] = true
 	d.snap.States[sockdiag.CloseWait] += len(d.snap.Sockets) - start
 	return nil
 }

@@ -195,3 +195,64 @@ func TestTakeAfterLostChanges(t *testing.T) {
 		prev = s
 	}
 }
+
+// TestAppliedOwners: a snapshot built from the change feed takes the owners
+// of the sockets it carries over from Previous, searches those that are new
+// since, and, for the carried sockets Previous found no owner for (here:
+// Previous looked for none), searches again only without SkipUnowned.
+func TestAppliedOwners(t *testing.T) {
+	feed := openFeed(t)
+	old := cwtest.Start(t, cwtest.Spec{Unread: 2, ReadEOF: 1, NotAccepted: 1})
+	for _, tt := range []struct {
+		name        string
+		prevOwners  bool // Previous found owners
+		skipUnowned bool
+		wantOld     bool // the carried sockets have their owner
+	}{
+		{"carried with owners", true, true, true},
+		{"carried unowned, skipped", false, true, false},
+		{"carried unowned, searched again", false, false, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			prev, err := snapshot.TakeAfter(snapshot.Options{NoOwners: !tt.prevOwners}, snapshot.Successive{Changes: feed})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fresh := cwtest.Start(t, cwtest.Spec{Unread: 1, ReadEOF: 1})
+			s, err := snapshot.TakeAfter(snapshot.Options{}, snapshot.Successive{
+				Previous: prev, Changes: feed, CarryInfo: true, ReuseByProcess: true, SkipUnowned: tt.skipUnowned,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Stats.Changes != snapshot.ChangesApplied {
+				t.Fatalf("Stats.Changes = %q, want %q", s.Stats.Changes, snapshot.ChangesApplied)
+			}
+			check := func(h *cwtest.Holder, wantOwned bool, what string) {
+				t.Helper()
+				socks := holderSockets(s, map[*cwtest.Holder]uint64{h: s.NetNS})
+				if len(socks) != len(h.Conns) {
+					t.Fatalf("%s: %d of the holder's %d sockets", what, len(socks), len(h.Conns))
+				}
+				for k, v := range socks {
+					// An accepted socket is held through its fd; one in
+					// the accept queue by the listener's owner (fd -1),
+					// whose owner follows the same rule.
+					want := "[]"
+					if wantOwned {
+						fd := "-1"
+						if !v.notAccepted {
+							fd = "" // any fd
+						}
+						want = fmt.Sprintf("[{%d %s", h.PID, fd)
+					}
+					if got := v.owners; len(got) < len(want) || got[:len(want)] != want {
+						t.Errorf("%s %s: owners %s, want %s...", what, k, got, want)
+					}
+				}
+			}
+			check(old, tt.wantOld, "carried")
+			check(fresh, true, "new")
+		})
+	}
+}

@@ -2,4 +2,6 @@
 
 package snapshot
 
-func adviseHugePages([]Socket) {}
+func adviseHugePages([]Socket) bool { return false }
+
+func unadviseHugePages([]Socket) {}

@@ -28,19 +28,39 @@ func newReuser(fs procscan.FS, opt config) (still func(procscan.Owner, uint64) b
 	}
 	if opt.ReuseByProcess {
 		alive := map[int]bool{}
-		lastPID, lastAlive := -1, false
+		var known, living pidCache // answers for the pids seen last, without a map lookup
 		still = func(o procscan.Owner, _ uint64) bool {
-			if o.PID == lastPID {
-				return lastAlive
+			if known.has(o.PID) {
+				return living.has(o.PID)
 			}
 			v, ok := alive[o.PID]
 			if !ok {
 				v = unix.Access(fs.Path(strconv.Itoa(o.PID)), unix.F_OK) == nil
 				alive[o.PID] = v
 			}
-			lastPID, lastAlive = o.PID, v
+			known.add(o.PID)
+			if v {
+				living.add(o.PID)
+			} else {
+				living.remove(o.PID)
+			}
 			return v
 		}
 	}
 	return still
+}
+
+// pidCache is a set of the pids added last, at most one per slot of pid
+// modulo its size: a socket's owner is looked up in it without a map
+// operation (the owners of a snapshot's sockets are a few processes, their
+// sockets interleaved in the kernel's hash order). A pid absent from it
+// may have been added earlier and pushed out.
+type pidCache [256]int32 // pid+1; 0: empty
+
+func (c *pidCache) has(pid int) bool { return c[pid&255] == int32(pid+1) }
+func (c *pidCache) add(pid int)      { c[pid&255] = int32(pid + 1) }
+func (c *pidCache) remove(pid int) {
+	if c.has(pid) {
+		c[pid&255] = 0
+	}
 }

@@ -84,6 +84,13 @@ type Snapshot struct {
 	// read the kernel, as its changeSeq-th drain.
 	changesSynced bool
 	changeSeq     uint64
+	// carried are the ranges of Sockets that a snapshot built from the
+	// change feed (Stats.Changes ChangesApplied) took over from Previous,
+	// with Previous's owners; its other sockets are new since Previous.
+	carried [][2]int
+	delta   delta
+	// hugePages: Sockets' memory was advised for transparent huge pages.
+	hugePages bool
 }
 
 // Options control Take. The zero value takes a CLOSE_WAIT snapshot of /proc.
@@ -208,7 +215,14 @@ func TakeAfter(o Options, succ Successive) (*Snapshot, error) {
 		// times over: reserve the upper bound instead. Pages never touched
 		// cost address space, not memory.
 		snap.Sockets = make([]Socket, 0, n+n/16)
-		adviseHugePages(snap.Sockets)
+		snap.hugePages = adviseHugePages(snap.Sockets)
+	}
+	if prev := opt.Previous; prev != nil && prev.hugePages {
+		// Previous is dropped after this snapshot: its memory goes back to
+		// the heap for small objects, where a huge page would be faulted
+		// in (and cleared) whole for each one touched after a release.
+		unadviseHugePages(prev.Sockets)
+		prev.hugePages = false
 	}
 	snap.Host, _ = os.Hostname()
 
@@ -220,6 +234,9 @@ func TakeAfter(o Options, succ Successive) (*Snapshot, error) {
 	prev := newPrevIndex(opt.Previous)
 	if err := snap.dump(fs, opt, &listeners, prev, changes); err != nil {
 		return nil, err
+	}
+	if changes != nil && changes.apply {
+		snap.endDelta(changes, opt.Previous)
 	}
 	snap.Stats.DumpTime = time.Since(start)
 	snap.linkListeners(listeners)
@@ -440,6 +457,15 @@ func (snap *Snapshot) compactOwners() {
 	}
 }
 
+// prevSource says what findOwners knows of a socket without an owner yet.
+type prevSource uint8
+
+const (
+	lookPrev    prevSource = iota // look it up in Previous by inode
+	carriedOver                   // carried over from Previous, which found no owner
+	isNew                         // not in Previous
+)
+
 // findOwners attributes sockets and listeners to processes and reads the
 // facts of every owner.
 func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) error {
@@ -453,19 +479,19 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) er
 	// collected on the way: reading each socket's owners is a cache miss,
 	// so it is done once.
 	pids := map[int]bool{}
-	last := -1
+	var recent pidCache // the sockets of a few processes come interleaved, in hash order
 	addPIDs := func(owners []procscan.Owner) {
 		for _, o := range owners {
-			if o.PID != last { // a process's sockets mostly come in a row
+			if !recent.has(o.PID) {
 				pids[o.PID] = true
-				last = o.PID
+				recent.add(o.PID)
 			}
 		}
 	}
 	reused := 0
 	var fresh []*Socket // the sockets whose owners are searched
 	still := newReuser(fs, opt)
-	reuse := func(s *Socket) {
+	reuse := func(s *Socket, from prevSource) {
 		if s.Inode == 0 {
 			return
 		}
@@ -476,15 +502,24 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) er
 				return
 			}
 			s.Owners = nil
-		} else if p := prev.find(s.Inode); p != nil {
-			if len(p.Owners) > 0 && still(p.Owners[0], s.Inode) {
-				s.Owners = p.Owners
-				addPIDs(s.Owners)
-				reused++
-				return
-			}
-			if len(p.Owners) == 0 && opt.SkipUnowned {
-				return
+		} else {
+			switch from {
+			case lookPrev:
+				if p := prev.find(s.Inode); p != nil {
+					if len(p.Owners) > 0 && still(p.Owners[0], s.Inode) {
+						s.Owners = p.Owners
+						addPIDs(s.Owners)
+						reused++
+						return
+					}
+					if len(p.Owners) == 0 && opt.SkipUnowned {
+						return
+					}
+				}
+			case carriedOver: // Previous had no owner for it either
+				if opt.SkipUnowned {
+					return
+				}
 			}
 		}
 		wanted[s.Inode] = struct{}{}
@@ -493,13 +528,43 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) er
 	}
 	prev.rewind(0)
 	notAccepted := false
-	for i := range snap.Sockets {
-		reuse(&snap.Sockets[i])
-		notAccepted = notAccepted || snap.Sockets[i].NotAccepted
+	applied := snap.Stats.Changes == ChangesApplied
+	var waiting []int // applied: the sockets in an accept queue
+	if applied {
+		// Built from the change feed: each socket is known to be carried
+		// over (with Previous's owners) or new, without a lookup in
+		// Previous (at 1M sockets, hundreds of new ones would otherwise
+		// build its index of every inode each time).
+		next := 0 // the next socket not yet taken
+		take := func(i int, from prevSource) {
+			s := &snap.Sockets[i]
+			reuse(s, from)
+			if s.NotAccepted {
+				waiting = append(waiting, i)
+			}
+		}
+		for _, run := range snap.carried {
+			for i := next; i < run[0]; i++ {
+				take(i, isNew)
+			}
+			for i := run[0]; i < run[1]; i++ {
+				take(i, carriedOver)
+			}
+			next = run[1]
+		}
+		for i := next; i < len(snap.Sockets); i++ {
+			take(i, isNew)
+		}
+		notAccepted = len(waiting) > 0
+	} else {
+		for i := range snap.Sockets {
+			reuse(&snap.Sockets[i], lookPrev)
+			notAccepted = notAccepted || snap.Sockets[i].NotAccepted
+		}
 	}
 	prev.rewind(1)
 	for i := range snap.Listeners {
-		reuse(&snap.Listeners[i])
+		reuse(&snap.Listeners[i], lookPrev)
 	}
 	snap.Stats.Reused = reused
 
@@ -529,7 +594,26 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) er
 			found(&snap.Listeners[i])
 		}
 	}
-	if len(res.Owners) > 0 || notAccepted {
+	switch {
+	case applied:
+		// The same, for the sockets searched and those waiting only: a
+		// snapshot built from the change feed costs nothing per socket
+		// carried over.
+		if len(res.Owners) > 0 {
+			for _, s := range fresh {
+				found(s)
+			}
+		}
+		if len(waiting) > 0 {
+			lown := snap.listenerOwners()
+			for _, i := range waiting {
+				s := &snap.Sockets[i]
+				for _, o := range lown[listenerKey{s.NetNS, s.Listener}] {
+					s.Owners = append(s.Owners, procscan.Owner{PID: o.PID, FD: -1})
+				}
+			}
+		}
+	case len(res.Owners) > 0 || notAccepted:
 		// The owners just found; sockets in an accept queue belong to the
 		// listener's owners (already in pids).
 		lown := snap.listenerOwners()

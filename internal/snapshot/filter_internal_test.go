@@ -1,0 +1,78 @@
+package snapshot
+
+import "testing"
+
+// TestCookieFilter: every cookie of the set passes the filter, most others
+// do not, and a nil filter (no set) lets everything through.
+func TestCookieFilter(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		set  map[uint64]bool
+	}{
+		{"empty", map[uint64]bool{}},
+		{"one", map[uint64]bool{42: true}},
+		{"thousand", func() map[uint64]bool {
+			m := map[uint64]bool{}
+			for c := uint64(1); c <= 1000; c++ {
+				m[c*7919] = true
+			}
+			return m
+		}()},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newCookieFilter(tt.set)
+			for c := range tt.set {
+				if !f.has(c) {
+					t.Fatalf("cookie %d of the set filtered out", c)
+				}
+			}
+			passed := 0
+			const tries = 100000
+			for c := uint64(1 << 40); c < 1<<40+tries; c++ {
+				if f.has(c) {
+					passed++
+				}
+			}
+			if passed > tries/8 { // 16 bits a cookie: about 1/16 at most
+				t.Errorf("%d of %d cookies not in the set pass the filter", passed, tries)
+			}
+		})
+	}
+	if !cookieFilter(nil).has(7) {
+		t.Error("a nil filter filtered a cookie out")
+	}
+}
+
+// TestPIDCache: a pid added is found until another pid with the same slot
+// replaces it or it is removed.
+func TestPIDCache(t *testing.T) {
+	var c pidCache
+	for _, tt := range []struct {
+		op   string
+		pid  int
+		want []int // pids found after the operation
+		not  []int // pids not found
+	}{
+		{"add", 100, []int{100}, []int{1, 356}},
+		{"add", 4194303, []int{100, 4194303}, nil},
+		{"add", 356, []int{356, 4194303}, []int{100}}, // same slot as 100
+		{"remove", 100, []int{356}, []int{100}},       // not there: nothing removed
+		{"remove", 356, []int{4194303}, []int{356}},
+	} {
+		if tt.op == "add" {
+			c.add(tt.pid)
+		} else {
+			c.remove(tt.pid)
+		}
+		for _, p := range tt.want {
+			if !c.has(p) {
+				t.Errorf("after %s %d: %d missing", tt.op, tt.pid, p)
+			}
+		}
+		for _, p := range tt.not {
+			if c.has(p) {
+				t.Errorf("after %s %d: %d found", tt.op, tt.pid, p)
+			}
+		}
+	}
+}
