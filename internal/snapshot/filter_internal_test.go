@@ -1,6 +1,9 @@
 package snapshot
 
-import "testing"
+import (
+	"net/netip"
+	"testing"
+)
 
 // TestCookieFilter: every cookie of the set passes the filter, most others
 // do not, and a nil filter (no set) lets everything through.
@@ -74,5 +77,43 @@ func TestPIDCache(t *testing.T) {
 				t.Errorf("after %s %d: %d found", tt.op, tt.pid, p)
 			}
 		}
+	}
+}
+
+// TestRemoteFilter: every (namespace, address) added passes, IPv4 and IPv6;
+// most others, the same address in another namespace included, do not.
+func TestRemoteFilter(t *testing.T) {
+	var f remoteFilter
+	added := []struct {
+		ns   uint64
+		addr string
+	}{
+		{4026531840, "10.0.0.1"},
+		{4026531840, "2001:db8::1"},
+		{4026532000, "10.0.0.2"},
+		{4026532000, "::ffff:10.0.0.3"},
+	}
+	for _, a := range added {
+		f.add(a.ns, netip.MustParseAddr(a.addr))
+	}
+	for _, a := range added {
+		if !f.has(a.ns, netip.MustParseAddr(a.addr)) {
+			t.Errorf("%d %s added, filtered out", a.ns, a.addr)
+		}
+	}
+	passed, tries := 0, 0
+	for ns := uint64(4026532100); ns < 4026532110; ns++ {
+		for i := range 1000 {
+			tries++
+			if f.has(ns, netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})) {
+				passed++
+			}
+		}
+	}
+	if passed > tries/100 { // 4 bits set of 65536
+		t.Errorf("%d of %d pairs not added pass the filter", passed, tries)
+	}
+	if f.has(4026532000, netip.MustParseAddr("10.0.0.1")) && f.has(4026531840, netip.MustParseAddr("10.0.0.2")) {
+		t.Error("both addresses pass in each other's namespace")
 	}
 }

@@ -3,6 +3,9 @@ package snapshot_test
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,5 +161,75 @@ func TestNewSocketsSearchedInPreviousOwnersFirst(t *testing.T) {
 	}
 	if n, wrong := byPort(second, fresh); n != 1 || len(wrong) > 0 {
 		t.Errorf("new holder: %d sockets (want 1), misattributed: %v", n, wrong)
+	}
+}
+
+// TestNewOutboundSearchedInPoolOwnersFirst: a new socket dialled out to a
+// server that other sockets (a connection pool) already go to is searched
+// in their owners first; here it belongs to another process, found by the
+// pass over every process, and both keep the right owners.
+func TestNewOutboundSearchedInPoolOwnersFirst(t *testing.T) {
+	it := loadIterator(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var mu sync.Mutex
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+			c.(*net.TCPConn).CloseWrite() // the server's idle timeout: the clients' ends go to CLOSE_WAIT
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	server := netip.MustParseAddrPort(ln.Addr().String())
+	pool := cwtest.Start(t, cwtest.Spec{DialTo: server.String(), Dial: 2})
+	time.Sleep(300 * time.Millisecond) // the FINs arrive
+	take := func(prev *snapshot.Snapshot) *snapshot.Snapshot {
+		t.Helper()
+		s, err := snapshot.TakeAfter(snapshot.Options{OwnerSource: it}, snapshot.Successive{Previous: prev, ReuseByProcess: prev != nil, CarryInfo: prev != nil})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	first := take(nil)
+	other := cwtest.Start(t, cwtest.Spec{DialTo: server.String(), Dial: 1})
+	time.Sleep(300 * time.Millisecond)
+	second := take(first)
+	owners := map[int]int{} // pid -> sockets to the server
+	for _, s := range second.Sockets {
+		if s.State != sockdiag.CloseWait || s.Remote != server {
+			continue
+		}
+		if len(s.Owners) != 1 {
+			t.Errorf("%v: owners %v, want one", s.Local, s.Owners)
+			continue
+		}
+		owners[s.Owners[0].PID]++
+	}
+	if owners[pool.PID] != 2 || owners[other.PID] != 1 || len(owners) != 2 {
+		t.Errorf("sockets to the server by owner: %v, want %d: 2 and %d: 1", owners, pool.PID, other.PID)
+	}
+	if second.Stats.Scan.Targeted == 0 {
+		if err := it.EachWantedIn([]int{pool.PID}, map[uint64]struct{}{1: {}}, func(int, int, uint64) {}); errors.Is(err, ebpfowners.ErrNotSupported) {
+			cwtest.SkipOnOldKernel(t, 6, 1, "task_file iterator for chosen pids")
+			t.Fatal(err)
+		}
+		t.Errorf("the new socket was not searched in the pool's owner first: %+v", second.Stats.Scan)
 	}
 }

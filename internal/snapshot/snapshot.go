@@ -4,6 +4,7 @@
 package snapshot
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -412,22 +413,47 @@ func (snap *Snapshot) likelyOwners(fresh []*Socket) []int {
 	}
 	lown := snap.listenerOwners()
 	remotes := map[remoteKey]bool{}
+	var near remoteFilter // most sockets go elsewhere: no map lookup for them
 	for _, s := range fresh {
 		if s.Listener.IsValid() {
 			add(lown[listenerKey{s.NetNS, s.Listener}])
 		} else if s.Remote.IsValid() {
 			remotes[remoteKey{s.NetNS, s.Remote.Addr()}] = true
+			near.add(s.NetNS, s.Remote.Addr())
 		}
 	}
 	if len(remotes) > 0 {
 		for i := range snap.Sockets {
+			if len(likely) == maxLikely {
+				break
+			}
 			s := &snap.Sockets[i]
-			if len(s.Owners) > 0 && !s.Listener.IsValid() && remotes[remoteKey{s.NetNS, s.Remote.Addr()}] {
+			if len(s.Owners) > 0 && !s.Listener.IsValid() && near.has(s.NetNS, s.Remote.Addr()) && remotes[remoteKey{s.NetNS, s.Remote.Addr()}] {
 				add(s.Owners)
 			}
 		}
 	}
 	return likely
+}
+
+// remoteFilter is a set of (namespace, address) pairs with false positives,
+// one hash bit each in 64 Kibit: a clear bit says the pair is not in it.
+type remoteFilter [1 << 10]uint64
+
+func remoteBit(netns uint64, a netip.Addr) uint64 {
+	b := a.As16()
+	h := binary.LittleEndian.Uint64(b[:8])*0x9E3779B97F4A7C15 ^ binary.LittleEndian.Uint64(b[8:]) ^ netns*0xC2B2AE3D27D4EB4F
+	return (h * 0x9E3779B97F4A7C15) >> 48
+}
+
+func (f *remoteFilter) add(netns uint64, a netip.Addr) {
+	b := remoteBit(netns, a)
+	f[b/64] |= 1 << (b % 64)
+}
+
+func (f *remoteFilter) has(netns uint64, a netip.Addr) bool {
+	b := remoteBit(netns, a)
+	return f[b/64]&(1<<(b%64)) != 0
 }
 
 // compactMin is the number of owner sets found in one pass above which a
