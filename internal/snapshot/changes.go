@@ -165,6 +165,12 @@ func (snap *Snapshot) drainChanges(opt config) *changeSet {
 	cs.leftFilter = newCookieFilter(cs.left)
 	cs.started, cs.done = map[uint64]bool{}, map[uint64]bool{}
 	cs.runs = map[uint64][][2]int{}
+	if prev.runsOK() {
+		for _, r := range prev.nsRuns {
+			cs.runs[r.netns] = append(cs.runs[r.netns], [2]int{r.start, r.end})
+		}
+		return cs
+	}
 	for i := 0; i < len(prev.Sockets); {
 		j, ns := i+1, prev.Sockets[i].NetNS
 		for j < len(prev.Sockets) && prev.Sockets[j].NetNS == ns {
@@ -174,6 +180,19 @@ func (snap *Snapshot) drainChanges(opt config) *changeSet {
 		i = j
 	}
 	return cs
+}
+
+// runsOK reports whether nsRuns cover Sockets exactly, in order (then the
+// namespace of each socket is its run's).
+func (snap *Snapshot) runsOK() bool {
+	at := 0
+	for _, r := range snap.nsRuns {
+		if r.start != at {
+			return false
+		}
+		at = r.end
+	}
+	return at == len(snap.Sockets)
 }
 
 // applyChanges dumps every state but CLOSE_WAIT of c's namespace, then

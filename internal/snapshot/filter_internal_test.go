@@ -117,3 +117,27 @@ func TestRemoteFilter(t *testing.T) {
 		t.Error("both addresses pass in each other's namespace")
 	}
 }
+
+// TestRunsOK: namespace runs are used only when they cover the sockets
+// exactly, in order.
+func TestRunsOK(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		n    int
+		runs []nsRun
+		want bool
+	}{
+		{"no sockets, no runs", 0, nil, true},
+		{"sockets, no runs (procfs)", 3, nil, false},
+		{"one run", 3, []nsRun{{1, 0, 3}}, true},
+		{"two runs", 5, []nsRun{{1, 0, 3}, {2, 3, 5}}, true},
+		{"short", 6, []nsRun{{1, 0, 3}, {2, 3, 5}}, false},
+		{"gap", 5, []nsRun{{1, 0, 2}, {2, 3, 5}}, false},
+		{"overlap", 5, []nsRun{{1, 0, 3}, {2, 2, 5}}, false},
+	} {
+		snap := &Snapshot{Sockets: make([]Socket, tt.n), nsRuns: tt.runs}
+		if got := snap.runsOK(); got != tt.want {
+			t.Errorf("%s: runsOK = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -165,7 +165,9 @@ func (d *dumper) others(fs procscan.FS, procNet bool) {
 			continue
 		}
 		ns.Inode = c.NetNS()
+		start := len(d.snap.Sockets)
 		err = d.conn(c)
+		d.snap.noteRun(c.NetNS(), start) // what was listed, also if it failed half-way
 		c.Close()
 		if err != nil {
 			d.snap.Notices = append(d.snap.Notices, fmt.Sprintf("network namespace %v not read: %v", ns, err))

@@ -92,6 +92,23 @@ type Snapshot struct {
 	delta   delta
 	// hugePages: Sockets' memory was advised for transparent huge pages.
 	hugePages bool
+	// nsRuns are the runs of Sockets, one per network namespace listed
+	// from netlink, in order: the next snapshot built from the change feed
+	// takes them instead of reading every socket's namespace.
+	nsRuns []nsRun
+}
+
+// nsRun is the run of Sockets listed from one network namespace.
+type nsRun struct {
+	netns      uint64
+	start, end int
+}
+
+// noteRun records that the sockets from start on were listed from netns.
+func (snap *Snapshot) noteRun(netns uint64, start int) {
+	if end := len(snap.Sockets); end > start {
+		snap.nsRuns = append(snap.nsRuns, nsRun{netns, start, end})
+	}
 }
 
 // Options control Take. The zero value takes a CLOSE_WAIT snapshot of /proc.
@@ -275,9 +292,11 @@ func (snap *Snapshot) dump(fs procscan.FS, opt config, listeners *[]Socket, prev
 			snap.NetNS = c.NetNS()
 			snap.Stats.Source = "netlink"
 			if d.wanted(c.NetNS()) {
+				start := len(snap.Sockets)
 				if err := d.conn(c); err != nil {
 					return err
 				}
+				snap.noteRun(c.NetNS(), start)
 				snap.Namespaces = append(snap.Namespaces, netns.Namespace{Inode: c.NetNS(), Current: true})
 			}
 			if !opt.CurrentNetNSOnly {
