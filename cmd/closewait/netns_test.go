@@ -82,6 +82,18 @@ func TestNetNSHolderFoundLabelledFilteredDestroyed(t *testing.T) {
 		t.Errorf("report of the holder in %s: %+v, want 4 CLOSE_WAIT, 1 not accepted, netns [%d]", name, p, ino)
 	}
 
+	// watch --netns reads that namespace alone: its summary counts the
+	// holder's 4 and nothing of the root namespace.
+	r = run(t, nil, "watch", "--json", "-n", "1", "--netns", name)
+	var tick struct {
+		Summary struct {
+			CloseWait *int `json:"close_wait"`
+		} `json:"summary"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &tick); err != nil || tick.Summary.CloseWait == nil || *tick.Summary.CloseWait != 4 {
+		t.Errorf("watch --json -n 1 --netns %s: %v, want close_wait 4 (exit %d)\n%s%s", name, err, r.code, r.stdout, r.stderr)
+	}
+
 	// destroy opens its netlink socket inside the namespace.
 	r = run(t, nil, "destroy", "--netns", name, "--yes")
 	if r.code != 0 || !strings.Contains(r.stdout, "Destroyed 4 of 4 sockets.") {

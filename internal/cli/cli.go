@@ -222,7 +222,7 @@ type FilterFlags struct {
 	MinAge time.Duration `name:"min-age" placeholder:"DURATION" help:"Only sockets at least this old (estimate from tcp_info)."`
 }
 
-// NetNSFlag selects network namespaces of this host (sockets, destroy).
+// NetNSFlag selects network namespaces of this host (sockets, destroy, watch).
 type NetNSFlag struct {
 	NetNS []string `name:"netns" sep:"," placeholder:"NS" help:"Only sockets in these network namespaces: an inode (as in net:[INODE]) or a name under /run/netns."`
 }

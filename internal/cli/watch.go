@@ -31,6 +31,7 @@ type WatchCmd struct {
 	SecretsFlag
 	FeedFlag
 	ProgramFlags
+	NetNSFlag
 	PID        []int         `name:"pid" short:"p" sep:"," placeholder:"PID" help:"Only these processes."`
 	Interval   time.Duration `short:"d" default:"2s" placeholder:"DURATION" help:"Time between snapshots (default 2s, at least 100ms; -d as top's delay)."`
 	Iterations int           `short:"n" placeholder:"N" help:"Stop after N intervals (0: run until q or Ctrl-C; -n as top's). The exit code is then the last interval's status."`
@@ -85,6 +86,10 @@ func (c *WatchCmd) Run(g *Globals) error {
 	if err := g.checkPIDs(c.PID); err != nil {
 		return err
 	}
+	ns, err := c.namespaces()
+	if err != nil {
+		return err
+	}
 	var pids map[int]bool
 	if len(c.PID) > 0 {
 		pids = map[int]bool{}
@@ -93,7 +98,7 @@ func (c *WatchCmd) Run(g *Globals) error {
 		}
 	}
 	opt := history.SamplerOptions{
-		Snapshot:   snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet, OwnerSource: g.OwnerSource(true)},
+		Snapshot:   snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet, OwnerSource: g.OwnerSource(true), NetNS: ns},
 		Take:       g.takeAfter,
 		Changes:    g.changeFeed(c.Feed),
 		Thresholds: th, PIDs: pids, Window: c.Window,
