@@ -43,7 +43,10 @@ func TestOwnersEBPFMatchesProc(t *testing.T) {
 	it := loadIterator(t)
 	shared := cwtest.Start(t, cwtest.Spec{ReadEOF: 2, Unread: 2, Share: true})
 	plain := cwtest.Start(t, cwtest.Spec{Network: "tcp6", Unread: 3, NotAccepted: 1})
-	ports := map[uint16]bool{shared.Listen.Port(): true, plain.Listen.Port(): true}
+	// Matched by the listening address and port, not the port alone: on a
+	// busy host another test's socket can have the same port on another
+	// address (a TIME_WAIT seen by one snapshot only).
+	ours := map[netip.AddrPort]bool{shared.Listen: true, plain.Listen: true}
 
 	type key struct {
 		state    sockdiag.State
@@ -58,7 +61,7 @@ func TestOwnersEBPFMatchesProc(t *testing.T) {
 		}
 		m := map[key][]procscan.Owner{}
 		for _, s := range snap.Sockets {
-			if ports[s.Local.Port()] || ports[s.Remote.Port()] {
+			if ours[s.Local] || ours[s.Remote] {
 				m[key{s.State, s.Local.String(), s.Remote.String(), s.Inode, !s.NotAccepted}] = s.Owners
 			}
 		}
