@@ -365,25 +365,14 @@ func (th Thresholds) Judge(count int, fdShare float64, oldest time.Duration, has
 	if count == 0 {
 		return OK, nil
 	}
-	switch {
-	case th.CountCritical > 0 && count > th.CountCritical:
-		raise(Critical, "%d CLOSE_WAIT sockets > %d", count, th.CountCritical)
-	case th.CountWarning > 0 && count > th.CountWarning:
-		raise(Warning, "%d CLOSE_WAIT sockets > %d", count, th.CountWarning)
+	if s, limit := crossed(count, th.CountWarning, th.CountCritical); s > OK {
+		raise(s, "%d CLOSE_WAIT sockets > %d", count, limit)
 	}
-	switch th.FDShareStatus(fdShare) {
-	case Critical:
-		raise(Critical, "fds at %.0f%% of the limit > %.0f%%", fdShare*100, th.FDShareCritical*100)
-	case Warning:
-		raise(Warning, "fds at %.0f%% of the limit > %.0f%%", fdShare*100, th.FDShareWarning*100)
+	if s, limit := crossed(fdShare, th.FDShareWarning, th.FDShareCritical); s > OK {
+		raise(s, "fds at %.0f%% of the limit > %.0f%%", fdShare*100, limit*100)
 	}
-	if hasAge {
-		switch th.AgeStatus(oldest) {
-		case Critical:
-			raise(Critical, "oldest CLOSE_WAIT %s > %s", FormatAge(oldest), FormatAge(th.AgeCritical))
-		case Warning:
-			raise(Warning, "oldest CLOSE_WAIT %s > %s", FormatAge(oldest), FormatAge(th.AgeWarning))
-		}
+	if s, limit := crossed(oldest, th.AgeWarning, th.AgeCritical); hasAge && s > OK {
+		raise(s, "oldest CLOSE_WAIT %s > %s", FormatAge(oldest), FormatAge(limit))
 	}
 	return st, why
 }
@@ -391,25 +380,27 @@ func (th Thresholds) Judge(count int, fdShare float64, oldest time.Duration, has
 // FDShareStatus judges a process's fd usage (open fds over the soft limit,
 // 0..1) alone, as the process's status does.
 func (th Thresholds) FDShareStatus(share float64) Status {
-	switch {
-	case th.FDShareCritical > 0 && share > th.FDShareCritical:
-		return Critical
-	case th.FDShareWarning > 0 && share > th.FDShareWarning:
-		return Warning
-	}
-	return OK
+	s, _ := crossed(share, th.FDShareWarning, th.FDShareCritical)
+	return s
 }
 
 // AgeStatus judges the age of an oldest CLOSE_WAIT socket alone, as the
 // process's status does.
 func (th Thresholds) AgeStatus(oldest time.Duration) Status {
+	s, _ := crossed(oldest, th.AgeWarning, th.AgeCritical)
+	return s
+}
+
+// crossed judges v against a warning and a critical threshold (zero turns
+// one off) and returns the status with the threshold v is past.
+func crossed[T int | float64 | time.Duration](v, warning, critical T) (Status, T) {
 	switch {
-	case th.AgeCritical > 0 && oldest > th.AgeCritical:
-		return Critical
-	case th.AgeWarning > 0 && oldest > th.AgeWarning:
-		return Warning
+	case critical > 0 && v > critical:
+		return Critical, critical
+	case warning > 0 && v > warning:
+		return Warning, warning
 	}
-	return OK
+	return OK, 0
 }
 
 // FormatAge prints a duration the way an operator reads it: 850ms, 42s, 7m05s, 3h12m, 2d04h.
