@@ -53,27 +53,33 @@ func (d *dumper) conn(c *sockdiag.Conn) error {
 		d.carryInfo(c, d.snap.Sockets[start:])
 		return nil
 	}
+	list := sockdiag.Request{States: detail | sockdiag.NewStateSet(sockdiag.Listen), Info: true}
+	if d.opt.ListedOnly {
+		if err := c.Dump(list, d.keep); err != nil {
+			return fmt.Errorf("list sockets: %w", err)
+		}
+		return nil
+	}
 	// Count the other states on another core while this one lists the
 	// detail states.
 	counted := make(chan error, 1)
 	var counts [16]int
-	if d.opt.ListedOnly {
-		rest = 0
-		counted <- nil
-	} else {
-		go func() {
-			var err error
-			counts, err = countIn(c.NetNS(), rest)
-			counted <- err
-		}()
-	}
-	listErr := c.Dump(sockdiag.Request{States: detail | sockdiag.NewStateSet(sockdiag.Listen), Info: true}, d.keep)
+	go func() {
+		var err error
+		counts, err = countIn(c.NetNS(), rest)
+		counted <- err
+	}()
+	listErr := c.Dump(list, d.keep)
 	if err := <-counted; err != nil {
 		if err := c.Dump(sockdiag.Request{States: rest}, d.count); err != nil {
 			return fmt.Errorf("count sockets: %w", err)
 		}
 	} else {
-		d.addCounts(counts, rest)
+		for st, n := range counts {
+			if n > 0 {
+				d.snap.States[sockdiag.State(st)] += n
+			}
+		}
 	}
 	if listErr != nil {
 		return fmt.Errorf("list sockets: %w", listErr)
@@ -100,15 +106,6 @@ func countIn(ino uint64, rest sockdiag.StateSet) ([16]int, error) {
 	defer c2.Close()
 	err = c2.Dump(sockdiag.Request{States: rest}, func(s *sockdiag.Socket) bool { counts[s.State&15]++; return true })
 	return counts, err
-}
-
-// addCounts adds the counts of the states in set to the snapshot.
-func (d *dumper) addCounts(counts [16]int, set sockdiag.StateSet) {
-	for st, n := range counts {
-		if n > 0 && set.Has(sockdiag.State(st)) {
-			d.snap.States[sockdiag.State(st)] += n
-		}
-	}
 }
 
 var errOtherNetNS = errors.New("second netlink socket is in another network namespace")

@@ -19,7 +19,8 @@ type Request struct {
 	States StateSet
 	// Info asks for struct tcp_info with each socket (INET_DIAG_INFO).
 	Info bool
-	// Families lists AF_INET and/or AF_INET6. Empty means both.
+	// Families lists AF_INET and/or AF_INET6, one walk of the kernel's
+	// tables each. Empty means both in one walk (the compat request).
 	Families []uint8
 }
 
