@@ -252,6 +252,22 @@ func (c *child) expect(t *testing.T, word string) {
 	}
 }
 
+// halfCloseTo dials the child's server at 127.0.0.1:port n times, half-closes
+// each connection (closed when the test ends) and waits for the server to
+// say "accepted": it read to EOF, so its end is in CLOSE_WAIT.
+func (c *child) halfCloseTo(t *testing.T, port string, n int) {
+	t.Helper()
+	for range n {
+		conn, err := net.Dial("tcp4", "127.0.0.1:"+port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		conn.(*net.TCPConn).CloseWrite()
+		c.expect(t, "accepted")
+	}
+}
+
 func (c *child) do(t *testing.T, cmd string, n int) {
 	t.Helper()
 	for range n {
@@ -458,15 +474,7 @@ func traceCServer(t *testing.T, bin string, n int) (origins.Report, int) {
 	}
 	port := c.lines.Text()
 	tr := startTrace(t, "--pid", fmt.Sprint(cmd.Process.Pid), "--duration", "2m", "--json")
-	for range n {
-		conn, err := net.Dial("tcp4", "127.0.0.1:"+port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		conn.(*net.TCPConn).CloseWrite()
-		c.expect(t, "accepted") // read to EOF: its end is in CLOSE_WAIT
-	}
+	c.halfCloseTo(t, port, n)
 	return tr.stop(t), cmd.Process.Pid
 }
 
@@ -587,15 +595,7 @@ func TestExplainTraceAddsOrigins(t *testing.T) {
 				args = append(args, "--json")
 			}
 			tr := startTracing(t, args...)
-			for range 2 {
-				conn, err := net.Dial("tcp4", "127.0.0.1:"+port)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { conn.Close() })
-				conn.(*net.TCPConn).CloseWrite()
-				c.expect(t, "accepted")
-			}
+			c.halfCloseTo(t, port, 2)
 			if code := tr.interrupt(t); code == 3 {
 				t.Fatalf("explain --trace: exit 3: %s", tr.errb.String())
 			}
@@ -758,15 +758,7 @@ func TestTraceJavaPerfMap(t *testing.T) {
 	}
 	tr := startTrace(t, "--pid", fmt.Sprint(pid), "--duration", "2m", "--json")
 	const n = 3
-	for range n {
-		conn, err := net.Dial("tcp4", "127.0.0.1:"+port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		conn.(*net.TCPConn).CloseWrite()
-		c.expect(t, "accepted")
-	}
+	c.halfCloseTo(t, port, n)
 	rep := tr.stop(t)
 	o := originOf(rep, pid, "Java_sun_nio_ch_Net_accept")
 	if o == nil {
@@ -818,15 +810,7 @@ serve()
 	c.lines.Scan()
 	port := c.lines.Text()
 	tr := startTrace(t, "--pid", fmt.Sprint(pid), "--duration", "2m", "--json")
-	for range 2 {
-		conn, err := net.Dial("tcp4", "127.0.0.1:"+port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		conn.(*net.TCPConn).CloseWrite()
-		c.expect(t, "accepted")
-	}
+	c.halfCloseTo(t, port, 2)
 	rep := tr.stop(t)
 	for _, o := range rep.Origins {
 		for _, f := range o.Frames {
