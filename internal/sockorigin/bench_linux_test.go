@@ -124,16 +124,7 @@ func BenchmarkCreation(b *testing.B) {
 			defer ln.Close()
 			cost := startCost(b, r)
 			for b.Loop() {
-				c, err := net.Dial("tcp4", ln.Addr().String())
-				if err != nil {
-					b.Fatal(err)
-				}
-				s, err := ln.Accept()
-				if err != nil {
-					b.Fatal(err)
-				}
-				c.Close()
-				s.Close()
+				dialAcceptClose(b, ln)
 			}
 			b.StopTimer()
 			cost.report(b, shortNames)
@@ -203,16 +194,7 @@ func BenchmarkCreationAlternating(b *testing.B) {
 		k := min(batch, b.N-n)
 		before := read()
 		for range k {
-			c, err := net.Dial("tcp4", ln.Addr().String())
-			if err != nil {
-				b.Fatal(err)
-			}
-			s, err := ln.Accept()
-			if err != nil {
-				b.Fatal(err)
-			}
-			c.Close()
-			s.Close()
+			dialAcceptClose(b, ln)
 		}
 		after := read()
 		t := 0
@@ -273,4 +255,19 @@ func BenchmarkSyscall(b *testing.B) {
 			}
 		})
 	}
+}
+
+// dialAcceptClose makes one loopback pair on ln and closes both ends: two
+// sockets, about ten state changes.
+func dialAcceptClose(b *testing.B, ln net.Listener) {
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.Close()
+	s.Close()
 }
