@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -98,21 +97,8 @@ func TestAgentServesHolder(t *testing.T) {
 	if code, body := httpGet(t, url+"/api/v1/processes/"+strconv.Itoa(h.PID)); code != 200 || !strings.Contains(body, `"close_wait": 3`) {
 		t.Errorf("/api/v1/processes/%d: %d %.300s", h.PID, code, body)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case err := <-exited:
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			t.Errorf("agent exited %d after SIGTERM, want 0", ee.ExitCode())
-		} else if err != nil {
-			t.Error(err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("agent did not stop within 30s of SIGTERM")
+	if code := signalExit(t, cmd, syscall.SIGTERM); code != 0 {
+		t.Errorf("agent exited %d after SIGTERM, want 0", code)
 	}
 	time.Sleep(100 * time.Millisecond) // let the copy of stdout finish
 	if !strings.Contains(stdout.String(), "stopped") {

@@ -42,22 +42,34 @@ func TestWatchSignalExitCodes(t *testing.T) {
 			if _, err := bufio.NewReader(out).ReadString('\n'); err != nil { // the first interval is out: the signal handler is set
 				t.Fatalf("no first line: %v", err)
 			}
-			if err := cmd.Process.Signal(c.sig); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case err := <-done:
-				var ee *exec.ExitError
-				if !errors.As(err, &ee) || ee.ExitCode() != c.want {
-					t.Errorf("watch after %v: %v, want exit %d", c.sig, err, c.want)
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatalf("watch did not stop within 30s of %v", c.sig)
+			if code := signalExit(t, cmd, c.sig); code != c.want {
+				t.Errorf("watch after %v: exit %d, want %d", c.sig, code, c.want)
 			}
 		})
 	}
+}
+
+// signalExit sends sig to the started cmd and returns its exit code once it
+// has exited (-1 when a signal killed it). It fails the test when cmd is
+// still running 30 s later.
+func signalExit(t *testing.T, cmd *exec.Cmd, sig os.Signal) int {
+	t.Helper()
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("%s after %v: %v", cmd.Args[1], sig, err)
+		}
+		return cmd.ProcessState.ExitCode()
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not stop within 30s of %v", cmd.Args[1], sig)
+	}
+	return -1
 }
 
 // TestHistoryPathWithSpace (issue 16 item 8): --history PATH (with a space)
