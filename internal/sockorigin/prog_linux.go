@@ -21,6 +21,10 @@ const (
 	scratchMap  = "scratch"
 )
 
+// acceptSlot is the accept program's scratch entry (the state program has
+// 1, the cookie program 2).
+const acceptSlot = 0
+
 // TCP states of include/net/tcp_states.h.
 const (
 	tcpSynSent = 2
@@ -119,6 +123,7 @@ const (
 	fpSP      = fpH2 - 8
 	fpLim     = fpSP - 8
 	fpKey     = fpLim - 16 // a stacks map key
+	fpRegs    = fpKey - 8  // the user registers, when the hook has them
 )
 
 func val(off int) int16 { return int16(fpVal + off) }
@@ -208,7 +213,7 @@ func capture(o offsets, slot int32, getSock asm.Instructions) asm.Instructions {
 		asm.StoreMem(asm.RFP, val(valTID), asm.R9, asm.Word),
 		asm.StoreMem(asm.RFP, val(valHow), asm.R8, asm.Word),
 	)
-	insns = append(insns, walk(o, slot)...)
+	insns = append(insns, walk(o, slot, slot == acceptSlot)...)
 	insns = append(insns,
 		asm.FnKtimeGetNs.Call(),
 		asm.StoreMem(asm.RFP, val(valTime), asm.R0, asm.DWord),
@@ -258,7 +263,7 @@ func capture(o offsets, slot int32, getSock asm.Instructions) asm.Instructions {
 //	}
 //	if (n < MaxDepth) s->frames[n] = 0;
 //	v.key = h1 ^ n; s->h2 = h2;
-func walk(o offsets, slot int32) asm.Instructions {
+func walk(o offsets, slot int32, regsAtFP bool) asm.Instructions {
 	frame := func(idx asm.Register, off int16, src asm.Register) asm.Instructions {
 		return asm.Instructions{
 			asm.Mov.Reg(asm.R1, idx),
@@ -277,10 +282,17 @@ func walk(o offsets, slot int32) asm.Instructions {
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "drop"),
 		asm.Mov.Reg(asm.R6, asm.R0), // R6: the scratch buffer
-
-		asm.FnGetCurrentTaskBtf.Call(),
-		asm.Mov.Reg(asm.R1, asm.R0),
-		asm.FnTaskPtRegs.Call(),
+	}
+	if regsAtFP {
+		insns = append(insns, asm.LoadMem(asm.R0, asm.RFP, fpRegs, asm.DWord))
+	} else {
+		insns = append(insns,
+			asm.FnGetCurrentTaskBtf.Call(),
+			asm.Mov.Reg(asm.R1, asm.R0),
+			asm.FnTaskPtRegs.Call(),
+		)
+	}
+	insns = append(insns,
 		asm.LoadMem(asm.R7, asm.R0, int16(o.regsSP), asm.DWord),
 		asm.LoadMem(asm.R8, asm.R0, int16(o.regsFP), asm.DWord), // R8: the frame pointer
 		asm.LoadMem(asm.R1, asm.R0, int16(o.regsIP), asm.DWord),
@@ -294,7 +306,7 @@ func walk(o offsets, slot int32) asm.Instructions {
 		asm.StoreMem(asm.RFP, fpSP, asm.R7, asm.DWord),
 		asm.Mov.Imm(asm.R1, pageBytes),
 		asm.StoreMem(asm.RFP, fpLim, asm.R1, asm.DWord),
-	}
+	)
 	insns = append(insns,
 		asm.Mov.Reg(asm.R9, asm.R7),
 		asm.And.Imm(asm.R9, pageBytes-1), // R9: the stack pointer's offset in its page
@@ -706,8 +718,9 @@ func acceptProgram(o offsets) (asm.Instructions, error) {
 		asm.Mov.Reg(asm.R6, asm.R1),
 		asm.LoadMem(asm.R2, asm.R6, 8, asm.DWord), // ret
 		asm.JSLT.Imm(asm.R2, 0, "exit"),
-		asm.LoadMem(asm.R1, asm.R6, 0, asm.DWord), // regs
+		asm.LoadMem(asm.R1, asm.R6, 0, asm.DWord), // regs: the user registers
 		asm.JEq.Imm(asm.R1, 0, "exit"),
+		asm.StoreMem(asm.RFP, fpRegs, asm.R1, asm.DWord),
 		asm.LoadMem(asm.R3, asm.R1, int16(o.regsSysNr), o.sysNrSize),
 		asm.JEq.Imm(asm.R3, sysAccept4, "accepted"),
 		asm.JNE.Imm(asm.R3, sysAccept, "exit"),
@@ -747,7 +760,7 @@ func acceptProgram(o offsets) (asm.Instructions, error) {
 		asm.LoadMem(asm.R2, asm.RFP, fpWord, asm.Half),
 		asm.JNE.Imm(asm.R2, unix.IPPROTO_TCP, "exit"),
 	)
-	insns = append(insns, capture(o, 0, getSock)...)
+	insns = append(insns, capture(o, acceptSlot, getSock)...)
 	return append(insns,
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
 		asm.Return(),
