@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 )
 
@@ -141,6 +142,10 @@ type offsets struct {
 	fdtFd       uint32 // struct fdtable: fd
 	filePrivate uint32 // struct file: private_data (the struct socket)
 	socketSk    uint32 // struct socket: sk
+	// The BTF ids of bpf_rdonly_cast (0 when the kernel has no such
+	// kfunc) and of the types the accept program casts to: struct
+	// llist_node (a pointer at offset 0), struct file and struct socket.
+	rdonlyCast, llistNode, file, socket btf.TypeID
 }
 
 func checkOffsets(o offsets) error {
@@ -688,6 +693,11 @@ func plainAddress(slot int32) asm.Instructions {
 	}
 }
 
+// kfuncCall calls the kernel function with BTF id id in vmlinux.
+func kfuncCall(id btf.TypeID) asm.Instruction {
+	return asm.Instruction{OpCode: asm.OpCode(asm.JumpClass).SetJumpOp(asm.Call), Src: asm.PseudoKfuncCall, Constant: int64(id)}
+}
+
 // chase replaces the kernel address in R3 by the pointer at R3+off, read
 // with bpf_probe_read_kernel, exiting on a fault or a NULL.
 func chase(off uint32) asm.Instructions {
@@ -745,6 +755,34 @@ func acceptProgram(o offsets) (asm.Instructions, error) {
 		asm.LSh.Imm(asm.R2, 3),
 		asm.Add.Reg(asm.R3, asm.R2),
 	)
+	if o.rdonlyCast != 0 {
+		// fd[ret]->private_data->sk with plain loads through
+		// bpf_rdonly_cast (which the verifier turns into a move; the
+		// loads are guarded like BTF pointer loads): no helper call.
+		getSock = append(getSock,
+			asm.Mov.Reg(asm.R1, asm.R3),
+			asm.Mov.Imm(asm.R2, int32(o.llistNode)),
+			kfuncCall(o.rdonlyCast),
+			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord), // struct file *
+			asm.JEq.Imm(asm.R1, 0, "exit"),
+			asm.Mov.Imm(asm.R2, int32(o.file)),
+			kfuncCall(o.rdonlyCast),
+			asm.LoadMem(asm.R1, asm.R0, int16(o.filePrivate), asm.DWord), // struct socket *
+			asm.JEq.Imm(asm.R1, 0, "exit"),
+			asm.Mov.Imm(asm.R2, int32(o.socket)),
+			kfuncCall(o.rdonlyCast),
+			asm.LoadMem(asm.R7, asm.R0, int16(o.socketSk), asm.DWord), // struct sock *
+			asm.JEq.Imm(asm.R7, 0, "exit"),
+			asm.LoadMem(asm.R2, asm.R7, int16(o.protocol), asm.Half),
+			asm.JNE.Imm(asm.R2, unix.IPPROTO_TCP, "exit"),
+		)
+		getSock = append(getSock, plainAddress(acceptSlot)...)
+		insns = append(insns, capture(o, acceptSlot, getSock)...)
+		return append(insns,
+			asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
+			asm.Return(),
+		), nil
+	}
 	getSock = append(getSock, chase(0)...)             // struct file *
 	getSock = append(getSock, chase(o.filePrivate)...) // struct socket *
 	getSock = append(getSock, chase(o.socketSk)...)    // struct sock *

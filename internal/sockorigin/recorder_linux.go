@@ -178,6 +178,23 @@ func kernelOffsets(spec *btf.Spec) (offsets, error) {
 		return offsets{}, fmt.Errorf("btf pt_regs.%s: %d bytes", sysNr, nr.Size)
 	}
 	o.regsSysNr = nr.Off
+	var cast *btf.Func
+	if spec.TypeByName("bpf_rdonly_cast", &cast) == nil { // Linux 6.2
+		var node *btf.Struct
+		if err := spec.TypeByName("llist_node", &node); err != nil {
+			return offsets{}, fmt.Errorf("btf struct llist_node: %w", err)
+		}
+		for _, t := range []struct {
+			typ btf.Type
+			dst *btf.TypeID
+		}{{cast, &o.rdonlyCast}, {node, &o.llistNode}, {structs["file"], &o.file}, {structs["socket"], &o.socket}} {
+			id, err := spec.TypeID(t.typ)
+			if err != nil {
+				return offsets{}, fmt.Errorf("btf id of %s: %w", t.typ.TypeName(), err)
+			}
+			*t.dst = id
+		}
+	}
 	return o, nil
 }
 
