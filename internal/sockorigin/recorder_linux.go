@@ -327,7 +327,7 @@ func (r *Recorder) eachRecord(f func(addr uint64, v []byte)) error {
 		cursor ebpf.MapBatchCursor
 		sets   = make([]uint32, batch)
 		keys   = make([][setWays]uint64, batch)
-		recs   []byte
+		recs   = make([]byte, recsSize)
 	)
 	for {
 		n, err := r.coll.Maps[keysMap].BatchLookup(&cursor, sets, keys, nil)
@@ -342,11 +342,8 @@ func (r *Recorder) eachRecord(f func(addr uint64, v []byte)) error {
 					continue // free, or being written
 				}
 				if !read {
-					if err := r.coll.Maps[recordsMap].Lookup(sets[i], &recs); err != nil {
+					if err := r.coll.Maps[recordsMap].Lookup(sets[i], recs); err != nil {
 						return fmt.Errorf("sockorigin: read socket records: %w", err)
-					}
-					if len(recs) < recsSize {
-						return fmt.Errorf("sockorigin: socket records of %d bytes", len(recs))
 					}
 					read = true
 				}
