@@ -42,7 +42,7 @@ const (
 // the fd table, as a plain number the cookie helper does not take; Sample
 // gives them their cookie from a TCP socket iterator.
 type Socket struct {
-	Addr    uint64 // the kernel address of its struct sock, while it lives
+	Addr    uint64 // its struct sock's kernel address less a constant of the recorder: an id while it lives
 	Cookie  uint64 // the socket cookie, as sock_diag reports it (0 when its namespace was not visited)
 	TGID    uint32 // the process (host pid)
 	TID     uint32 // the thread (host tid)

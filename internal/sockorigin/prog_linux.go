@@ -636,13 +636,13 @@ func stateProgram(o offsets) (asm.Instructions, error) {
 		asm.Mov.Imm(asm.R8, Connected),
 	}
 	getSock := append(asm.Instructions{asm.LoadMem(asm.R7, asm.R6, 0, asm.DWord)}, tcpOnly(o, asm.R7)...)
-	insns = append(insns, capture(o, 1, append(getSock, plainAddress(1)...))...)
+	insns = append(insns, capture(o, 1, append(getSock, sockID(1, false)...))...)
 
 	insns = append(insns,
 		asm.LoadMem(asm.R7, asm.R6, 0, asm.DWord).WithSymbol("closed"),
 		asm.JEq.Imm(asm.R7, 0, "exit"),
 	)
-	insns = append(insns, plainAddress(1)...)
+	insns = append(insns, sockID(1, false)...)
 	insns = append(insns,
 		asm.StoreMem(asm.RFP, fpSock, asm.R7, asm.DWord),
 	)
@@ -675,12 +675,30 @@ func stateProgram(o offsets) (asm.Instructions, error) {
 	), nil
 }
 
-// plainAddress turns the BTF pointer in R7 into a plain number (the
-// verifier allows no arithmetic on pointers but add and subtract): stored
-// in the program's scratch map entry and read back. The programs run with
-// CAP_PERFMON, which allows a pointer to be stored in a map.
-func plainAddress(slot int32) asm.Instructions {
-	return asm.Instructions{
+// sockID turns the socket in R7 (a pointer; with scalar, a plain
+// address) into the number the socket table keys it by: its distance from
+// the table's first set, an array map value whose address is fixed while
+// the recorder lives (and page-aligned: the number keeps the socket's
+// alignment). The verifier allows no arithmetic on pointers but adding
+// and subtracting a number; with CAP_PERFMON, one pointer less another is
+// a number. A plain address has the base made a number too: stored in the
+// program's scratch entry and read back (CAP_PERFMON allows a pointer in a
+// map). It uses R0-R2 (and R6 with scalar).
+func sockID(slot int32, scalar bool) asm.Instructions {
+	insns := asm.Instructions{
+		asm.Mov.Imm(asm.R1, 0),
+		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(keysMap),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, fpScratch),
+		asm.FnMapLookupElem.Call(), // an array: inlined
+		asm.JEq.Imm(asm.R0, 0, "exit"),
+	}
+	if !scalar {
+		return append(insns, asm.Sub.Reg(asm.R7, asm.R0))
+	}
+	return append(insns,
+		asm.Mov.Reg(asm.R6, asm.R0),
 		asm.Mov.Imm(asm.R1, slot),
 		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.Word),
 		asm.LoadMapPtr(asm.R1, 0).WithReference(scratchMap),
@@ -688,9 +706,10 @@ func plainAddress(slot int32) asm.Instructions {
 		asm.Add.Imm(asm.R2, fpScratch),
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "exit"),
-		asm.StoreMem(asm.R0, 0, asm.R7, asm.DWord),
-		asm.LoadMem(asm.R7, asm.R0, 0, asm.DWord),
-	}
+		asm.StoreMem(asm.R0, 0, asm.R6, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+		asm.Sub.Reg(asm.R7, asm.R1),
+	)
 }
 
 // kfuncCall calls the kernel function with BTF id id in vmlinux.
@@ -730,11 +749,11 @@ func acceptProgram(o offsets) (asm.Instructions, error) {
 		asm.JSLT.Imm(asm.R2, 0, "exit"),
 		asm.LoadMem(asm.R1, asm.R6, 0, asm.DWord), // regs: the user registers
 		asm.JEq.Imm(asm.R1, 0, "exit"),
-		asm.StoreMem(asm.RFP, fpRegs, asm.R1, asm.DWord),
 		asm.LoadMem(asm.R3, asm.R1, int16(o.regsSysNr), o.sysNrSize),
 		asm.JEq.Imm(asm.R3, sysAccept4, "accepted"),
 		asm.JNE.Imm(asm.R3, sysAccept, "exit"),
 		asm.StoreMem(asm.RFP, fpFD, asm.R2, asm.DWord).WithSymbol("accepted"),
+		asm.StoreMem(asm.RFP, fpRegs, asm.R1, asm.DWord),
 		asm.Mov.Imm(asm.R8, Accepted),
 	}
 	// task->files->fdt->fd through BTF pointers (plain loads, which the
@@ -776,7 +795,7 @@ func acceptProgram(o offsets) (asm.Instructions, error) {
 			asm.LoadMem(asm.R2, asm.R7, int16(o.protocol), asm.Half),
 			asm.JNE.Imm(asm.R2, unix.IPPROTO_TCP, "exit"),
 		)
-		getSock = append(getSock, plainAddress(acceptSlot)...)
+		getSock = append(getSock, sockID(acceptSlot, false)...)
 		insns = append(insns, capture(o, acceptSlot, getSock)...)
 		return append(insns,
 			asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
@@ -798,6 +817,7 @@ func acceptProgram(o offsets) (asm.Instructions, error) {
 		asm.LoadMem(asm.R2, asm.RFP, fpWord, asm.Half),
 		asm.JNE.Imm(asm.R2, unix.IPPROTO_TCP, "exit"),
 	)
+	getSock = append(getSock, sockID(acceptSlot, true)...)
 	insns = append(insns, capture(o, acceptSlot, getSock)...)
 	return append(insns,
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
@@ -820,7 +840,7 @@ func cookieProgram() asm.Instructions {
 		asm.JEq.Imm(asm.R6, 0, "exit"),
 		asm.Mov.Reg(asm.R7, asm.R6),
 	}
-	insns = append(insns, plainAddress(2)...)
+	insns = append(insns, sockID(2, false)...)
 	insns = append(insns, asm.StoreMem(asm.RFP, fpSock, asm.R7, asm.DWord))
 	insns = append(insns, setOf()...)
 	insns = append(insns, asm.Mov.Reg(asm.R8, asm.R0))

@@ -45,7 +45,11 @@ const pidWords = 1 << 22 / 64
 // No process is traced until AddPID. Errors wrap ErrNotSupported when the
 // kernel or the process's capabilities do not allow it (with EPERM,
 // errors.Is(err, os.ErrPermission) also holds).
-func Open() (_ *Recorder, err error) {
+func Open() (*Recorder, error) { return open(nil) }
+
+// open is Open with the programs built from the kernel's offsets as tweak
+// (if not nil) changes them: tests build the older kernels' variants.
+func open(tweak func(*offsets)) (_ *Recorder, err error) {
 	_ = rlimit.RemoveMemlock() // kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK
 	spec, err := btf.LoadKernelSpec()
 	if err != nil {
@@ -54,6 +58,9 @@ func Open() (_ *Recorder, err error) {
 	o, err := kernelOffsets(spec)
 	if err != nil {
 		return nil, fmt.Errorf("sockorigin: kernel BTF layout: %w: %w", ErrNotSupported, err)
+	}
+	if tweak != nil {
+		tweak(&o)
 	}
 	state, err := stateProgram(o)
 	if err != nil {

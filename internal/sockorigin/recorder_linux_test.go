@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/closewait/closewait/internal/cwtest"
@@ -22,7 +23,14 @@ func TestMain(m *testing.M) { cwtest.Main(m) }
 // privileges do not allow one.
 func openOrSkip(t testing.TB) *Recorder {
 	t.Helper()
-	r, err := Open()
+	return openWithOrSkip(t, nil)
+}
+
+// openWithOrSkip is openOrSkip with the programs built from the kernel's
+// offsets as tweak changes them.
+func openWithOrSkip(t testing.TB, tweak func(*offsets)) *Recorder {
+	t.Helper()
+	r, err := open(tweak)
 	if errors.Is(err, ErrNotSupported) && !cwtest.EBPFExpected() {
 		t.Skipf("eBPF socket-origin recorder not available here (needs kernel ≥ 5.15 with BTF and CAP_BPF+CAP_PERFMON or root): %v", err)
 	}
@@ -77,9 +85,33 @@ func waitCloseWait(t *testing.T, c net.Conn) {
 // TestRecorderConnectAcceptClose records the sockets this process makes by
 // connect and accept, with a user stack each, takes their cookies when they
 // enter CLOSE_WAIT, and counts them closed once closed; sockets made before
-// the process was traced are not recorded.
+// the process was traced are not recorded. The accept program is checked
+// both ways it reaches the socket: with bpf_rdonly_cast, and with the
+// bpf_probe_read_kernel calls of kernels before 6.2.
 func TestRecorderConnectAcceptClose(t *testing.T) {
-	r := openOrSkip(t)
+	for _, c := range []struct {
+		name  string
+		tweak func(*offsets)
+	}{
+		{"rdonly-cast", nil},
+		{"probe-read", func(o *offsets) { o.rdonlyCast = 0 }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.tweak == nil {
+				spec, err := btf.LoadKernelSpec()
+				if err != nil {
+					t.Skipf("no kernel BTF: %v", err)
+				}
+				if o, err := kernelOffsets(spec); err == nil && o.rdonlyCast == 0 {
+					t.Skip("kernel without bpf_rdonly_cast (Linux < 6.2)")
+				}
+			}
+			testConnectAcceptClose(t, openWithOrSkip(t, c.tweak))
+		})
+	}
+}
+
+func testConnectAcceptClose(t *testing.T, r *Recorder) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
