@@ -342,7 +342,13 @@ func walk(o offsets, slot int32, regsAtFP bool) asm.Instructions {
 		asm.LoadMem(asm.R3, asm.RFP, fpSP, asm.DWord),
 		asm.FnProbeReadUser.Call(), // zero-fills on a fault
 
+		// The running hashes live in R5 and R0, spilled around the helper
+		// calls of the slow paths: on the stack, their chain of multiplies
+		// also waits for a store and a load a frame.
 		asm.Mov.Imm(asm.R9, 1).WithSymbol("walk"), // R9: frames so far
+		asm.LoadMem(asm.R5, asm.RFP, fpH1, asm.DWord),
+		asm.LoadMem(asm.R0, asm.RFP, fpH2, asm.DWord),
+		// A frame in the buffer takes one taken branch (back to frame).
 		asm.JGE.Imm(asm.R9, MaxDepth, "walked").WithSymbol("frame"),
 		asm.Mov.Reg(asm.R2, asm.R8),
 		asm.Sub.Reg(asm.R2, asm.R7),
@@ -350,63 +356,68 @@ func walk(o offsets, slot int32, regsAtFP bool) asm.Instructions {
 		asm.LoadMem(asm.R1, asm.RFP, fpLim, asm.DWord),
 		asm.Mov.Reg(asm.R3, asm.R2),
 		asm.Add.Imm(asm.R3, 16),
-		asm.JLE.Reg(asm.R3, asm.R1, "inbuf"),
+		asm.JGT.Reg(asm.R3, asm.R1, "nextpage"),
+		asm.Add.Reg(asm.R2, asm.R6),
+		asm.LoadMem(asm.R3, asm.R2, 0, asm.DWord), // saved frame pointer
+		asm.LoadMem(asm.R4, asm.R2, 8, asm.DWord), // return address
+		asm.JEq.Imm(asm.R4, 0, "walked").WithSymbol("got"),
+	)
+	insns = append(insns, frame(asm.R9, 0, asm.R4)...)
+	insns = append(insns,
+		asm.Xor.Reg(asm.R5, asm.R4),
+		asm.LoadImm(asm.R2, hashMul1, asm.DWord),
+		asm.Mul.Reg(asm.R5, asm.R2),
+		asm.Add.Reg(asm.R0, asm.R4),
+		asm.LoadImm(asm.R2, hashMul2, asm.DWord),
+		asm.Mul.Reg(asm.R0, asm.R2),
+		asm.Add.Imm(asm.R9, 1),
+		asm.Mov.Reg(asm.R8, asm.R3),
+		asm.Ja.Label("frame"),
+
 		// The frame is in a page not read yet: read it.
-		asm.JGE.Imm(asm.R1, bufBytes, "read"),
+		asm.JGE.Imm(asm.R1, bufBytes, "read").WithSymbol("nextpage"),
+		asm.StoreMem(asm.RFP, fpH1, asm.R5, asm.DWord),
+		asm.StoreMem(asm.RFP, fpH2, asm.R0, asm.DWord),
 		asm.Mov.Reg(asm.R3, asm.R7),
 		asm.Add.Reg(asm.R3, asm.R1),
 		asm.Add.Reg(asm.R1, asm.R6),
 		asm.Mov.Imm(asm.R2, pageBytes),
 		asm.FnProbeReadUser.Call(),
-		asm.JNE.Imm(asm.R0, 0, "read"),
+		asm.Mov.Reg(asm.R1, asm.R0),
+		asm.LoadMem(asm.R5, asm.RFP, fpH1, asm.DWord),
+		asm.LoadMem(asm.R0, asm.RFP, fpH2, asm.DWord),
+		asm.JNE.Imm(asm.R1, 0, "read"),
 		asm.LoadMem(asm.R1, asm.RFP, fpLim, asm.DWord),
 		asm.Add.Imm(asm.R1, pageBytes),
 		asm.StoreMem(asm.RFP, fpLim, asm.R1, asm.DWord),
 		asm.Ja.Label("frame"),
-	)
-	insns = append(insns,
-		asm.Add.Reg(asm.R2, asm.R6).WithSymbol("inbuf"),
-		asm.LoadMem(asm.R3, asm.R2, 0, asm.DWord), // saved frame pointer
-		asm.LoadMem(asm.R4, asm.R2, 8, asm.DWord), // return address
-		asm.Ja.Label("got"),
+
+		// Outside the buffer: this frame alone.
 		asm.JEq.Imm(asm.R8, 0, "walked").WithSymbol("read"),
+		asm.StoreMem(asm.RFP, fpH1, asm.R5, asm.DWord),
+		asm.StoreMem(asm.RFP, fpH2, asm.R0, asm.DWord),
 		asm.Mov.Reg(asm.R1, asm.RFP),
 		asm.Add.Imm(asm.R1, fpFrame),
 		asm.Mov.Imm(asm.R2, 16),
 		asm.Mov.Reg(asm.R3, asm.R8),
 		asm.FnProbeReadUser.Call(),
-		asm.JNE.Imm(asm.R0, 0, "walked"),
-	)
-	insns = append(insns,
+		asm.Mov.Reg(asm.R1, asm.R0),
+		asm.LoadMem(asm.R5, asm.RFP, fpH1, asm.DWord),
+		asm.LoadMem(asm.R0, asm.RFP, fpH2, asm.DWord),
+		asm.JNE.Imm(asm.R1, 0, "walked"),
 		asm.LoadMem(asm.R3, asm.RFP, fpFrame, asm.DWord),
 		asm.LoadMem(asm.R4, asm.RFP, fpFrame+8, asm.DWord),
-		asm.JEq.Imm(asm.R4, 0, "walked").WithSymbol("got"),
-	)
-	insns = append(insns, frame(asm.R9, 0, asm.R4)...)
-	insns = append(insns,
-		asm.LoadMem(asm.R1, asm.RFP, fpH1, asm.DWord),
-		asm.Xor.Reg(asm.R1, asm.R4),
-		asm.LoadImm(asm.R2, hashMul1, asm.DWord),
-		asm.Mul.Reg(asm.R1, asm.R2),
-		asm.StoreMem(asm.RFP, fpH1, asm.R1, asm.DWord),
-		asm.LoadMem(asm.R1, asm.RFP, fpH2, asm.DWord),
-		asm.Add.Reg(asm.R1, asm.R4),
-		asm.LoadImm(asm.R2, hashMul2, asm.DWord),
-		asm.Mul.Reg(asm.R1, asm.R2),
-		asm.StoreMem(asm.RFP, fpH2, asm.R1, asm.DWord),
-		asm.Add.Imm(asm.R9, 1),
-		asm.Mov.Reg(asm.R8, asm.R3),
-		asm.Ja.Label("frame"),
+		asm.Ja.Label("got"),
 
 		asm.JGE.Imm(asm.R9, MaxDepth, "hashed").WithSymbol("walked"),
 		asm.Mov.Imm(asm.R4, 0),
 	)
 	insns = append(insns, frame(asm.R9, 0, asm.R4)...)
 	insns = append(insns,
-		asm.LoadMem(asm.R7, asm.RFP, fpH1, asm.DWord).WithSymbol("hashed"),
+		asm.Mov.Reg(asm.R7, asm.R5).WithSymbol("hashed"),
 		asm.Xor.Reg(asm.R7, asm.R9), // R7: the first hash, the stack key
 		asm.StoreMem(asm.RFP, val(valStack), asm.R7, asm.DWord),
-		asm.LoadMem(asm.R8, asm.RFP, fpH2, asm.DWord), // R8: the second hash
+		asm.Mov.Reg(asm.R8, asm.R0), // R8: the second hash
 		asm.StoreMem(asm.R6, bufBytes, asm.R8, asm.DWord),
 		asm.LoadMem(asm.R1, asm.RFP, val(valTGID), asm.Word),
 		asm.StoreMem(asm.RFP, fpKey, asm.R1, asm.Word),
