@@ -15,14 +15,13 @@ var ErrNotSupported = errors.New("sockorigin: eBPF socket-origin recorder not su
 // bpf_probe_read_user from tracing programs.
 const License = "Dual MIT/GPL"
 
-// Map bounds. Kernel memory, at most: MaxSockets × ~150 bytes (20 MB,
-// allocated as used), MaxStacks × (MaxDepth+2) × 8 bytes plus the hash
-// map's per-entry overhead (about 4.7 MB, preallocated), MaxStacks × 24
-// bytes of closed counts and their keys (192 KB), a 512 KB pid bitmap, a
-// 256 KB filter of recorded socket addresses, and per CPU a scratch buffer
-// of 2 × 9 KB.
+// Map bounds. Kernel memory, preallocated: the socket table, MaxSockets ×
+// 104-byte records and 8-byte addresses (29 MB); MaxStacks × (MaxDepth+2)
+// × 8 bytes plus the hash map's per-entry overhead (about 4.7 MB);
+// MaxStacks × 24 bytes of closed counts and their keys (192 KB); a 512 KB
+// pid bitmap; and per CPU a scratch buffer of 3 × 9 KB.
 const (
-	MaxSockets = 1 << 17 // live recorded sockets
+	MaxSockets = 1 << 18 // recorded sockets (the table's ways)
 	MaxStacks  = 1 << 13 // distinct (process, user stack) pairs
 	MaxDepth   = 64      // frames kept per stack
 	MaxPIDs    = 4096    // traced processes

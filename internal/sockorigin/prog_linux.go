@@ -5,14 +5,15 @@ import (
 	"math"
 
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 )
 
 // Map symbols of the programs.
 const (
 	pidsMap     = "pids"
-	filterMap   = "filter"
-	socksMap    = "socks"
+	keysMap     = "keys"
+	recordsMap  = "records"
 	stacksMap   = "stacks"
 	closedMap   = "closed"
 	droppedMap  = "dropped"
@@ -21,14 +22,17 @@ const (
 	scratchMap  = "scratch"
 )
 
+// acceptSlot is the accept program's scratch entry (the state program has
+// 1, the cookie program 2).
+const acceptSlot = 0
+
 // TCP states of include/net/tcp_states.h.
 const (
 	tcpSynSent = 2
 	tcpClose   = 7
 )
 
-// The value of the socks map (keyed by the struct sock address), native
-// byte order. The stack is named by (tgid, stack key), not the top words,
+// A socket's record in the records map, native byte order. The stack is named by (tgid, stack key), not the top words,
 // which hold the leaf's locals too and would make a key per call.
 const (
 	valTGID   = 0  // u32
@@ -80,12 +84,28 @@ const (
 	hashMul2    = -0x3D4D51C2D82B14B1 // 0xC2B2AE3D27D4EB4F as an int64
 )
 
-// The filter map counts the recorded sockets by a hash of their address
-// (filterSlots counters): a socket entering TCP_CLOSE whose counter is 0
-// was not recorded, and costs no lookup of the socks map. A counter is
-// raised before its socket is recorded and lowered after it is forgotten,
-// so it is never below the number of recorded sockets that hash to it.
-const filterSlots = 1 << 16
+// The recorded sockets are a set-associative table in two array maps
+// (whose lookups the verifier inlines: no helper call, no lock, no
+// allocation): a socket's set is a hash of its struct sock address; the
+// keys map holds each set's setWays socket addresses in one cache line
+// (the map is mmapable, so its values are page-aligned), the records map
+// the sets' records, way by way. A way is claimed with a compare-and-swap
+// of 0 to the address with its low bit set (busy: no socket address is
+// odd), its record written, then the address stored with an atomic
+// exchange (a full barrier): a socket entering TCP_CLOSE, which compares
+// its set's addresses with its own, finds only complete records, and
+// frees the way with a compare-and-swap back to 0. A socket whose address
+// is still in its set (a close that was not seen: a socket closed between
+// accept() and the program's run) takes that way over. A creation whose
+// set has no free way is dropped.
+const (
+	setWays  = 16
+	setBits  = 14
+	numSets  = 1 << setBits
+	setBytes = setWays * 8
+	recsSize = setWays * valSize
+	busyBit  = 1
+)
 
 // Stack frame of the programs: fp-8 the socks key (the struct sock
 // address), fp-16 a scratch key or value, fp-24 the accepted fd, fp-32 a
@@ -104,6 +124,7 @@ const (
 	fpSP      = fpH2 - 8
 	fpLim     = fpSP - 8
 	fpKey     = fpLim - 16 // a stacks map key
+	fpRegs    = fpKey - 8  // the user registers, when the hook has them
 )
 
 func val(off int) int16 { return int16(fpVal + off) }
@@ -121,6 +142,10 @@ type offsets struct {
 	fdtFd       uint32 // struct fdtable: fd
 	filePrivate uint32 // struct file: private_data (the struct socket)
 	socketSk    uint32 // struct socket: sk
+	// The BTF ids of bpf_rdonly_cast (0 when the kernel has no such
+	// kfunc) and of the types the accept program casts to: struct
+	// llist_node (a pointer at offset 0), struct file and struct socket.
+	rdonlyCast, llistNode, file, socket btf.TypeID
 }
 
 func checkOffsets(o offsets) error {
@@ -157,8 +182,10 @@ func tcpOnly(o offsets, sk asm.Register) asm.Instructions {
 //	else if ((s = bpf_map_lookup_elem(&stacks, &key))) { if (s->h2 != h2) goto drop; v.slot = s->slot; }
 //	else { v.slot = nslots++; slotkeys[v.slot] = key;
 //		bpf_map_update_elem(&stacks, &key, &scratch.h2, BPF_NOEXIST) or, on EEXIST, look it up as above }
-//	filter[slot(sk)]++;
-//	if (bpf_map_update_elem(&socks, &sk, &v, BPF_ANY)) { filter[slot(sk)]--; goto drop; }
+//	set = hash(sk); keys = &keys[set];
+//	way = the way of keys holding sk, else the first free way, else goto drop;
+//	claim it: cmpxchg(&keys[way], sk or 0, sk|busy) or goto drop;
+//	records[set][way] = v; xchg(&keys[way], sk);
 //	return 0;
 //	drop: dropped[0]++;
 func capture(o offsets, slot int32, getSock asm.Instructions) asm.Instructions {
@@ -191,23 +218,12 @@ func capture(o offsets, slot int32, getSock asm.Instructions) asm.Instructions {
 		asm.StoreMem(asm.RFP, val(valTID), asm.R9, asm.Word),
 		asm.StoreMem(asm.RFP, val(valHow), asm.R8, asm.Word),
 	)
-	insns = append(insns, walk(o, slot)...)
+	insns = append(insns, walk(o, slot, slot == acceptSlot)...)
 	insns = append(insns,
 		asm.FnKtimeGetNs.Call(),
 		asm.StoreMem(asm.RFP, val(valTime), asm.R0, asm.DWord),
 	)
-	insns = append(insns, filterAdd(1)...)
-	insns = append(insns,
-		asm.LoadMapPtr(asm.R1, 0).WithReference(socksMap),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, fpSock),
-		asm.Mov.Reg(asm.R3, asm.RFP),
-		asm.Add.Imm(asm.R3, int32(val(0))),
-		asm.Mov.Imm(asm.R4, 0), // BPF_ANY
-		asm.FnMapUpdateElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "exit"),
-	)
-	insns = append(insns, filterAdd(-1)...)
+	insns = append(insns, insert()...)
 	return append(insns,
 
 		asm.Mov.Imm(asm.R1, 0).WithSymbol("drop"),
@@ -252,7 +268,7 @@ func capture(o offsets, slot int32, getSock asm.Instructions) asm.Instructions {
 //	}
 //	if (n < MaxDepth) s->frames[n] = 0;
 //	v.key = h1 ^ n; s->h2 = h2;
-func walk(o offsets, slot int32) asm.Instructions {
+func walk(o offsets, slot int32, regsAtFP bool) asm.Instructions {
 	frame := func(idx asm.Register, off int16, src asm.Register) asm.Instructions {
 		return asm.Instructions{
 			asm.Mov.Reg(asm.R1, idx),
@@ -271,10 +287,17 @@ func walk(o offsets, slot int32) asm.Instructions {
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "drop"),
 		asm.Mov.Reg(asm.R6, asm.R0), // R6: the scratch buffer
-
-		asm.FnGetCurrentTaskBtf.Call(),
-		asm.Mov.Reg(asm.R1, asm.R0),
-		asm.FnTaskPtRegs.Call(),
+	}
+	if regsAtFP {
+		insns = append(insns, asm.LoadMem(asm.R0, asm.RFP, fpRegs, asm.DWord))
+	} else {
+		insns = append(insns,
+			asm.FnGetCurrentTaskBtf.Call(),
+			asm.Mov.Reg(asm.R1, asm.R0),
+			asm.FnTaskPtRegs.Call(),
+		)
+	}
+	insns = append(insns,
 		asm.LoadMem(asm.R7, asm.R0, int16(o.regsSP), asm.DWord),
 		asm.LoadMem(asm.R8, asm.R0, int16(o.regsFP), asm.DWord), // R8: the frame pointer
 		asm.LoadMem(asm.R1, asm.R0, int16(o.regsIP), asm.DWord),
@@ -288,7 +311,7 @@ func walk(o offsets, slot int32) asm.Instructions {
 		asm.StoreMem(asm.RFP, fpSP, asm.R7, asm.DWord),
 		asm.Mov.Imm(asm.R1, pageBytes),
 		asm.StoreMem(asm.RFP, fpLim, asm.R1, asm.DWord),
-	}
+	)
 	insns = append(insns,
 		asm.Mov.Reg(asm.R9, asm.R7),
 		asm.And.Imm(asm.R9, pageBytes-1), // R9: the stack pointer's offset in its page
@@ -424,7 +447,7 @@ func walk(o offsets, slot int32) asm.Instructions {
 		asm.FnMapLookupElem.Call(),
 		asm.JEq.Imm(asm.R0, 0, "drop"),
 		asm.Mov.Imm(asm.R9, 1),
-		asm.FetchAdd.Mem(asm.R0, asm.R9, asm.DWord, 0), // R9: the slot
+		atomic(asm.FetchAdd, asm.R0, asm.R9), // R9: the slot
 		asm.JGE.Imm(asm.R9, MaxStacks, "drop"),
 		asm.StoreMem(asm.R6, bufBytes+8, asm.R9, asm.Word),
 		asm.StoreMem(asm.RFP, fpScratch, asm.R9, asm.Word),
@@ -465,6 +488,16 @@ func walk(o offsets, slot int32) asm.Instructions {
 	)
 }
 
+// atomic is the 64-bit atomic op on *dst (src, and R0 for CmpXchg) with
+// the operation also set in the constant: cilium/ebpf v0.22.0 marshals the
+// constant it was given, not the one it derives from the opcode, so
+// op.Mem alone emits a plain (non-fetching) atomic add.
+func atomic(op asm.AtomicOp, dst, src asm.Register) asm.Instruction {
+	ins := op.Mem(dst, src, asm.DWord, 0)
+	ins.Constant = int64(op >> 8)
+	return ins
+}
+
 // cacheEntry leaves in R1 the address of the stack cache entry for the
 // stack key in R7, less scratchCache (R6 is the scratch buffer).
 func cacheEntry() asm.Instructions {
@@ -476,19 +509,105 @@ func cacheEntry() asm.Instructions {
 	}
 }
 
-// lookupSock looks the socket in R7 up in socks, leaving the value in R9
-// or exiting.
-func lookupSock() asm.Instructions {
+// setOf leaves in R0 the keys of the set of the socket address at
+// fp+fpSock (and its set index at fp+fpScratch), exiting if the lookup
+// fails (it cannot: the verifier wants the NULL check).
+func setOf() asm.Instructions {
 	return asm.Instructions{
-		asm.JEq.Imm(asm.R7, 0, "exit"),
-		asm.StoreMem(asm.RFP, fpSock, asm.R7, asm.DWord),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(socksMap),
+		asm.LoadMem(asm.R1, asm.RFP, fpSock, asm.DWord),
+		asm.LoadImm(asm.R2, hashMul1, asm.DWord),
+		asm.Mul.Reg(asm.R1, asm.R2),
+		asm.RSh.Imm(asm.R1, 64-setBits),
+		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(keysMap),
 		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, fpSock),
-		asm.FnMapLookupElem.Call(),
+		asm.Add.Imm(asm.R2, fpScratch),
+		asm.FnMapLookupElem.Call(), // an array: inlined
 		asm.JEq.Imm(asm.R0, 0, "exit"),
-		asm.Mov.Reg(asm.R9, asm.R0),
 	}
+}
+
+// findWay jumps to label with the way in R9 when the set's keys at R8
+// hold the socket address in R7, and falls through otherwise. prefix
+// names its labels.
+func findWay(prefix, label string) asm.Instructions {
+	var insns asm.Instructions
+	for w := range setWays {
+		insns = append(insns,
+			asm.LoadMem(asm.R1, asm.R8, int16(8*w), asm.DWord),
+			asm.JEq.Reg(asm.R1, asm.R7, fmt.Sprintf("%s%d", prefix, w)),
+		)
+	}
+	over := prefix + "none"
+	insns = append(insns, asm.Ja.Label(over))
+	for w := range setWays {
+		insns = append(insns,
+			asm.Mov.Imm(asm.R9, int32(w)).WithSymbol(fmt.Sprintf("%s%d", prefix, w)),
+			asm.Ja.Label(label),
+		)
+	}
+	return append(insns, asm.Mov.Imm(asm.R9, 0).WithSymbol(over))
+}
+
+// record leaves in R0 the record of way R9 of the set at fp+fpScratch,
+// jumping to fail if the lookup fails (it cannot).
+func record(fail string) asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMapPtr(asm.R1, 0).WithReference(recordsMap),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, fpScratch),
+		asm.FnMapLookupElem.Call(), // an array: inlined
+		asm.JEq.Imm(asm.R0, 0, fail),
+		asm.Mov.Reg(asm.R1, asm.R9),
+		asm.Mul.Imm(asm.R1, valSize),
+		asm.Add.Reg(asm.R0, asm.R1),
+	}
+}
+
+// insert stores the record at fp+val(0) for the socket at fp+fpSock in
+// the table (see setWays), jumping to drop when its set is full.
+func insert() asm.Instructions {
+	insns := setOf()
+	insns = append(insns,
+		asm.Mov.Reg(asm.R8, asm.R0), // R8: the set's keys
+		asm.LoadMem(asm.R7, asm.RFP, fpSock, asm.DWord),
+	)
+	insns = append(insns, findWay("same", "claim")...)
+	// Not there: the first free way.
+	for w := range setWays {
+		insns = append(insns,
+			asm.LoadMem(asm.R1, asm.R8, int16(8*w), asm.DWord),
+			asm.Mov.Imm(asm.R9, int32(w)),
+			asm.JEq.Imm(asm.R1, 0, "free"),
+		)
+	}
+	insns = append(insns,
+		asm.Ja.Label("drop"),
+		asm.Mov.Imm(asm.R7, 0).WithSymbol("free"), // R7: the way's expected key
+		// claim: cmpxchg(&keys[way], R7, sk|busy) or drop.
+		asm.Mov.Reg(asm.R2, asm.R9).WithSymbol("claim"),
+		asm.LSh.Imm(asm.R2, 3),
+		asm.Add.Reg(asm.R8, asm.R2), // R8: the way's key
+		asm.Mov.Reg(asm.R0, asm.R7),
+		asm.LoadMem(asm.R1, asm.RFP, fpSock, asm.DWord),
+		asm.Or.Imm(asm.R1, busyBit),
+		atomic(asm.CmpXchg, asm.R8, asm.R1),
+		asm.JNE.Reg(asm.R0, asm.R7, "drop"), // another CPU took it
+	)
+	insns = append(insns, record("drop")...)
+	for off := 0; off < valSize; off += 8 {
+		insns = append(insns,
+			asm.LoadMem(asm.R1, asm.RFP, val(off), asm.DWord),
+			asm.StoreMem(asm.R0, int16(off), asm.R1, asm.DWord),
+		)
+	}
+	return append(insns,
+		// Publish: sk|busy becomes sk, with a fetching atomic (a full
+		// barrier: the record is visible before its key).
+		asm.Mov.Imm(asm.R1, -busyBit),
+		atomic(asm.FetchAdd, asm.R8, asm.R1),
+		asm.Ja.Label("exit"),
+	)
 }
 
 // stateProgram is the tp_btf/inet_sock_set_state program; its arguments
@@ -499,11 +618,9 @@ func lookupSock() asm.Instructions {
 //	if (!sk || sk->sk_protocol != IPPROTO_TCP) return 0;
 //	capture(sk, Connected);
 //	closed:
-//	if (!sk || !filter[slot(sk)]) return 0;   // no recorded socket there
-//	if (!(v = bpf_map_lookup_elem(&socks, &sk))) return 0;
-//	slot = v->slot;
-//	if (bpf_map_delete_elem(&socks, &sk)) return 0;   // another CPU did
-//	filter[slot(sk)]--;
+//	set = hash(sk); way = the way of keys[set] holding sk, else return 0;
+//	slot = records[set][way].slot;
+//	if (cmpxchg(&keys[set][way], sk, 0) != sk) return 0;   // another CPU did
 //	closed[slot]++;
 func stateProgram(o offsets) (asm.Instructions, error) {
 	if err := checkOffsets(o); err != nil {
@@ -529,28 +646,23 @@ func stateProgram(o offsets) (asm.Instructions, error) {
 	insns = append(insns,
 		asm.StoreMem(asm.RFP, fpSock, asm.R7, asm.DWord),
 	)
-	insns = append(insns, filterSlot()...)
-	insns = append(insns,
-		asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
-		asm.JEq.Imm(asm.R1, 0, "exit"), // no recorded socket has this slot
-	)
-	insns = append(insns, lookupSock()...)
-	insns = append(insns,
-		// Keep the closed map's key: the value may be reused once deleted.
-		asm.LoadMem(asm.R1, asm.R9, 0, asm.DWord),
-		asm.StoreMem(asm.RFP, val(0), asm.R1, asm.DWord),
-		asm.LoadMem(asm.R1, asm.R9, 8, asm.DWord),
-		asm.StoreMem(asm.RFP, val(8), asm.R1, asm.DWord),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(socksMap),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, fpSock),
-		asm.FnMapDeleteElem.Call(),
-		asm.JNE.Imm(asm.R0, 0, "exit"), // another CPU counted it
-	)
-	insns = append(insns, filterAdd(-1)...)
+	insns = append(insns, setOf()...)
+	insns = append(insns, asm.Mov.Reg(asm.R8, asm.R0)) // R8: the set's keys
+	insns = append(insns, findWay("way", "closing")...)
+	insns = append(insns, asm.Ja.Label("exit"))
+	rec := record("exit")
+	rec[0] = rec[0].WithSymbol("closing")
+	insns = append(insns, rec...)
 	return append(insns,
-		asm.LoadMem(asm.R1, asm.RFP, val(valSlot), asm.Word),
-		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.Word),
+		// The slot before the way is freed: then it may be reused.
+		asm.LoadMem(asm.R6, asm.R0, valSlot, asm.Word),
+		asm.LSh.Imm(asm.R9, 3),
+		asm.Add.Reg(asm.R8, asm.R9),
+		asm.Mov.Reg(asm.R0, asm.R7),
+		asm.Mov.Imm(asm.R1, 0),
+		atomic(asm.CmpXchg, asm.R8, asm.R1),
+		asm.JNE.Reg(asm.R0, asm.R7, "exit"), // another CPU counted it
+		asm.StoreMem(asm.RFP, fpScratch, asm.R6, asm.Word),
 		asm.LoadMapPtr(asm.R1, 0).WithReference(closedMap),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, fpScratch),
@@ -581,32 +693,9 @@ func plainAddress(slot int32) asm.Instructions {
 	}
 }
 
-// filterSlot leaves in R0 the filter map's counter for the socket address
-// at fp+fpSock (the filter is an array: the lookup is inlined and cannot
-// fail, but the verifier wants the NULL check).
-func filterSlot() asm.Instructions {
-	return asm.Instructions{
-		asm.LoadMem(asm.R1, asm.RFP, fpSock, asm.DWord),
-		asm.Mov.Reg(asm.R2, asm.R1),
-		asm.RSh.Imm(asm.R1, 6),
-		asm.RSh.Imm(asm.R2, 22),
-		asm.Xor.Reg(asm.R1, asm.R2),
-		asm.And.Imm(asm.R1, filterSlots-1),
-		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(filterMap),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, fpScratch),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "exit"),
-	}
-}
-
-// filterAdd adds d to the filter counter of the socket at fp+fpSock.
-func filterAdd(d int32) asm.Instructions {
-	return append(filterSlot(),
-		asm.Mov.Imm(asm.R1, d),
-		asm.StoreXAdd(asm.R0, asm.R1, asm.Word),
-	)
+// kfuncCall calls the kernel function with BTF id id in vmlinux.
+func kfuncCall(id btf.TypeID) asm.Instruction {
+	return asm.Instruction{OpCode: asm.OpCode(asm.JumpClass).SetJumpOp(asm.Call), Src: asm.PseudoKfuncCall, Constant: int64(id)}
 }
 
 // chase replaces the kernel address in R3 by the pointer at R3+off, read
@@ -639,8 +728,9 @@ func acceptProgram(o offsets) (asm.Instructions, error) {
 		asm.Mov.Reg(asm.R6, asm.R1),
 		asm.LoadMem(asm.R2, asm.R6, 8, asm.DWord), // ret
 		asm.JSLT.Imm(asm.R2, 0, "exit"),
-		asm.LoadMem(asm.R1, asm.R6, 0, asm.DWord), // regs
+		asm.LoadMem(asm.R1, asm.R6, 0, asm.DWord), // regs: the user registers
 		asm.JEq.Imm(asm.R1, 0, "exit"),
+		asm.StoreMem(asm.RFP, fpRegs, asm.R1, asm.DWord),
 		asm.LoadMem(asm.R3, asm.R1, int16(o.regsSysNr), o.sysNrSize),
 		asm.JEq.Imm(asm.R3, sysAccept4, "accepted"),
 		asm.JNE.Imm(asm.R3, sysAccept, "exit"),
@@ -665,6 +755,34 @@ func acceptProgram(o offsets) (asm.Instructions, error) {
 		asm.LSh.Imm(asm.R2, 3),
 		asm.Add.Reg(asm.R3, asm.R2),
 	)
+	if o.rdonlyCast != 0 {
+		// fd[ret]->private_data->sk with plain loads through
+		// bpf_rdonly_cast (which the verifier turns into a move; the
+		// loads are guarded like BTF pointer loads): no helper call.
+		getSock = append(getSock,
+			asm.Mov.Reg(asm.R1, asm.R3),
+			asm.Mov.Imm(asm.R2, int32(o.llistNode)),
+			kfuncCall(o.rdonlyCast),
+			asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord), // struct file *
+			asm.JEq.Imm(asm.R1, 0, "exit"),
+			asm.Mov.Imm(asm.R2, int32(o.file)),
+			kfuncCall(o.rdonlyCast),
+			asm.LoadMem(asm.R1, asm.R0, int16(o.filePrivate), asm.DWord), // struct socket *
+			asm.JEq.Imm(asm.R1, 0, "exit"),
+			asm.Mov.Imm(asm.R2, int32(o.socket)),
+			kfuncCall(o.rdonlyCast),
+			asm.LoadMem(asm.R7, asm.R0, int16(o.socketSk), asm.DWord), // struct sock *
+			asm.JEq.Imm(asm.R7, 0, "exit"),
+			asm.LoadMem(asm.R2, asm.R7, int16(o.protocol), asm.Half),
+			asm.JNE.Imm(asm.R2, unix.IPPROTO_TCP, "exit"),
+		)
+		getSock = append(getSock, plainAddress(acceptSlot)...)
+		insns = append(insns, capture(o, acceptSlot, getSock)...)
+		return append(insns,
+			asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
+			asm.Return(),
+		), nil
+	}
 	getSock = append(getSock, chase(0)...)             // struct file *
 	getSock = append(getSock, chase(o.filePrivate)...) // struct socket *
 	getSock = append(getSock, chase(o.socketSk)...)    // struct sock *
@@ -680,7 +798,7 @@ func acceptProgram(o offsets) (asm.Instructions, error) {
 		asm.LoadMem(asm.R2, asm.RFP, fpWord, asm.Half),
 		asm.JNE.Imm(asm.R2, unix.IPPROTO_TCP, "exit"),
 	)
-	insns = append(insns, capture(o, 0, getSock)...)
+	insns = append(insns, capture(o, acceptSlot, getSock)...)
 	return append(insns,
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
 		asm.Return(),
@@ -693,13 +811,27 @@ func acceptProgram(o offsets) (asm.Instructions, error) {
 // hands it the socket as a BTF pointer. Its context is struct
 // bpf_iter__tcp {meta, sk_common, uid}.
 //
-//	if (!ctx->sk_common || !(v = bpf_map_lookup_elem(&socks, &ctx->sk_common))) return 0;
-//	v->cookie = bpf_get_socket_cookie(ctx->sk_common);
+//	sk = ctx->sk_common; set = hash(sk);
+//	if (!sk || no way of keys[set] holds sk) return 0;
+//	records[set][way].cookie = bpf_get_socket_cookie(sk);
 func cookieProgram() asm.Instructions {
-	insns := asm.Instructions{asm.LoadMem(asm.R7, asm.R1, 8, asm.DWord)}
-	insns = append(insns, lookupSock()...)
+	insns := asm.Instructions{
+		asm.LoadMem(asm.R6, asm.R1, 8, asm.DWord), // R6: the socket, a BTF pointer
+		asm.JEq.Imm(asm.R6, 0, "exit"),
+		asm.Mov.Reg(asm.R7, asm.R6),
+	}
+	insns = append(insns, plainAddress(2)...)
+	insns = append(insns, asm.StoreMem(asm.RFP, fpSock, asm.R7, asm.DWord))
+	insns = append(insns, setOf()...)
+	insns = append(insns, asm.Mov.Reg(asm.R8, asm.R0))
+	insns = append(insns, findWay("way", "hit")...)
+	insns = append(insns, asm.Ja.Label("exit"))
+	rec := record("exit")
+	rec[0] = rec[0].WithSymbol("hit")
+	insns = append(insns, rec...)
 	return append(insns,
-		asm.Mov.Reg(asm.R1, asm.R7),
+		asm.Mov.Reg(asm.R9, asm.R0),
+		asm.Mov.Reg(asm.R1, asm.R6),
 		asm.FnGetSocketCookie.Call(),
 		asm.StoreMem(asm.R9, valCookie, asm.R0, asm.DWord),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),

@@ -66,10 +66,10 @@ func Open() (_ *Recorder, err error) {
 	cs := &ebpf.CollectionSpec{
 		Maps: map[string]*ebpf.MapSpec{
 			pidsMap:     {Name: "cw_or_pids", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: pidWords},
-			filterMap:   {Name: "cw_or_filter", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: filterSlots},
-			socksMap:    {Name: "cw_or_socks", Type: ebpf.Hash, KeySize: 8, ValueSize: valSize, MaxEntries: MaxSockets, Flags: unix.BPF_F_NO_PREALLOC},
+			keysMap:     {Name: "cw_or_keys", Type: ebpf.Array, KeySize: 4, ValueSize: setBytes, MaxEntries: numSets, Flags: unix.BPF_F_MMAPABLE},
+			recordsMap:  {Name: "cw_or_records", Type: ebpf.Array, KeySize: 4, ValueSize: recsSize, MaxEntries: numSets},
 			stacksMap:   {Name: "cw_or_stacks", Type: ebpf.Hash, KeySize: 16, ValueSize: stackValSize, MaxEntries: MaxStacks},
-			scratchMap:  {Name: "cw_or_scratch", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: scratchSize, MaxEntries: 2},
+			scratchMap:  {Name: "cw_or_scratch", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: scratchSize, MaxEntries: 3},
 			closedMap:   {Name: "cw_or_closed", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: MaxStacks},
 			slotKeysMap: {Name: "cw_or_slotkeys", Type: ebpf.Array, KeySize: 4, ValueSize: 16, MaxEntries: MaxStacks},
 			nslotsMap:   {Name: "cw_or_nslots", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1},
@@ -178,6 +178,23 @@ func kernelOffsets(spec *btf.Spec) (offsets, error) {
 		return offsets{}, fmt.Errorf("btf pt_regs.%s: %d bytes", sysNr, nr.Size)
 	}
 	o.regsSysNr = nr.Off
+	var cast *btf.Func
+	if spec.TypeByName("bpf_rdonly_cast", &cast) == nil { // Linux 6.2
+		var node *btf.Struct
+		if err := spec.TypeByName("llist_node", &node); err != nil {
+			return offsets{}, fmt.Errorf("btf struct llist_node: %w", err)
+		}
+		for _, t := range []struct {
+			typ btf.Type
+			dst *btf.TypeID
+		}{{cast, &o.rdonlyCast}, {node, &o.llistNode}, {structs["file"], &o.file}, {structs["socket"], &o.socket}} {
+			id, err := spec.TypeID(t.typ)
+			if err != nil {
+				return offsets{}, fmt.Errorf("btf id of %s: %w", t.typ.TypeName(), err)
+			}
+			*t.dst = id
+		}
+	}
 	return o, nil
 }
 
@@ -260,18 +277,10 @@ func (r *Recorder) Sample(netnsPaths ...string) (*Sample, error) {
 	s := &Sample{Closed: map[StackKey]uint64{}, Stacks: map[uint64][]uint64{}}
 	keys := map[StackKey]bool{} // the stacks to read
 	now, mono := time.Now(), monotonicNow()
-	var (
-		cookie uint64
-		v      []byte
-	)
-	it := r.coll.Maps[socksMap].Iterate()
-	for it.Next(&cookie, &v) {
-		if len(v) < valSize {
-			return nil, fmt.Errorf("sockorigin: socket record of %d bytes", len(v))
-		}
+	err := r.eachRecord(func(addr uint64, v []byte) {
 		ne := binary.NativeEndian
 		sock := Socket{
-			Addr:    cookie,
+			Addr:    addr,
 			TGID:    ne.Uint32(v[valTGID:]),
 			TID:     ne.Uint32(v[valTID:]),
 			How:     ne.Uint32(v[valHow:]),
@@ -284,9 +293,9 @@ func (r *Recorder) Sample(netnsPaths ...string) (*Sample, error) {
 		}
 		s.Sockets = append(s.Sockets, sock)
 		keys[sock.Key] = true
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("sockorigin: read sockets: %w", err)
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := r.readClosed(s, keys); err != nil {
 		return nil, err
@@ -307,6 +316,44 @@ func (r *Recorder) Sample(netnsPaths ...string) (*Sample, error) {
 		return nil, fmt.Errorf("sockorigin: read drop count: %w", err)
 	}
 	return s, nil
+}
+
+// eachRecord calls f with the address and record of each recorded socket:
+// the sets' keys are read in batches, the records of the sets that hold
+// one.
+func (r *Recorder) eachRecord(f func(addr uint64, v []byte)) error {
+	const batch = 4096
+	var (
+		cursor ebpf.MapBatchCursor
+		sets   = make([]uint32, batch)
+		keys   = make([][setWays]uint64, batch)
+		recs   = make([]byte, recsSize)
+	)
+	for {
+		n, err := r.coll.Maps[keysMap].BatchLookup(&cursor, sets, keys, nil)
+		done := errors.Is(err, ebpf.ErrKeyNotExist)
+		if err != nil && !done {
+			return fmt.Errorf("sockorigin: read socket table: %w", err)
+		}
+		for i := range n {
+			read := false
+			for w, addr := range keys[i] {
+				if addr == 0 || addr&busyBit != 0 {
+					continue // free, or being written
+				}
+				if !read {
+					if err := r.coll.Maps[recordsMap].Lookup(sets[i], recs); err != nil {
+						return fmt.Errorf("sockorigin: read socket records: %w", err)
+					}
+					read = true
+				}
+				f(addr, recs[w*valSize:(w+1)*valSize])
+			}
+		}
+		if done || n == 0 {
+			return nil
+		}
+	}
 }
 
 // fillCookies runs the cookie iterator over the TCP sockets of the calling

@@ -106,6 +106,7 @@ func TestRecorderConnectAcceptClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := map[uint64]bool{}
+	keyOf := map[uint32]StackKey{} // the stacks of cA and sB, by how
 	for _, so := range smp.Sockets {
 		if so.Cookie == untraced {
 			t.Errorf("socket %d recorded, made before its process was traced", so.Cookie)
@@ -115,6 +116,7 @@ func TestRecorderConnectAcceptClose(t *testing.T) {
 			continue
 		}
 		seen[so.Cookie] = true
+		keyOf[so.How] = so.Key
 		if so.How != how || so.TGID != uint32(os.Getpid()) || so.TID == 0 {
 			t.Errorf("socket %d: how %d tgid %d tid %d, want %d %d", so.Cookie, so.How, so.TGID, so.TID, how, os.Getpid())
 		}
@@ -154,6 +156,13 @@ func TestRecorderConnectAcceptClose(t *testing.T) {
 	}
 	if closed != 4 {
 		t.Errorf("closed count %d for this process, want 4", closed)
+	}
+	// Each stack has its own count: the four sockets come from four
+	// stacks (two calls of pair, each connecting and accepting).
+	for how, key := range keyOf {
+		if n := smp.Closed[key]; n != 1 {
+			t.Errorf("closed count %d for the stack of how=%d, want 1", n, how)
+		}
 	}
 	for _, so := range smp.Sockets {
 		if so.TGID == uint32(os.Getpid()) {
