@@ -119,6 +119,9 @@ func Prefetch(src SocketFDLister) SocketFDSource {
 		p.err = src.Each(func(pid, fd int, inode uint64) {
 			p.triples = append(p.triples, fdTriple{inode: inode, pid: int32(pid), fd: int32(fd)})
 		})
+		if p.err == nil {
+			sortTriples(p.triples) // for OwnersOf, while the caller still waits for its dump
+		}
 	}()
 	return p
 }
@@ -130,9 +133,12 @@ type fdTriple struct {
 
 type prefetched struct {
 	done    chan struct{}
-	triples []fdTriple
+	triples []fdTriple // sorted by inode, pid, fd
 	err     error
 }
+
+// sorted returns the pass's fds, sorted by inode, pid, fd; call it after done.
+func (p *prefetched) sorted() []fdTriple { return p.triples }
 
 // EachWanted waits for the background pass and replays its wanted triples.
 func (p *prefetched) EachWanted(wanted map[uint64]struct{}, fn func(pid, fd int, inode uint64)) error {

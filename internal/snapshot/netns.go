@@ -3,6 +3,7 @@ package snapshot
 import (
 	"errors"
 	"fmt"
+	iofs "io/fs"
 	"path/filepath"
 	"strconv"
 
@@ -137,7 +138,7 @@ func (d *dumper) others(fs procscan.FS, procNet bool) {
 			ino := ns.Inode
 			label := func(s *sockdiag.Socket) bool { s.NetNS = ino; return d.keep(s) }
 			if err := sockdiag.ReadProcNet(filepath.Join(fs.Root(), strconv.Itoa(ns.PID)), 0, label); err != nil {
-				d.snap.Notices = append(d.snap.Notices, fmt.Sprintf("network namespace %v not read: %v", ns, err))
+				d.notRead(ns, err)
 				continue
 			}
 			d.snap.Namespaces = append(d.snap.Namespaces, ns)
@@ -145,16 +146,7 @@ func (d *dumper) others(fs procscan.FS, procNet bool) {
 		}
 		c, err := DialNetNS(ns.Path)
 		if err != nil {
-			if errors.Is(err, netns.ErrPermission) {
-				// Count namespaces that hold processes the user can see;
-				// a bare name under /run/netns (readable by anyone) is
-				// skipped quietly.
-				if ns.PID != 0 {
-					d.denied++
-				}
-			} else {
-				d.snap.Notices = append(d.snap.Notices, fmt.Sprintf("network namespace %v not read: %v", ns, err))
-			}
+			d.notRead(ns, err)
 			continue
 		}
 		if c.NetNS() != ns.Inode && !d.wanted(c.NetNS()) {
@@ -176,6 +168,24 @@ func (d *dumper) others(fs procscan.FS, procNet bool) {
 		d.snap.Partial = true
 		d.snap.Notices = append(d.snap.Notices, fmt.Sprintf(
 			"sockets of %d other network namespaces (containers) are not shown: entering them needs CAP_SYS_ADMIN (run as root)", d.denied))
+	}
+}
+
+// notRead accounts for a namespace that could not be read: a notice, or a
+// count of the namespaces denied; nothing for one gone since it was listed
+// (its last process exited, its name was deleted: a race with /proc that
+// leaves no sockets unread).
+func (d *dumper) notRead(ns netns.Namespace, err error) {
+	switch {
+	case errors.Is(err, iofs.ErrNotExist):
+	case errors.Is(err, netns.ErrPermission):
+		// Count namespaces that hold processes the user can see; a bare
+		// name under /run/netns (readable by anyone) is skipped quietly.
+		if ns.PID != 0 {
+			d.denied++
+		}
+	default:
+		d.snap.Notices = append(d.snap.Notices, fmt.Sprintf("network namespace %v not read: %v", ns, err))
 	}
 }
 

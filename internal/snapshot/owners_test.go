@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -99,19 +100,29 @@ func (failingSource) EachWanted(map[uint64]struct{}, func(int, int, uint64)) err
 	return errors.New("load: verifier rejected the program")
 }
 
+// failingLister also fails its unfiltered pass, which a snapshot that
+// searches most sockets joins by sorting (procscan.OwnersOf).
+type failingLister struct{ failingSource }
+
+func (failingLister) Each(func(int, int, uint64)) error {
+	return errors.New("read iterator: interrupted")
+}
+
 func TestOwnersFallBackToProc(t *testing.T) {
 	skipUnlessRoot(t)
 	h := cwtest.Start(t, cwtest.Spec{Unread: 2})
-	snap, err := snapshot.Take(snapshot.Options{OwnerSource: failingSource{}, CurrentNetNSOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if snap.Stats.Owners != "proc" || snap.Stats.Scan.Fallback == nil {
-		t.Errorf("owners %q, fallback %v: want the /proc walk and the reason", snap.Stats.Owners, snap.Stats.Scan.Fallback)
-	}
-	for _, s := range mine(snap, h) {
-		if len(s.Owners) != 1 || s.Owners[0].PID != h.PID {
-			t.Errorf("after fallback, %v owned by %v", s.Remote, s.Owners)
+	for _, src := range []procscan.SocketFDSource{failingSource{}, failingLister{}} {
+		snap, err := snapshot.Take(snapshot.Options{OwnerSource: src, CurrentNetNSOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if snap.Stats.Owners != "proc" || snap.Stats.Scan.Fallback == nil {
+			t.Errorf("%T: owners %q, fallback %v: want the /proc walk and the reason", src, snap.Stats.Owners, snap.Stats.Scan.Fallback)
+		}
+		for _, s := range mine(snap, h) {
+			if len(s.Owners) != 1 || s.Owners[0].PID != h.PID {
+				t.Errorf("%T: after fallback, %v owned by %v", src, s.Remote, s.Owners)
+			}
 		}
 	}
 }
@@ -234,5 +245,64 @@ func TestNewOutboundSearchedInPoolOwnersFirst(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Errorf("the new socket was not searched in the pool's owner first: %+v", second.Stats.Scan)
+	}
+}
+
+// TestFullCheckJoinsOwners: a verifying snapshot after a large one (4096
+// sockets, lowered here to 16), with the eBPF source, searches every owner
+// again in one pass joined by sorting (procscan.OwnersOf), without reusing
+// any: a holder's
+// sockets, those shared with its child after fork (both owners, in pid
+// order) and those waiting in its accept queue (the listener's owner) all
+// come out as the first snapshot had them.
+func TestFullCheckJoinsOwners(t *testing.T) {
+	it := loadIterator(t)
+	defer snapshot.SetVerifyByPassMin(16)()
+	many := cwtest.Start(t, cwtest.Spec{Unread: 40})
+	shared := cwtest.Start(t, cwtest.Spec{Unread: 2, Share: true, NotAccepted: 1})
+	take := func(prev *snapshot.Snapshot) *snapshot.Snapshot {
+		t.Helper()
+		s, err := snapshot.TakeAfter(snapshot.Options{OwnerSource: it, CurrentNetNSOnly: true}, snapshot.Successive{Previous: prev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	first := take(nil)
+	full := take(first)
+	if full.Stats.Reused != 0 || full.Stats.Owners != "ebpf" {
+		t.Fatalf("full check: %d owners reused, found by %q: want none reused, all found by one eBPF pass", full.Stats.Reused, full.Stats.Owners)
+	}
+	for _, snap := range []*snapshot.Snapshot{first, full} {
+		got := mine(snap, many)
+		if len(got) != 40 {
+			t.Fatalf("%d of the holder's 40 sockets listed", len(got))
+		}
+		for _, s := range got {
+			if len(s.Owners) != 1 || s.Owners[0].PID != many.PID {
+				t.Fatalf("%v owned by %v, want pid %d", s.Remote, s.Owners, many.PID)
+			}
+		}
+		ss := mine(snap, shared)
+		accepted, waiting := 0, 0
+		for _, s := range ss {
+			switch {
+			case s.NotAccepted:
+				waiting++
+				if len(s.Owners) != 1 || s.Owners[0].PID != shared.PID || s.Owners[0].FD != -1 {
+					t.Errorf("waiting socket %v owned by %v, want the listener's owner %d with fd -1", s.Remote, s.Owners, shared.PID)
+				}
+			default:
+				accepted++
+				want := []int{shared.PID, shared.SharerPID}
+				slices.Sort(want)
+				if len(s.Owners) != 2 || s.Owners[0].PID != want[0] || s.Owners[1].PID != want[1] {
+					t.Errorf("shared socket %v owned by %v, want pids %v in that order", s.Remote, s.Owners, want)
+				}
+			}
+		}
+		if accepted != 2 || waiting != 1 {
+			t.Errorf("shared holder: %d accepted and %d waiting sockets listed, want 2 and 1", accepted, waiting)
+		}
 	}
 }

@@ -12,19 +12,20 @@ import (
 // snapshot with a one-pass owner source (the eBPF iterator) finds every
 // owner again in one pass instead of one readlink per socket: a readlink
 // costs about 5 µs, a pass well under 1 µs per fd on the host.
-const verifyByPassMin = 4096
+var verifyByPassMin = 4096 // a variable for tests
 
 // newReuser returns how findOwners checks a previous owner
 // (Options.ReuseByProcess: the owner process is alive, checked once per pid;
 // otherwise one readlink per socket, or, with many sockets and a one-pass
-// owner source, never: they are all searched again in that pass).
-func newReuser(fs procscan.FS, opt config) (still func(procscan.Owner, uint64) bool) {
+// owner source, never: they are all searched again in that pass, and
+// never is true).
+func newReuser(fs procscan.FS, opt config) (still func(procscan.Owner, uint64) bool, never bool) {
 	still = fs.StillOwns
 	if opt.Previous == nil {
-		return still
+		return still, false
 	}
 	if !opt.ReuseByProcess && opt.OwnerSource != nil && len(opt.Previous.Sockets) >= verifyByPassMin {
-		return func(procscan.Owner, uint64) bool { return false }
+		return func(procscan.Owner, uint64) bool { return false }, true
 	}
 	if opt.ReuseByProcess {
 		alive := map[int]bool{}
@@ -47,7 +48,7 @@ func newReuser(fs procscan.FS, opt config) (still func(procscan.Owner, uint64) b
 			return v
 		}
 	}
-	return still
+	return still, false
 }
 
 // pidCache is a set of the pids added last, at most one per slot of pid

@@ -39,13 +39,13 @@ func (s *Socket) Inbound() bool { return s.Listener.IsValid() }
 
 // Stats describes how a snapshot was taken.
 type Stats struct {
-	Source   string        // "netlink" or "procnet" (the /proc/net/tcp fallback)
-	Owners   string        // how owners were found: "proc" or "ebpf", "+reused" when some came from the previous snapshot, or "none"
-	Duration time.Duration // time to take the snapshot
-	DumpTime time.Duration // time spent in the kernel dump
-	ScanTime time.Duration // time spent finding owners
-	Scan     procscan.ScanResult
-	Reused   int // owners reused from the previous snapshot without a scan
+	Source   string              // "netlink" or "procnet" (the /proc/net/tcp fallback)
+	Owners   string              // how owners were found: "proc" or "ebpf", "+reused" when some came from the previous snapshot, or "none"
+	Duration time.Duration       // time to take the snapshot
+	DumpTime time.Duration       // time spent in the kernel dump
+	ScanTime time.Duration       // time spent finding owners
+	Scan     procscan.ScanResult // without Owners: they are on the sockets
+	Reused   int                 // owners reused from the previous snapshot without a scan
 	// Changes says how the change feed (Options.Changes) was used:
 	// ChangesApplied, ChangesFull, or "" without a feed.
 	Changes string
@@ -515,7 +515,6 @@ const (
 // facts of every owner.
 func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) error {
 	start := time.Now()
-	wanted := map[uint64]struct{}{} // no size hint: in incremental snapshots few or none are new
 	uids := map[uint32]bool{}
 	// Reuse the previous snapshot's owners where they still hold the socket:
 	// carried with the socket (a snapshot built from the change feed) or
@@ -535,7 +534,17 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) er
 	}
 	reused := 0
 	var fresh []*Socket // the sockets whose owners are searched
-	still := newReuser(fs, opt)
+	still, never := newReuser(fs, opt)
+	// join: most sockets are searched (a first snapshot; a full check,
+	// which searches every socket again in one pass), by an owner source
+	// that can join them by sorting (procscan.OwnersOf) instead of
+	// through maps of the wanted inodes and of the owners found.
+	join := (never || opt.Previous == nil) && procscan.CanJoin(opt.OwnerSource) && !opt.NoOwners
+	if never || opt.Previous == nil {
+		// No lookups in Previous (its index would be built for nothing),
+		// and the list sized once.
+		fresh = make([]*Socket, 0, len(snap.Sockets)+len(snap.Listeners))
+	}
 	reuse := func(s *Socket, from prevSource) {
 		if s.Inode == 0 {
 			return
@@ -547,7 +556,7 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) er
 				return
 			}
 			s.Owners = nil
-		} else {
+		} else if !never || opt.SkipUnowned {
 			switch from {
 			case lookPrev:
 				if p := prev.find(s.Inode); p != nil {
@@ -567,7 +576,6 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) er
 				}
 			}
 		}
-		wanted[s.Inode] = struct{}{}
 		uids[s.UID] = true
 		fresh = append(fresh, s)
 	}
@@ -613,26 +621,46 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) er
 	}
 	snap.Stats.Reused = reused
 
-	var likely []int
-	if opt.Previous != nil && len(fresh) > 0 {
-		likely = snap.likelyOwners(fresh)
+	var res *procscan.ScanResult
+	if join && len(fresh) > 0 {
+		var err error
+		res, err = procscan.OwnersOf(opt.OwnerSource, len(fresh),
+			func(i int) uint64 { return fresh[i].Inode },
+			func(i int, owners []procscan.Owner) { fresh[i].Owners = owners; addPIDs(owners) })
+		if err != nil {
+			res = nil // the map search below tries the source again, then the /proc walk
+		}
 	}
-	res, err := fs.FindOwners(wanted, procscan.ScanOptions{Workers: opt.Workers, UIDs: uids, Complete: opt.CompleteScan, Source: opt.OwnerSource, Likely: likely})
-	if err != nil {
-		return fmt.Errorf("find owners: %w", err)
+	found := func(*Socket) {} // the join set the owners on the sockets (res.Owners is nil)
+	if res == nil {
+		var likely []int
+		if opt.Previous != nil && len(fresh) > 0 {
+			likely = snap.likelyOwners(fresh)
+		}
+		wanted := make(map[uint64]struct{}, len(fresh))
+		for _, s := range fresh {
+			wanted[s.Inode] = struct{}{}
+		}
+		var err error
+		res, err = fs.FindOwners(wanted, procscan.ScanOptions{Workers: opt.Workers, UIDs: uids, Complete: opt.CompleteScan, Source: opt.OwnerSource, Likely: likely})
+		if err != nil {
+			return fmt.Errorf("find owners: %w", err)
+		}
+		for _, os := range res.Owners {
+			addPIDs(os)
+		}
+		owners := res.Owners
+		found = func(s *Socket) {
+			if o, ok := owners[s.Inode]; ok && s.Inode != 0 {
+				s.Owners = o
+			}
+		}
 	}
 	snap.Stats.Scan = *res
+	snap.Stats.Scan.Owners = nil // on the sockets; kept, the map would outlive the scan (8 MB a 100k sockets)
 	snap.Stats.Owners = res.Method
 	if reused > 0 {
 		snap.Stats.Owners += "+reused"
-	}
-	for _, os := range res.Owners {
-		addPIDs(os)
-	}
-	found := func(s *Socket) {
-		if o, ok := res.Owners[s.Inode]; ok && s.Inode != 0 {
-			s.Owners = o
-		}
 	}
 	if len(res.Owners) > 0 {
 		for i := range snap.Listeners {
@@ -673,7 +701,7 @@ func (snap *Snapshot) findOwners(fs procscan.FS, opt config, prev *prevIndex) er
 		}
 	}
 	if len(res.Owners) > compactMin && (opt.Previous != nil || opt.Changes != nil) {
-		snap.compactOwners()
+		snap.compactOwners() // the join's owners are in socket order already
 	}
 	snap.Stats.ScanTime = time.Since(start)
 
