@@ -319,7 +319,9 @@ func linkListeners(sockets, listeners []snapshot.Socket, owners, inodes bool) []
 			continue
 		}
 		l := &listeners[li]
-		s.Listener = l.Local
+		if !s.SetListener(l.Local) {
+			continue
+		}
 		used[li] = true
 		noFD := (inodes && s.Inode == 0) || (owners && !inodes && len(s.Owners) == 0 && len(l.Owners) > 0)
 		if noFD && len(s.Owners) == 0 {

@@ -96,9 +96,9 @@ const (
 // factsOf are the facts of a socket besides its key and remote address.
 // (Scalars, not an entry: they stay in registers for the comparison.)
 func factsOf(s *snapshot.Socket) (flags uint8, lport uint16, idle uint32, cause uint8) {
-	if s.Listener.IsValid() {
+	if s.Inbound() {
 		flags |= factInbound
-		lport = s.Listener.Port()
+		lport = s.Listener().Port()
 	}
 	if s.NotAccepted {
 		flags |= factNotAccepted
@@ -383,7 +383,7 @@ type pendingSock struct {
 func (w *procWork) groupOf(s *snapshot.Socket) int32 {
 	k := groupKey{inbound: s.Inbound()}
 	if k.inbound {
-		k.port = s.Listener.Port()
+		k.port = s.Listener().Port()
 	} else {
 		k.remote = s.Remote
 	}

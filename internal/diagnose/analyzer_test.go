@@ -295,7 +295,7 @@ func (w *randWorld) sock() snapshot.Socket {
 			port = randPorts[pid%3]
 		}
 		s.Local = netip.AddrPortFrom(netip.MustParseAddr("10.0.0.5"), port)
-		s.Listener = s.Local
+		s.SetListener(s.Local)
 		s.Remote = netip.AddrPortFrom(randPeers[r.IntN(len(randPeers))], uint16(20000+w.cookie%40000))
 		if r.IntN(8) == 0 {
 			s.NotAccepted, s.Inode, fd = true, 0, -1

@@ -47,7 +47,7 @@ func mk(sp sockSpec) snapshot.Socket {
 	if sp.inbound {
 		s.Local = listen8080
 		s.Remote = netip.AddrPortFrom(netip.MustParseAddr("10.0.9.9"), nextPort)
-		s.Listener = listen8080
+		s.SetListener(listen8080)
 	} else {
 		s.Local = netip.AddrPortFrom(netip.MustParseAddr("10.0.0.5"), nextPort)
 		s.Remote = sp.remote

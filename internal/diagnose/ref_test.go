@@ -158,7 +158,7 @@ func refFindings(p *ProcessReport, snap *snapshot.Snapshot) []Finding {
 		}
 		k := groupKey{inbound: s.Inbound()}
 		if k.inbound {
-			k.port = s.Listener.Port()
+			k.port = s.Listener().Port()
 		} else {
 			k.remote = s.Remote
 		}

@@ -57,7 +57,7 @@ func (u *unownedGroups) add(s *snapshot.Socket, age time.Duration, hasAge bool) 
 	}
 	k := unownedKey{uid: s.UID, inbound: s.Inbound()}
 	if k.inbound {
-		k.port = s.Listener.Port()
+		k.port = s.Listener().Port()
 	} else {
 		k.remote = netip.AddrPortFrom(s.Remote.Addr().Unmap(), s.Remote.Port())
 	}

@@ -78,7 +78,7 @@ func TestTakeCarryInfo(t *testing.T) {
 	// One dump lists, counts and finds the listeners with CarryInfo too.
 	inbound := 0
 	for i := range carried.Sockets {
-		if s := &carried.Sockets[i]; s.Local.Port() == h.Listen.Port() && s.Listener == h.Listen {
+		if s := &carried.Sockets[i]; s.Local.Port() == h.Listen.Port() && s.Listener() == h.Listen {
 			inbound++
 		}
 	}

@@ -62,7 +62,7 @@ func TestTakeReadsEveryNetworkNamespace(t *testing.T) {
 						t.Errorf("%s socket in %s: owners %v, want holder %d", mode, name, s.Owners, hn.PID)
 					}
 					if s.NotAccepted != (mode == "not-accepted") || !s.Inbound() {
-						t.Errorf("%s socket in %s: not accepted %v, listener %v", mode, name, s.NotAccepted, s.Listener)
+						t.Errorf("%s socket in %s: not accepted %v, listener %v", mode, name, s.NotAccepted, s.Listener())
 					}
 				}
 				ns, ok := snap.NamespaceOf(ino)

@@ -53,8 +53,8 @@ func TestTakeAttributesHolderSockets(t *testing.T) {
 			if (s.Owners[0].FD == -1) != (c.Mode == "not-accepted") || s.NotAccepted != (c.Mode == "not-accepted") {
 				t.Errorf("%s socket: owner fd %d, NotAccepted %v", c.Mode, s.Owners[0].FD, s.NotAccepted)
 			}
-			if !s.Inbound() || s.Listener.Port() != h.Listen.Port() {
-				t.Errorf("%s socket: listener %v, want inbound from %v", c.Mode, s.Listener, h.Listen)
+			if !s.Inbound() || s.Listener().Port() != h.Listen.Port() {
+				t.Errorf("%s socket: listener %v, want inbound from %v", c.Mode, s.Listener(), h.Listen)
 			}
 			wantQ := map[string]uint32{"read-eof": 0, "unread": 1, "not-accepted": 1}[c.Mode]
 			if c.Mode == "unread" && h == h4 {
