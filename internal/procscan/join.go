@@ -3,6 +3,7 @@ package procscan
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 )
 
@@ -25,9 +26,11 @@ func CanJoin(src SocketFDSource) bool {
 // It is FindOwners for when most of a snapshot's sockets are searched (a
 // first snapshot, a full check): it joins by sorting the sockets and the
 // pass's fds by inode instead of building a map of the wanted inodes and
-// another of the owners found. At 100k sockets that is about 3 MB instead
-// of 11 MB, and no per-socket map operation. A Prefetch source's fds are
-// sorted by the background pass that read them.
+// another of the owners found. At 100k sockets that is about 4 MB, the
+// owners themselves included, instead of 11 MB, and no per-socket map
+// operation. A Prefetch source's fds are sorted by the background pass that
+// read them. Inodes beyond 32 bits (never a socket's) are an error: the
+// caller falls back to FindOwners.
 //
 // src must be a SocketFDLister or a Prefetch source (CanJoin).
 func OwnersOf(src SocketFDSource, n int, inode func(i int) uint64, set func(i int, owners []Owner)) (*ScanResult, error) {
@@ -51,17 +54,23 @@ func OwnersOf(src SocketFDSource, n int, inode func(i int) uint64, set func(i in
 		return nil, fmt.Errorf("procscan: owners of: %T lists no unfiltered pass", src)
 	}
 
-	type socketAt struct {
-		inode uint64
-		i     int32
+	// Each socket as inode<<32 | index, sorted as plain integers: half the
+	// memory of a struct and a faster sort. Socket inodes are 32 bits
+	// (sock_diag's idiag_inode; sockfs numbers them with get_next_ino).
+	if uint64(n) > math.MaxUint32 {
+		return nil, fmt.Errorf("procscan: owners of: %d sockets", n)
 	}
-	socks := make([]socketAt, 0, n)
+	socks := make([]uint64, 0, n)
 	for i := range n {
-		if ino := inode(i); ino != 0 {
-			socks = append(socks, socketAt{ino, int32(i)})
+		ino := inode(i)
+		if ino > math.MaxUint32 {
+			return nil, fmt.Errorf("procscan: owners of: inode %d beyond 32 bits", ino)
+		}
+		if ino != 0 {
+			socks = append(socks, ino<<32|uint64(i))
 		}
 	}
-	slices.SortFunc(socks, func(a, b socketAt) int { return cmp.Compare(a.inode, b.inode) })
+	slices.Sort(socks)
 
 	// The merge of the two sorted lists, run twice: to count each
 	// socket's owners, then to write them into one array, in the sockets'
@@ -71,20 +80,21 @@ func OwnersOf(src SocketFDSource, n int, inode func(i int) uint64, set func(i in
 	merge := func(fn func(i int32, run []fdTriple)) {
 		j := 0
 		for k, s := range socks {
-			if k > 0 && socks[k-1].inode == s.inode {
-				for j > 0 && fds[j-1].inode == s.inode { // the same inode again: the same run
+			ino, i := s>>32, int32(uint32(s))
+			if k > 0 && socks[k-1]>>32 == ino {
+				for j > 0 && fds[j-1].inode == ino { // the same inode again: the same run
 					j--
 				}
 			}
-			for j < len(fds) && fds[j].inode < s.inode {
+			for j < len(fds) && fds[j].inode < ino {
 				j++
 			}
 			e := j
-			for e < len(fds) && fds[e].inode == s.inode {
+			for e < len(fds) && fds[e].inode == ino {
 				e++
 			}
 			if e > j {
-				fn(s.i, fds[j:e])
+				fn(i, fds[j:e])
 			}
 			j = e
 		}

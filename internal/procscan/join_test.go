@@ -100,3 +100,12 @@ func TestOwnersOfErrors(t *testing.T) {
 		t.Error("CanJoin: want false for a filtered-only source, true for a lister and a prefetched pass")
 	}
 }
+
+// TestOwnersOfWideInode: an inode beyond 32 bits (never a socket's) is an
+// error, for the caller to fall back to the map search, not a wrong match.
+func TestOwnersOfWideInode(t *testing.T) {
+	src := listingSource{table: []fdTriple{{inode: 1<<32 | 7, pid: 1, fd: 3}, {inode: 7, pid: 2, fd: 4}}}
+	if _, err := OwnersOf(src, 1, func(int) uint64 { return 1<<32 | 7 }, func(int, []Owner) { t.Error("set called") }); err == nil {
+		t.Error("no error for a 33-bit inode")
+	}
+}
