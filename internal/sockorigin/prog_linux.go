@@ -785,7 +785,8 @@ func acceptProgram(o offsets) (asm.Instructions, error) {
 		asm.LSh.Imm(asm.R2, 3),
 		asm.Add.Reg(asm.R3, asm.R2),
 	)
-	if o.rdonlyCast != 0 {
+	plainLoads := o.rdonlyCast != 0
+	if plainLoads {
 		// fd[ret]->private_data->sk with plain loads through
 		// bpf_rdonly_cast (which the verifier turns into a move; the
 		// loads are guarded like BTF pointer loads): no helper call.
@@ -806,29 +807,24 @@ func acceptProgram(o offsets) (asm.Instructions, error) {
 			asm.LoadMem(asm.R2, asm.R7, int16(o.protocol), asm.Half),
 			asm.JNE.Imm(asm.R2, unix.IPPROTO_TCP, "exit"),
 		)
-		getSock = append(getSock, sockID(acceptSlot, false)...)
-		insns = append(insns, capture(o, acceptSlot, getSock)...)
-		return append(insns,
-			asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
-			asm.Return(),
-		), nil
+	} else {
+		getSock = append(getSock, chase(0)...)             // struct file *
+		getSock = append(getSock, chase(o.filePrivate)...) // struct socket *
+		getSock = append(getSock, chase(o.socketSk)...)    // struct sock *
+		getSock = append(getSock,
+			asm.Mov.Reg(asm.R7, asm.R3),
+			// sk_protocol, read the same way: R7 is a plain number here.
+			asm.Add.Imm(asm.R3, int32(o.protocol)),
+			asm.Mov.Reg(asm.R1, asm.RFP),
+			asm.Add.Imm(asm.R1, fpWord),
+			asm.Mov.Imm(asm.R2, 2),
+			asm.FnProbeReadKernel.Call(),
+			asm.JNE.Imm(asm.R0, 0, "exit"),
+			asm.LoadMem(asm.R2, asm.RFP, fpWord, asm.Half),
+			asm.JNE.Imm(asm.R2, unix.IPPROTO_TCP, "exit"),
+		)
 	}
-	getSock = append(getSock, chase(0)...)             // struct file *
-	getSock = append(getSock, chase(o.filePrivate)...) // struct socket *
-	getSock = append(getSock, chase(o.socketSk)...)    // struct sock *
-	getSock = append(getSock,
-		asm.Mov.Reg(asm.R7, asm.R3),
-		// sk_protocol, read the same way: R7 is a plain number here.
-		asm.Add.Imm(asm.R3, int32(o.protocol)),
-		asm.Mov.Reg(asm.R1, asm.RFP),
-		asm.Add.Imm(asm.R1, fpWord),
-		asm.Mov.Imm(asm.R2, 2),
-		asm.FnProbeReadKernel.Call(),
-		asm.JNE.Imm(asm.R0, 0, "exit"),
-		asm.LoadMem(asm.R2, asm.RFP, fpWord, asm.Half),
-		asm.JNE.Imm(asm.R2, unix.IPPROTO_TCP, "exit"),
-	)
-	getSock = append(getSock, sockID(acceptSlot, true)...)
+	getSock = append(getSock, sockID(acceptSlot, !plainLoads)...)
 	insns = append(insns, capture(o, acceptSlot, getSock)...)
 	return append(insns,
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
