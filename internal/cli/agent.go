@@ -62,7 +62,7 @@ func (c *AgentCmd) Run(g *Globals) error {
 	opt := agent.Options{
 		ProcRoot: g.ProcRoot, ShowSecrets: c.ShowSecrets, Interval: c.Interval, Thresholds: th, TopN: c.Top,
 		Retention: c.Retention, CompleteScan: c.FullScan, ForceProcNet: c.ProcNet,
-		Version: Version, OwnerSource: g.OwnerSource(true), Changes: g.changeFeed(c.Feed),
+		Version: Version, OwnerSource: g.OwnerSource(true), Changes: g.changeFeed(c.Feed, c.Interval),
 		ReleaseMemory: true,
 	}
 	defer g.closeOwners()

@@ -100,7 +100,7 @@ func (c *WatchCmd) Run(g *Globals) error {
 	opt := history.SamplerOptions{
 		Snapshot:   snapshot.Options{CompleteScan: c.FullScan, ForceProcNet: c.ProcNet, OwnerSource: g.OwnerSource(true), NetNS: ns},
 		Take:       g.takeAfter,
-		Changes:    g.changeFeed(c.Feed),
+		Changes:    g.changeFeed(c.Feed, c.Interval),
 		Thresholds: th, PIDs: pids, Window: c.Window,
 		// A full check about once a minute; between them a reused owner is
 		// trusted while its process lives (one check per process, not per

@@ -29,6 +29,22 @@ import (
 // at 100k CLOSE_WAIT sockets is a tenth of the agent's memory.
 const RingSize = 4 << 20
 
+// ringPerSecond is the ring a second of drain interval needs: 2,000
+// changes of 128 bytes.
+const ringPerSecond = 2000 * 128
+
+// RingFor returns the ring size for a caller that drains every interval:
+// room for about 2,000 changes a second of it, a power of two between 256
+// KB and RingSize (watch at 1 s: 256 KB; the agent at 15 s: RingSize).
+func RingFor(interval time.Duration) uint32 {
+	need := interval.Seconds() * ringPerSecond
+	size := uint32(256 << 10)
+	for size < RingSize && float64(size) < need {
+		size *= 2
+	}
+	return size
+}
+
 // Feed is the loaded and attached state-change program with its ring
 // buffer. Create it with Open; it is not safe for concurrent use.
 type Feed struct {
@@ -57,6 +73,11 @@ type openOptions struct {
 // errors.Is(err, os.ErrPermission) also holds). Callers fall back to full
 // dumps on any error.
 func Open() (*Feed, error) { return open(openOptions{}) }
+
+// OpenRing is Open with a ring buffer of size bytes (RingFor): a smaller
+// ring for a caller that drains often costs less memory, mapped twice into
+// the reader.
+func OpenRing(size uint32) (*Feed, error) { return open(openOptions{ringSize: size}) }
 
 func open(o openOptions) (_ *Feed, err error) {
 	if o.ringSize == 0 {

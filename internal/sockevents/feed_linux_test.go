@@ -150,3 +150,27 @@ func TestFeedReportsOverflow(t *testing.T) {
 		t.Fatalf("second Drain: complete=%v err=%v, want true, nil", complete, err)
 	}
 }
+
+// TestRingFor: the ring holds about 2,000 changes a second of the drain
+// interval, as a power of two the kernel accepts, between 256 KB and
+// RingSize; and the kernel takes each size.
+func TestRingFor(t *testing.T) {
+	for _, tc := range []struct {
+		interval time.Duration
+		want     uint32
+	}{
+		{100 * time.Millisecond, 256 << 10},
+		{time.Second, 256 << 10},
+		{2 * time.Second, 512 << 10},
+		{15 * time.Second, RingSize},
+		{time.Hour, RingSize},
+	} {
+		if got := RingFor(tc.interval); got != tc.want {
+			t.Errorf("RingFor(%v) = %d, want %d", tc.interval, got, tc.want)
+		}
+	}
+	for _, size := range []uint32{RingFor(time.Second), RingFor(15 * time.Second)} {
+		f := openOrSkip(t, openOptions{ringSize: size})
+		f.Close()
+	}
+}

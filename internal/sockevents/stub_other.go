@@ -2,7 +2,10 @@
 
 package sockevents
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Feed is a loaded state-change program. On this OS it cannot be created.
 type Feed struct{}
@@ -11,6 +14,12 @@ type Feed struct{}
 func Open() (*Feed, error) {
 	return nil, fmt.Errorf("sockevents: open: %w: not Linux", ErrNotSupported)
 }
+
+// OpenRing returns an error wrapping [ErrNotSupported] on this OS.
+func OpenRing(uint32) (*Feed, error) { return Open() }
+
+// RingFor returns 0 on this OS.
+func RingFor(time.Duration) uint32 { return 0 }
 
 // Drain returns an error wrapping [ErrNotSupported] on this OS.
 func (f *Feed) Drain(fn func(*Event)) (bool, error) {
