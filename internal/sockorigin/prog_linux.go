@@ -224,15 +224,9 @@ func capture(o offsets, slot int32, getSock asm.Instructions) asm.Instructions {
 		asm.StoreMem(asm.RFP, val(valTime), asm.R0, asm.DWord),
 	)
 	insns = append(insns, insert()...)
+	insns = append(insns, asm.Mov.Imm(asm.R1, 0).WithSymbol("drop"))
+	insns = append(insns, lookup(droppedMap, "exit")...)
 	return append(insns,
-
-		asm.Mov.Imm(asm.R1, 0).WithSymbol("drop"),
-		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(droppedMap),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, fpScratch),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "exit"),
 		asm.Mov.Imm(asm.R1, 1),
 		asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
 		asm.Ja.Label("exit"),
@@ -278,16 +272,8 @@ func walk(o offsets, slot int32, regsAtFP bool) asm.Instructions {
 			asm.StoreMem(asm.R1, scratchFrames+off, src, asm.DWord),
 		}
 	}
-	insns := asm.Instructions{
-		asm.Mov.Imm(asm.R1, slot),
-		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(scratchMap),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, fpScratch),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "drop"),
-		asm.Mov.Reg(asm.R6, asm.R0), // R6: the scratch buffer
-	}
+	insns := append(asm.Instructions{asm.Mov.Imm(asm.R1, slot)}, lookup(scratchMap, "drop")...)
+	insns = append(insns, asm.Mov.Reg(asm.R6, asm.R0)) // R6: the scratch buffer
 	if regsAtFP {
 		insns = append(insns, asm.LoadMem(asm.R0, asm.RFP, fpRegs, asm.DWord))
 	} else {
@@ -451,12 +437,9 @@ func walk(o offsets, slot int32, regsAtFP bool) asm.Instructions {
 
 		// A new stack: its closed-count slot, then the stack.
 		asm.Mov.Imm(asm.R1, 0).WithSymbol("newstack"),
-		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(nslotsMap),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, fpScratch),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "drop"),
+	)
+	insns = append(insns, lookup(nslotsMap, "drop")...)
+	insns = append(insns,
 		asm.Mov.Imm(asm.R9, 1),
 		atomic(asm.FetchAdd, asm.R0, asm.R9), // R9: the slot
 		asm.JGE.Imm(asm.R9, MaxStacks, "drop"),
@@ -524,18 +507,12 @@ func cacheEntry() asm.Instructions {
 // fp+fpSock (and its set index at fp+fpScratch), exiting if the lookup
 // fails (it cannot: the verifier wants the NULL check).
 func setOf() asm.Instructions {
-	return asm.Instructions{
+	return append(asm.Instructions{
 		asm.LoadMem(asm.R1, asm.RFP, fpSock, asm.DWord),
 		asm.LoadImm(asm.R2, hashMul1, asm.DWord),
 		asm.Mul.Reg(asm.R1, asm.R2),
 		asm.RSh.Imm(asm.R1, 64-setBits),
-		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(keysMap),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, fpScratch),
-		asm.FnMapLookupElem.Call(), // an array: inlined
-		asm.JEq.Imm(asm.R0, 0, "exit"),
-	}
+	}, lookup(keysMap, "exit")...)
 }
 
 // findWay jumps to label with the way in R9 when the set's keys at R8
@@ -696,27 +673,13 @@ func stateProgram(o offsets) (asm.Instructions, error) {
 // program's scratch entry and read back (CAP_PERFMON allows a pointer in a
 // map). It uses R0-R2 (and R6 with scalar).
 func sockID(slot int32, scalar bool) asm.Instructions {
-	insns := asm.Instructions{
-		asm.Mov.Imm(asm.R1, 0),
-		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(keysMap),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, fpScratch),
-		asm.FnMapLookupElem.Call(), // an array: inlined
-		asm.JEq.Imm(asm.R0, 0, "exit"),
-	}
+	insns := append(asm.Instructions{asm.Mov.Imm(asm.R1, 0)}, lookup(keysMap, "exit")...)
 	if !scalar {
 		return append(insns, asm.Sub.Reg(asm.R7, asm.R0))
 	}
+	insns = append(insns, asm.Mov.Reg(asm.R6, asm.R0), asm.Mov.Imm(asm.R1, slot))
+	insns = append(insns, lookup(scratchMap, "exit")...)
 	return append(insns,
-		asm.Mov.Reg(asm.R6, asm.R0),
-		asm.Mov.Imm(asm.R1, slot),
-		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(scratchMap),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, fpScratch),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "exit"),
 		asm.StoreMem(asm.R0, 0, asm.R6, asm.DWord),
 		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
 		asm.Sub.Reg(asm.R7, asm.R1),
@@ -864,4 +827,19 @@ func cookieProgram() asm.Instructions {
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
 		asm.Return(),
 	)
+}
+
+// lookup looks up the element of map m whose 32-bit key is in R1, through
+// the scratch word on the stack (an array's lookup is inlined by the
+// verifier): R0 is the element, or the program jumps to miss. It uses R1
+// and R2.
+func lookup(m, miss string) asm.Instructions {
+	return asm.Instructions{
+		asm.StoreMem(asm.RFP, fpScratch, asm.R1, asm.Word),
+		asm.LoadMapPtr(asm.R1, 0).WithReference(m),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, fpScratch),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, miss),
+	}
 }
