@@ -25,6 +25,7 @@ const (
 	StateProgram  = "cw_origin_state"
 	AcceptProgram = "cw_origin_accept"
 	cookieProg    = "cw_origin_cookie"
+	clockProg     = "cw_origin_clock"
 )
 
 // Recorder is the loaded and attached pair of programs with their maps.
@@ -35,6 +36,7 @@ type Recorder struct {
 	links  []link.Link
 	cookie *link.Iter
 	traced map[int]bool
+	opened clockPair // taken before the programs were attached
 }
 
 // pidWords is the size of the pids bitmap in 64-bit words: one bit for
@@ -95,6 +97,9 @@ func open(tweak func(*offsets)) (_ *Recorder, err error) {
 				Name: cookieProg, Type: ebpf.Tracing, AttachType: ebpf.AttachTraceIter,
 				AttachTo: "tcp", License: License, Instructions: cookieProgram(),
 			},
+			clockProg: {
+				Name: clockProg, Type: ebpf.Syscall, Flags: unix.BPF_F_SLEEPABLE, License: License, Instructions: clockProgram(),
+			},
 		},
 	}
 	r := &Recorder{traced: map[int]bool{}}
@@ -108,6 +113,9 @@ func open(tweak func(*offsets)) (_ *Recorder, err error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sockorigin: load programs: %w", classify(err))
+	}
+	if r.opened, err = r.clock(); err != nil {
+		return nil, err
 	}
 	for _, p := range []struct {
 		name string
@@ -283,15 +291,20 @@ func (r *Recorder) Sample(netnsPaths ...string) (*Sample, error) {
 	}
 	s := &Sample{Closed: map[StackKey]uint64{}, Stacks: map[uint64][]uint64{}}
 	keys := map[StackKey]bool{} // the stacks to read
+	pair, err := r.clock()
+	if err != nil {
+		return nil, err
+	}
 	now, mono := time.Now(), monotonicNow()
-	err := r.eachRecord(func(addr uint64, v []byte) {
+	created := clockRate(r.opened, pair)
+	err = r.eachRecord(func(addr uint64, v []byte) {
 		ne := binary.NativeEndian
 		sock := Socket{
 			Addr:    addr,
 			TGID:    ne.Uint32(v[valTGID:]),
 			TID:     ne.Uint32(v[valTID:]),
 			How:     ne.Uint32(v[valHow:]),
-			Created: now.Add(time.Duration(ne.Uint64(v[valTime:])) - mono),
+			Created: now.Add(min(created(ne.Uint64(v[valTime:])), mono) - mono),
 			Cookie:  ne.Uint64(v[valCookie:]),
 			Key:     decodeKey(v),
 		}
@@ -426,6 +439,38 @@ func encodeKey(k StackKey) []byte {
 func decodeKey(b []byte) StackKey {
 	ne := binary.NativeEndian
 	return StackKey{TGID: ne.Uint32(b[valTGID:]), StackID: ne.Uint64(b[valStack:])}
+}
+
+// clockPair is jiffies and CLOCK_MONOTONIC read together by clockProgram.
+type clockPair struct {
+	jiffies uint64
+	mono    time.Duration
+}
+
+// clock runs clockProgram.
+func (r *Recorder) clock() (clockPair, error) {
+	ctx := make([]byte, 16)
+	if _, err := r.coll.Programs[clockProg].Run(&ebpf.RunOptions{Context: ctx, ContextOut: ctx}); err != nil {
+		return clockPair{}, fmt.Errorf("sockorigin: read the kernel's clocks: %w", err)
+	}
+	ne := binary.NativeEndian
+	return clockPair{jiffies: ne.Uint64(ctx), mono: time.Duration(ne.Uint64(ctx[8:]))}, nil
+}
+
+// clockRate returns the CLOCK_MONOTONIC time of a jiffies stamp taken
+// between the pairs a and b, by their rate: the kernel's tick (HZ) is not
+// known in user space. A stamp is at most a tick behind the time it was
+// taken at, and so is each pair's, so the time it gives is off by at most
+// a tick or two (4 ms at HZ 250). With no tick between the pairs, every
+// stamp is b's time.
+func clockRate(a, b clockPair) func(jiffies uint64) time.Duration {
+	if b.jiffies <= a.jiffies || b.mono <= a.mono {
+		return func(uint64) time.Duration { return b.mono }
+	}
+	perTick := float64(b.mono-a.mono) / float64(b.jiffies-a.jiffies)
+	return func(j uint64) time.Duration {
+		return a.mono + time.Duration(float64(int64(j-a.jiffies))*perTick)
+	}
 }
 
 // monotonicNow is CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.

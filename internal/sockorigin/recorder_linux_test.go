@@ -308,3 +308,68 @@ func TestWalkMatchesKernel(t *testing.T) {
 		t.Errorf("one call site, stack keys %x", keys)
 	}
 }
+
+// TestCreatedTime checks the creation time the programs stamp in jiffies
+// and Sample turns into wall time: the sockets of a pair made between two
+// readings of the clock are dated between them, within two ticks (20 ms
+// at HZ 100, the coarsest tick Linux has) and some slack.
+func TestCreatedTime(t *testing.T) {
+	r := openOrSkip(t)
+	defer r.Close()
+	if err := r.AddPID(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	time.Sleep(200 * time.Millisecond) // ticks between the recorder's first clock pair and the stamps
+	before := time.Now()
+	c, s := pair(t, ln)
+	defer c.Close()
+	defer s.Close()
+	after := time.Now()
+	time.Sleep(300 * time.Millisecond)
+	smp, err := r.Sample()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const slack = 50 * time.Millisecond
+	want := map[uint64]bool{cookieOf(t, c): true, cookieOf(t, s): true}
+	found := 0
+	for _, so := range smp.Sockets {
+		if !want[so.Cookie] {
+			continue
+		}
+		found++
+		if so.Created.Before(before.Add(-slack)) || so.Created.After(after.Add(slack)) {
+			t.Errorf("socket %d created at %v, want between %v and %v (±%v)", so.Cookie,
+				so.Created.Format(time.StampMicro), before.Format(time.StampMicro), after.Format(time.StampMicro), slack)
+		}
+	}
+	if found != 2 {
+		t.Fatalf("%d of the pair's 2 sockets recorded", found)
+	}
+}
+
+// TestClockRate checks the conversion of jiffies stamps to CLOCK_MONOTONIC.
+func TestClockRate(t *testing.T) {
+	a := clockPair{jiffies: 1000, mono: 10 * time.Second}
+	for _, tc := range []struct {
+		name  string
+		b     clockPair
+		stamp uint64
+		want  time.Duration
+	}{
+		{"HZ 250, a stamp between", clockPair{1250, 11 * time.Second}, 1125, 10500 * time.Millisecond},
+		{"HZ 1000, the first pair's tick", clockPair{2000, 11 * time.Second}, 1000, 10 * time.Second},
+		{"HZ 100, after the second pair", clockPair{1100, 11 * time.Second}, 1101, 11010 * time.Millisecond},
+		{"no tick between the pairs", clockPair{1000, 10*time.Second + time.Millisecond}, 1000, 10*time.Second + time.Millisecond},
+		{"a clock that went back", clockPair{900, 11 * time.Second}, 950, 11 * time.Second},
+	} {
+		if got := clockRate(a, tc.b)(tc.stamp); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
