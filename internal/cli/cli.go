@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -99,6 +100,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 				defer pprof.StopCPUProfile()
 			}
 		}
+	}
+	if path := os.Getenv("CLOSEWAIT_MEMPROFILE"); path != "" { // for developers: what one run allocated (pprof -sample_index=alloc_space)
+		defer func() {
+			if f, err := os.Create(path); err == nil {
+				runtime.GC() // the profile counts what was allocated up to the last collection
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	var cli CLI
 	cli.stdout, cli.stderr = stdout, stderr
