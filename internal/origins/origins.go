@@ -111,14 +111,22 @@ func Build(smp *sockorigin.Sample, snap *snapshot.Snapshot, sym *symbolize.Symbo
 			rep.Unmatched++
 			continue
 		}
-		pcs := sym.WithLeafCaller(int(so.TGID), smp.Stacks[so.Key.StackID], so.Top[:])
+		stack := smp.Stacks[so.Key.StackID]
+		ra, leaf := sym.LeafCaller(int(so.TGID), stack, so.Top[:]) // per socket: no slice made
 		kb = binary.NativeEndian.AppendUint32(kb[:0], so.TGID)
 		kb = binary.NativeEndian.AppendUint32(kb, so.How)
-		for _, pc := range pcs {
+		for i, pc := range stack {
 			kb = binary.NativeEndian.AppendUint64(kb, pc)
+			if i == 0 && leaf {
+				kb = binary.NativeEndian.AppendUint64(kb, ra)
+			}
 		}
 		g := groups[string(kb)]
 		if g == nil {
+			pcs := stack
+			if leaf {
+				pcs = append([]uint64{stack[0], ra}, stack[1:]...)
+			}
 			g = &group{key: so.Key, pcs: pcs, causes: map[string]int{}, o: Origin{PID: int(so.TGID), How: howName(so.How)}}
 			groups[string(kb)] = g
 		}

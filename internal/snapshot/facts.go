@@ -24,13 +24,20 @@ func (snap *Snapshot) HasAges() bool {
 	return false
 }
 
-// tcpInUse reads how many TCP sockets (TIME_WAIT aside) closewait's network
-// namespace holds, from /proc/net/sockstat and sockstat6, or 0. It bounds
-// how many sockets a dump of this namespace can list.
-func tcpInUse(fs procscan.FS) int {
+// tcpInUse reads how many TCP sockets (TIME_WAIT aside) a network
+// namespace holds, from its sockstat and sockstat6, or 0: closewait's own
+// namespace (/proc/net) with pid 0, else that of process pid
+// (/proc/PID/net). It bounds how many sockets a dump of the namespace can
+// list.
+func tcpInUse(fs procscan.FS, pid int) int {
+	dir := []string{"net", ""}
+	if pid != 0 {
+		dir = []string{strconv.Itoa(pid), "net", ""}
+	}
 	total := 0
 	for _, name := range []string{"sockstat", "sockstat6"} {
-		b, err := os.ReadFile(fs.Path("net", name))
+		dir[len(dir)-1] = name
+		b, err := os.ReadFile(fs.Path(dir...))
 		if err != nil {
 			continue
 		}

@@ -279,7 +279,7 @@ func TakeAfter(o Options, succ Successive) (*Snapshot, error) {
 	case prev != nil: // about as many sockets as last time: no regrowth of a large slice
 		snap.Sockets = make([]Socket, 0, len(prev.Sockets)+len(prev.Sockets)/8+16)
 	}
-	if n := tcpInUse(fs); opt.Previous == nil && n > 1024 {
+	if n := tcpInUse(fs, 0); opt.Previous == nil && n > 1024 {
 		// Regrowing a slice of 100k sockets copies and clears it several
 		// times over: reserve the upper bound instead. Pages never touched
 		// cost address space, not memory.
@@ -334,7 +334,8 @@ func (snap *Snapshot) dump(fs procscan.FS, opt config, listeners *[]Socket, prev
 		return true
 	}
 	count := func(s *sockdiag.Socket) bool { snap.States[s.State]++; return true }
-	d := &dumper{snap: snap, opt: opt, count: count, keep: keep, seen: map[uint64]bool{}, prev: prev, changes: changes}
+	d := &dumper{snap: snap, opt: opt, count: count, keep: keep, seen: map[uint64]bool{}, prev: prev, changes: changes,
+		reserve: opt.Previous == nil}
 
 	if !opt.ForceProcNet {
 		c, err := sockdiag.Dial()

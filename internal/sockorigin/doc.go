@@ -5,7 +5,7 @@
 //
 // # Kernel side
 //
-// Two programs, written with cilium/ebpf/asm (no clang):
+// The programs, written with cilium/ebpf/asm (no clang):
 //
 //   - tp_btf on sock:inet_sock_set_state. CLOSE→SYN_SENT runs in the
 //     context of the thread calling connect(): if its tgid is traced, the
@@ -28,6 +28,12 @@
 //   - iter/tcp, run by Sample: gives each recorded socket its cookie (the
 //     accept hook has the socket as a plain address, which
 //     bpf_get_socket_cookie does not take).
+//   - a syscall program, run by Open and by Sample, that reads jiffies and
+//     CLOCK_MONOTONIC side by side. A creation is stamped with jiffies
+//     (bpf_jiffies64, which the verifier inlines into one load;
+//     bpf_ktime_get_ns cost about 150-200 ns a creation on the virtual
+//     machine this was measured on, where its clock read is slow), and
+//     the two pairs' rate turns stamps into time, within a tick or two.
 //
 // A record is the user stack, walked through frame pointers by the programs
 // themselves from a copy of the stack's top page (the kernel's walk,

@@ -297,7 +297,8 @@ func (r *Recorder) Sample(netnsPaths ...string) (*Sample, error) {
 	}
 	now, mono := time.Now(), monotonicNow()
 	created := clockRate(r.opened, pair)
-	err = r.eachRecord(func(addr uint64, v []byte) {
+	grow := func(n int) { s.Sockets = make([]Socket, 0, n) }
+	err = r.eachRecord(grow, func(addr uint64, v []byte) {
 		ne := binary.NativeEndian
 		sock := Socket{
 			Addr:    addr,
@@ -339,41 +340,56 @@ func (r *Recorder) Sample(netnsPaths ...string) (*Sample, error) {
 }
 
 // eachRecord calls f with the address and record of each recorded socket:
-// the sets' keys are read in batches, the records of the sets that hold
-// one.
-func (r *Recorder) eachRecord(f func(addr uint64, v []byte)) error {
+// the sets' keys are read in batches (all of them, 2 MB, before any record:
+// count is called first with how many sockets follow, so that the caller
+// sizes its slice once), then the records of the sets that hold one.
+func (r *Recorder) eachRecord(count func(n int), f func(addr uint64, v []byte)) error {
 	const batch = 4096
 	var (
 		cursor ebpf.MapBatchCursor
-		sets   = make([]uint32, batch)
-		keys   = make([][setWays]uint64, batch)
+		sets   = make([]uint32, 0, numSets)
+		keys   = make([][setWays]uint64, 0, numSets)
 		recs   = make([]byte, recsSize)
 	)
-	for {
-		n, err := r.coll.Maps[keysMap].BatchLookup(&cursor, sets, keys, nil)
+	for len(sets) < numSets {
+		at := len(sets)
+		end := min(at+batch, numSets)
+		n, err := r.coll.Maps[keysMap].BatchLookup(&cursor, sets[at:end], keys[at:end], nil)
+		sets, keys = sets[:at+n], keys[:at+n]
 		done := errors.Is(err, ebpf.ErrKeyNotExist)
 		if err != nil && !done {
 			return fmt.Errorf("sockorigin: read socket table: %w", err)
 		}
-		for i := range n {
-			read := false
-			for w, addr := range keys[i] {
-				if addr == 0 || addr&busyBit != 0 {
-					continue // free, or being written
-				}
-				if !read {
-					if err := r.coll.Maps[recordsMap].Lookup(sets[i], recs); err != nil {
-						return fmt.Errorf("sockorigin: read socket records: %w", err)
-					}
-					read = true
-				}
-				f(addr, recs[w*valSize:(w+1)*valSize])
-			}
-		}
 		if done || n == 0 {
-			return nil
+			break
 		}
 	}
+	held := func(addr uint64) bool { return addr != 0 && addr&busyBit == 0 } // not free nor being written
+	n := 0
+	for i := range keys {
+		for _, addr := range keys[i] {
+			if held(addr) {
+				n++
+			}
+		}
+	}
+	count(n)
+	for i := range keys {
+		read := false
+		for w, addr := range keys[i] {
+			if !held(addr) {
+				continue
+			}
+			if !read {
+				if err := r.coll.Maps[recordsMap].Lookup(sets[i], recs); err != nil {
+					return fmt.Errorf("sockorigin: read socket records: %w", err)
+				}
+				read = true
+			}
+			f(addr, recs[w*valSize:(w+1)*valSize])
+		}
+	}
+	return nil
 }
 
 // fillCookies runs the cookie iterator over the TCP sockets of the calling

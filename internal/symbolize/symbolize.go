@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/closewait/closewait/internal/procscan"
 )
 
@@ -54,14 +56,19 @@ type Result struct {
 // module and process; not safe for concurrent use.
 type Symbolizer struct {
 	fs      procscan.FS
-	modules map[string]*module
+	modules map[string]*module // by path through /proc/PID/root
+	files   map[fileID]*module // by the file itself: processes of one binary share it
 	procs   map[int]*process
 }
+
+// fileID names a file whatever the path (and mount namespace) it is opened
+// through.
+type fileID struct{ dev, ino uint64 }
 
 // New returns a Symbolizer reading processes under procfs root (the
 // --path.procfs flag; "" is /proc).
 func New(root string) *Symbolizer {
-	return &Symbolizer{fs: procscan.NewFS(root), modules: map[string]*module{}, procs: map[int]*process{}}
+	return &Symbolizer{fs: procscan.NewFS(root), modules: map[string]*module{}, files: map[fileID]*module{}, procs: map[int]*process{}}
 }
 
 // mapping is one line of /proc/PID/maps.
@@ -73,7 +80,8 @@ type mapping struct {
 
 type process struct {
 	maps    []mapping
-	perfMap *perfMap // nil when the process has none
+	perfMap *perfMap           // nil when the process has none
+	mods    map[string]*module // by mapped path: module without building the path through /proc/PID/root
 	err     error
 }
 
@@ -147,20 +155,48 @@ func (m mapping) fileBacked() bool {
 }
 
 // module opens the file of m as the process sees it (through its root).
+// It is called for every frame and socket: the process's own cache comes
+// first, then the one shared by processes that see the same file.
 func (s *Symbolizer) module(pid int, m mapping) *module {
-	path := s.fs.Path(strconv.Itoa(pid), "root") + m.path
-	if mod, ok := s.modules[path]; ok {
+	p := s.process(pid)
+	if mod, ok := p.mods[m.path]; ok {
 		return mod
 	}
-	mod := &module{}
+	path := s.fs.Path(strconv.Itoa(pid), "root") + m.path
+	mod, ok := s.modules[path]
+	if p.mods == nil {
+		p.mods = map[string]*module{}
+	}
+	if ok {
+		p.mods[m.path] = mod
+		return mod
+	}
+	mod = s.open(path, m.path)
 	s.modules[path] = mod
+	p.mods[m.path] = mod
+	return mod
+}
+
+// open reads the ELF file at path (else at host, the same file as the host
+// sees it), or returns the module already read from that file.
+func (s *Symbolizer) open(path, host string) *module {
+	mod := &module{}
 	fh, err := os.Open(path)
 	if err != nil {
-		fh, err = os.Open(m.path) // no access to the process's root: the host's file
+		fh, err = os.Open(host) // no access to the process's root: the host's file
 	}
 	if err != nil {
 		mod.err = err
 		return mod
+	}
+	var st unix.Stat_t
+	if unix.Fstat(int(fh.Fd()), &st) == nil {
+		id := fileID{dev: uint64(st.Dev), ino: st.Ino}
+		if shared := s.files[id]; shared != nil {
+			fh.Close()
+			return shared
+		}
+		s.files[id] = mod
 	}
 	f, err := elf.NewFile(fh)
 	if err != nil {
@@ -203,9 +239,11 @@ func (s *Symbolizer) Close() {
 	for _, m := range s.modules {
 		if m.data != nil {
 			m.data.Close()
+			m.data = nil // shared by several paths
 		}
 	}
 	clear(s.modules)
+	clear(s.files)
 	clear(s.procs)
 }
 
@@ -215,7 +253,7 @@ func (s *Symbolizer) Forget(pid int) { delete(s.procs, pid) }
 
 // Stack names the stack pcs of process pid: pcs[0] is where the thread
 // was, the others return addresses (as the kernel's frame-pointer walk
-// found them, with WithLeafCaller's addition).
+// found them, with LeafCaller's addition).
 func (s *Symbolizer) Stack(pid int, pcs []uint64) Result {
 	p := s.process(pid)
 	var res Result
@@ -338,22 +376,21 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// WithLeafCaller returns the stack pcs of process pid with the leaf
-// function's caller put back when the frame-pointer walk skipped it (see
-// the package comment); top are the words at the thread's stack pointer.
-// pcs is returned as it is when nothing is missing.
-func (s *Symbolizer) WithLeafCaller(pid int, pcs []uint64, top []uint64) []uint64 {
+// LeafCaller returns the return address of the leaf function's caller,
+// to put back after pcs[0] (a stack of process pid, innermost first), when
+// the frame-pointer walk skipped it (see the package comment); top are the
+// words at the thread's stack pointer. ok is false when nothing is
+// missing.
+func (s *Symbolizer) LeafCaller(pid int, pcs []uint64, top []uint64) (ra uint64, ok bool) {
 	p := s.process(pid)
 	if p.err != nil || len(pcs) == 0 || len(top) == 0 {
-		return pcs
+		return 0, false
 	}
-	ra, ok := s.leafReturn(p, pid, pcs[0], top)
+	ra, ok = s.leafReturn(p, pid, pcs[0], top)
 	if !ok || (len(pcs) > 1 && pcs[1] == ra) {
-		return pcs
+		return 0, false
 	}
-	out := make([]uint64, 0, len(pcs)+1)
-	out = append(out, pcs[0], ra)
-	return append(out, pcs[1:]...)
+	return ra, true
 }
 
 // leafReturn finds the return address of the function holding pc in the
