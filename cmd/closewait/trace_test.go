@@ -822,6 +822,92 @@ serve()
 	t.Errorf("no origin of the Python server names serve (py::serve from the perf map): %+v", rep.Origins)
 }
 
+// nodeLeaker connects to the address in argv[2] for each line on stdin,
+// with allowHalfOpen, and never ends nor destroys the socket: when the
+// server closes, the socket stays in CLOSE_WAIT.
+const nodeLeaker = `const net = require('net');
+const [host, port] = process.argv[2].split(':');
+const held = [];
+function leakyConnect(done) {
+  const s = net.connect({host, port: +port, allowHalfOpen: true}, done);
+  s.on('end', () => {}); // the peer's FIN: never ended, never destroyed (the bug)
+  held.push(s);
+}
+require('readline').createInterface({input: process.stdin}).on('line', () => leakyConnect(() => console.log('ok')));
+console.log('ready');
+`
+
+// TestTraceNodePerfMap: a Node.js program whose sockets stay in CLOSE_WAIT.
+// With --perf-basic-prof the functions the interpreter runs show only as
+// V8's interpreter trampoline, and the hint says which flag names them;
+// with --interpreted-frames-native-stack too, JavaScript frames are named
+// from /tmp/perf-PID.map. (net.connect() connects on a later tick: the
+// stack shows Node's internalConnect and the event-loop turn, not the
+// function that called net.connect().)
+func TestTraceNodePerfMap(t *testing.T) {
+	needRoot(t)
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("needs node (Node.js) for --perf-basic-prof: .ci/run installs nodejs")
+	}
+	dir := t.TempDir()
+	script := filepath.Join(dir, "leak.js")
+	if err := os.WriteFile(script, []byte(nodeLeaker), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		named bool // JavaScript frames named from the perf map
+	}{
+		{"perf-basic-prof", []string{"--perf-basic-prof"}, false},
+		{"interpreted-frames-native-stack", []string{"--perf-basic-prof", "--interpreted-frames-native-stack"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, accepted := closingServer(t)
+			c := startChild(t, node, append(tc.flags, script, addr)...)
+			pid := c.cmd.Process.Pid
+			tr := startTrace(t, "--pid", fmt.Sprint(pid), "--duration", "2m", "--json")
+			const n = 3
+			c.do(t, "dial", n)
+			for range n {
+				<-accepted
+			}
+			rep := tr.stop(t)
+			var o *origins.Origin
+			for i := range rep.Origins {
+				if rep.Origins[i].PID == pid {
+					o = &rep.Origins[i]
+				}
+			}
+			if o == nil {
+				t.Fatalf("no origin of the node process: %+v", rep.Origins)
+			}
+			if o.Count != n || o.How != "connect" {
+				t.Errorf("count %d how %s, want %d connect", o.Count, o.How, n)
+			}
+			mapped, trampoline := 0, false
+			for _, f := range o.Frames {
+				if f.Module == fmt.Sprintf("/tmp/perf-%d.map", pid) && strings.HasPrefix(f.Function, "JS:") {
+					mapped++
+				}
+				trampoline = trampoline || f.Function == "Builtins_InterpreterEntryTrampoline"
+			}
+			if tc.named && mapped == 0 {
+				t.Errorf("no JavaScript frame named from the perf map: %+v", o.Frames)
+			}
+			if !tc.named {
+				if !trampoline {
+					t.Errorf("no interpreter trampoline frame: %+v", o.Frames)
+				}
+				if !strings.Contains(o.Hint, "--interpreted-frames-native-stack") {
+					t.Errorf("hint %q does not name --interpreted-frames-native-stack", o.Hint)
+				}
+			}
+		})
+	}
+}
+
 // TestTraceBadInputAndPrivilege: without CAP_BPF+CAP_PERFMON (as nobody),
 // trace says so in one line and exits 3; so does a pid that does not exist
 // or a bad flag, and explain --trace without a pid.

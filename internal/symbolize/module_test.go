@@ -3,7 +3,10 @@ package symbolize
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
+	"unsafe"
 )
 
 // TestModuleSharedByFile: one binary seen through several paths (the
@@ -44,5 +47,42 @@ func TestModuleSharedByFile(t *testing.T) {
 	missing := s.open(filepath.Join(dir, "none"), filepath.Join(dir, "none either"))
 	if missing.err == nil {
 		t.Error("a missing file was read")
+	}
+}
+
+// TestHintAstray: a "return address" in the heap (the frame-pointer walk
+// followed a register that was not a frame pointer) gets the hint that says
+// so, on this test's own process.
+func TestHintAstray(t *testing.T) {
+	s := New("")
+	defer s.Close()
+	code := uint64(reflect.ValueOf(TestHintAstray).Pointer())
+	heap := uint64(uintptr(unsafe.Pointer(&make([]byte, 1<<20)[0])))
+	for _, tc := range []struct {
+		name   string
+		pcs    []uint64
+		astray bool
+	}{
+		{"code only", []uint64{code, code + 1, code + 2}, false},
+		{"then the heap", []uint64{code, code + 1, heap}, true},
+	} {
+		res := s.Stack(os.Getpid(), tc.pcs)
+		if got := strings.Contains(res.Hint, "went astray"); got != tc.astray {
+			t.Errorf("%s: hint %q, want astray %v", tc.name, res.Hint, tc.astray)
+		}
+	}
+}
+
+// TestInterpreterHints: every interpreter frame's hint names what would
+// name the functions it runs, and appears once however many such frames.
+func TestInterpreterHints(t *testing.T) {
+	for fn, hint := range interpreters {
+		if !strings.Contains(hint, fn) && fn != "Interpreter" {
+			t.Errorf("%s: hint %q does not name the frame", fn, hint)
+		}
+		h := hintSet{interpreted: []string{hint}}
+		if got := h.String(); got != hint {
+			t.Errorf("%s: %q, want %q", fn, got, hint)
+		}
 	}
 }

@@ -283,6 +283,9 @@ func (s *Symbolizer) Stack(pid int, pcs []uint64) Result {
 		if !f.Named() {
 			res.Unnamed++
 		}
+		if h, ok := interpreters[f.Function]; ok && !contains(missing.interpreted, h) {
+			missing.interpreted = append(missing.interpreted, h)
+		}
 	}
 	if len(pcs) <= 2 && !missing.goCode {
 		missing.shortStack = true
@@ -293,10 +296,21 @@ func (s *Symbolizer) Stack(pid int, pcs []uint64) Result {
 
 // hintSet collects why frames were left unnamed.
 type hintSet struct {
-	noSymbols  []string // modules without symbols
-	jit        bool     // code outside any file and no perf map
-	shortStack bool     // the frame-pointer walk stopped early
-	goCode     bool
+	noSymbols   []string // modules without symbols
+	jit         bool     // code outside any file and no perf map
+	shortStack  bool     // the frame-pointer walk stopped early
+	astray      bool     // a "return address" outside any code: the walk left the frame chain
+	interpreted []string // what would name the functions an interpreter frame stands for
+	goCode      bool
+}
+
+// interpreters are the frames of language runtimes' interpreters, each
+// standing for whichever function it runs, with what would name that
+// function.
+var interpreters = map[string]string{
+	"Builtins_InterpreterEntryTrampoline": "node --perf-basic-prof --interpreted-frames-native-stack would name the JavaScript functions under Builtins_InterpreterEntryTrampoline",
+	"Interpreter":                         "a JVM's perf map names compiled methods only: the Interpreter frames are methods not compiled yet (jcmd PID Thread.print names them)",
+	"_PyEval_EvalFrameDefault":            "python3.12 or later with -X perf would name the Python functions under _PyEval_EvalFrameDefault",
 }
 
 func (h hintSet) String() string {
@@ -307,7 +321,11 @@ func (h hintSet) String() string {
 	if h.jit {
 		parts = append(parts, "a perf map would name JIT code (java -XX:+UnlockDiagnosticVMOptions -XX:+DumpPerfMapAtExit or jcmd PID Compiler.perfmap, node --perf-basic-prof, python3.12 -X perf)")
 	}
-	if h.shortStack {
+	parts = append(parts, h.interpreted...)
+	switch {
+	case h.astray:
+		parts = append(parts, "the frame-pointer walk went astray (an address outside any code): a frame-pointer build (-fno-omit-frame-pointer) of the frame before it would show the callers")
+	case h.shortStack:
 		parts = append(parts, "a frame-pointer build (-fno-omit-frame-pointer) would show the callers")
 	}
 	return strings.Join(parts, "; ")
@@ -330,8 +348,11 @@ func (s *Symbolizer) frame(p *process, pid int, pc uint64, h *hintSet) []Frame {
 		if ok {
 			off = pc - m.start
 		}
-		if ok && m.exec && m.path != "[vdso]" {
+		switch {
+		case ok && m.exec && m.path != "[vdso]":
 			h.jit = true
+		case !ok || !m.exec:
+			h.astray = true // data, a stack, the heap, or nothing: not code a call returns to
 		}
 		return []Frame{{Module: mod, Offset: off}}
 	}
