@@ -220,7 +220,13 @@ type child struct {
 
 func startChild(t *testing.T, bin string, args ...string) *child {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	return startChildCmd(t, exec.Command(bin, args...))
+}
+
+// startChildCmd is startChild for a command already made (its directory or
+// environment set).
+func startChildCmd(t *testing.T, cmd *exec.Cmd) *child {
+	t.Helper()
 	in, _ := cmd.StdinPipe()
 	c := startCmd(t, cmd)
 	c.in = in
@@ -865,7 +871,9 @@ func TestTraceNodePerfMap(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr, accepted := closingServer(t)
-			c := startChild(t, node, append(tc.flags, script, addr)...)
+			cmd := exec.Command(node, append(tc.flags, script, addr)...)
+			cmd.Dir = dir // V8 writes its isolate-*-v8.log files into the working directory
+			c := startChildCmd(t, cmd)
 			pid := c.cmd.Process.Pid
 			tr := startTrace(t, "--pid", fmt.Sprint(pid), "--duration", "2m", "--json")
 			const n = 3
