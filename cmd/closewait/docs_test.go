@@ -680,7 +680,8 @@ func TestHelpTopics(t *testing.T) {
 // otherTools' flags that the docs mention (docker, prlimit, node, py-spy).
 var otherToolsFlags = map[string]bool{
 	"report-on-signal": true, "report-directory": true, "locals": true, "network": true,
-	"cap-add": true, "cap-drop": true, "perf-basic-prof": true, "read-only": true, "build-arg": true, "nofile": true,
+	"cap-add": true, "cap-drop": true, "perf-basic-prof": true, "interpreted-frames-native-stack": true, "logfile": true,
+	"read-only": true, "build-arg": true, "nofile": true,
 }
 
 // TestDocsFlagsExist: every --flag the help topics and the guide mention is
