@@ -37,6 +37,11 @@ type Table struct {
 	err    error
 }
 
+// sweepKeep is how many Updates in a row a binary that no traced stack
+// used stays open and parsed (a process's modules are looked up again each
+// Update, after Forget).
+const sweepKeep = 10
+
 // Bounds of a Table's report.
 const (
 	PerProcess   = 5   // origins kept per process
@@ -84,6 +89,7 @@ func (t *Table) Update(snap *snapshot.Snapshot) error {
 		return t.err
 	}
 	rep := Build(smp, snap, t.sym, Options{ProcRoot: t.root, PerProcess: t.max, MaxProcesses: MaxProcesses})
+	t.sym.Sweep(sweepKeep)
 	t.latest, t.err = rep, nil
 	return nil
 }

@@ -86,3 +86,60 @@ func TestInterpreterHints(t *testing.T) {
 		}
 	}
 }
+
+// TestModuleReplacedAndSwept: a binary replaced at its path (a redeploy, a
+// process that execs its new version) is read anew once the process's
+// cache is dropped, not named from the old file; Sweep closes the modules
+// no stack used lately, and a process still holding one reads it again.
+func TestModuleReplacedAndSwept(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "server")
+	install := func() {
+		t.Helper()
+		tmp := path + ".new"
+		if err := os.WriteFile(tmp, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil { // a new inode at the same path
+			t.Fatal(err)
+		}
+	}
+	install()
+	s := New("")
+	defer s.Close()
+	pid, m := os.Getpid(), mapping{path: path}
+	old := s.module(pid, m)
+	if old.err != nil {
+		t.Fatal(old.err)
+	}
+	if again := s.module(pid, m); again != old {
+		t.Error("the same process and path read the file twice")
+	}
+	install()
+	s.Forget(pid)
+	cur := s.module(pid, m)
+	if cur == old || cur.id == old.id {
+		t.Error("the replaced binary is still named from the old file")
+	}
+
+	s.Sweep(1) // cur used since the last sweep: kept
+	s.Sweep(1) // not used for one sweep: kept
+	if _, ok := s.files[cur.id]; !ok {
+		t.Fatal("a module used one sweep ago was dropped")
+	}
+	s.Sweep(1)
+	if _, ok := s.files[cur.id]; ok || !cur.swept {
+		t.Fatal("a module unused for two sweeps is still kept")
+	}
+	if again := s.module(pid, m); again == cur || again.err != nil || again.swept {
+		t.Errorf("a process holding a swept module got it back (err %v)", again.err)
+	}
+}

@@ -55,10 +55,10 @@ type Result struct {
 // Symbolizer names stacks of processes. It caches what it reads from each
 // module and process; not safe for concurrent use.
 type Symbolizer struct {
-	fs      procscan.FS
-	modules map[string]*module // by path through /proc/PID/root
-	files   map[fileID]*module // by the file itself: processes of one binary share it
-	procs   map[int]*process
+	fs    procscan.FS
+	files map[fileID]*module // by the file itself: processes of one binary share it, a binary replaced at its path is read anew
+	procs map[int]*process
+	sweep uint64 // Sweep's count, the age of modules
 }
 
 // fileID names a file whatever the path (and mount namespace) it is opened
@@ -68,7 +68,7 @@ type fileID struct{ dev, ino uint64 }
 // New returns a Symbolizer reading processes under procfs root (the
 // --path.procfs flag; "" is /proc).
 func New(root string) *Symbolizer {
-	return &Symbolizer{fs: procscan.NewFS(root), modules: map[string]*module{}, files: map[fileID]*module{}, procs: map[int]*process{}}
+	return &Symbolizer{fs: procscan.NewFS(root), files: map[fileID]*module{}, procs: map[int]*process{}}
 }
 
 // mapping is one line of /proc/PID/maps.
@@ -92,6 +92,9 @@ type module struct {
 	goTab *goTable
 	elf   *elfTable
 	err   error
+	id    fileID
+	used  uint64 // the Sweep count when it was last used
+	swept bool   // closed by Sweep: a process still holding it reads the file again
 }
 
 func (s *Symbolizer) process(pid int) *process {
@@ -156,24 +159,18 @@ func (m mapping) fileBacked() bool {
 
 // module opens the file of m as the process sees it (through its root).
 // It is called for every frame and socket: the process's own cache comes
-// first, then the one shared by processes that see the same file.
+// first (until Forget), then the modules shared by the file's identity.
 func (s *Symbolizer) module(pid int, m mapping) *module {
 	p := s.process(pid)
-	if mod, ok := p.mods[m.path]; ok {
-		return mod
-	}
-	path := s.fs.Path(strconv.Itoa(pid), "root") + m.path
-	mod, ok := s.modules[path]
-	if p.mods == nil {
-		p.mods = map[string]*module{}
-	}
-	if ok {
+	mod, ok := p.mods[m.path]
+	if !ok || mod.swept {
+		mod = s.open(s.fs.Path(strconv.Itoa(pid), "root")+m.path, m.path)
+		if p.mods == nil {
+			p.mods = map[string]*module{}
+		}
 		p.mods[m.path] = mod
-		return mod
 	}
-	mod = s.open(path, m.path)
-	s.modules[path] = mod
-	p.mods[m.path] = mod
+	mod.used = s.sweep
 	return mod
 }
 
@@ -191,12 +188,12 @@ func (s *Symbolizer) open(path, host string) *module {
 	}
 	var st unix.Stat_t
 	if unix.Fstat(int(fh.Fd()), &st) == nil {
-		id := fileID{dev: uint64(st.Dev), ino: st.Ino}
-		if shared := s.files[id]; shared != nil {
+		mod.id = fileID{dev: uint64(st.Dev), ino: st.Ino}
+		if shared := s.files[mod.id]; shared != nil {
 			fh.Close()
 			return shared
 		}
-		s.files[id] = mod
+		s.files[mod.id] = mod
 	}
 	f, err := elf.NewFile(fh)
 	if err != nil {
@@ -236,15 +233,31 @@ func (mod *module) bytesBefore(foff uint64, n int) []byte {
 
 // Close releases the files the Symbolizer opened.
 func (s *Symbolizer) Close() {
-	for _, m := range s.modules {
+	for _, m := range s.files {
 		if m.data != nil {
 			m.data.Close()
-			m.data = nil // shared by several paths
 		}
 	}
-	clear(s.modules)
 	clear(s.files)
 	clear(s.procs)
+}
+
+// Sweep closes and forgets the modules that went unused between more than
+// keep successive Sweeps: a long-lived Symbolizer (the agent's) would
+// otherwise keep every binary it ever read, each version of a redeployed
+// one included, open and parsed. A process holding a swept module reads
+// the file again when it needs it.
+func (s *Symbolizer) Sweep(keep uint64) {
+	defer func() { s.sweep++ }()
+	for id, m := range s.files {
+		if s.sweep-m.used > keep {
+			if m.data != nil {
+				m.data.Close()
+			}
+			m.swept = true
+			delete(s.files, id)
+		}
+	}
 }
 
 // Forget drops what is cached about pid (its memory map and perf map), to be
