@@ -152,6 +152,7 @@ func (g *Globals) traceOrigins(ctx context.Context, pids []int, d time.Duration,
 	sym := symbolize.New(g.ProcRoot)
 	defer sym.Close()
 	rep := origins.Build(smp, snap, sym, origins.Options{PIDs: want, Max: maxOrigins, ProcRoot: g.ProcRoot})
+	rep.AcceptsTraced = true // trace keeps the accept hook attached (Open does)
 	return &tracedReport{Report: rep, elapsed: elapsed}, pids, nil
 }
 

@@ -57,6 +57,10 @@ type Report struct {
 	// Unmatched counts recorded sockets not among the snapshot's CLOSE_WAIT
 	// sockets: open in another state, or gone since.
 	Unmatched int `json:"unmatched,omitempty"`
+	// AcceptsTraced tells whether sockets made by accept() were being
+	// recorded: closewait agent --trace records them only while a traced
+	// process holds an accepted CLOSE_WAIT socket (see Table).
+	AcceptsTraced bool `json:"accepts_traced"`
 }
 
 // Options choose what Build reports.

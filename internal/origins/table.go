@@ -12,6 +12,7 @@ import (
 	"github.com/closewait/closewait/internal/netns"
 	"github.com/closewait/closewait/internal/procscan"
 	"github.com/closewait/closewait/internal/snapshot"
+	"github.com/closewait/closewait/internal/sockdiag"
 	"github.com/closewait/closewait/internal/sockorigin"
 	"github.com/closewait/closewait/internal/symbolize"
 )
@@ -24,6 +25,13 @@ import (
 // the worst MaxProcesses processes (by their worst origin), so that a
 // process with a small leak keeps its origins beside a big one. Safe for
 // concurrent use.
+//
+// The recorder's accept hook, which every system call on the host pays
+// for, is attached only while a traced process holds an accepted (inbound)
+// CLOSE_WAIT socket, and for acceptsLinger Updates after the last one: the
+// leaks a pool makes to its upstream (outbound) need only the connect
+// hook. A process whose accepted sockets start leaking gets their origins
+// from the Update that first sees one.
 type Table struct {
 	rec  *sockorigin.Recorder
 	fs   procscan.FS
@@ -35,7 +43,15 @@ type Table struct {
 	traced map[int]bool
 	latest *Report
 	err    error
+	// sinceInbound counts the Updates since a traced process last held an
+	// accepted CLOSE_WAIT socket.
+	sinceInbound int
 }
+
+// acceptsLinger is how many Updates the accept hook stays attached after
+// no traced process holds an accepted CLOSE_WAIT socket (at the agent's
+// 15 s, 5 minutes): normal half-closes come and go.
+const acceptsLinger = 20
 
 // sweepKeep is how many Updates in a row a binary that no traced stack
 // used stays open and parsed (a process's modules are looked up again each
@@ -78,6 +94,14 @@ func (t *Table) Update(snap *snapshot.Snapshot) error {
 			t.traced[pid] = true
 		}
 	}
+	t.sinceInbound++
+	if t.holdsInbound(snap) {
+		t.sinceInbound = 0
+	}
+	if err := t.rec.SetAccepts(t.sinceInbound <= acceptsLinger); err != nil {
+		t.err = fmt.Errorf("origins: %w", err)
+		return t.err
+	}
 	pids := make([]int, 0, len(t.traced))
 	for pid := range t.traced {
 		pids = append(pids, pid)
@@ -90,8 +114,26 @@ func (t *Table) Update(snap *snapshot.Snapshot) error {
 	}
 	rep := Build(smp, snap, t.sym, Options{ProcRoot: t.root, PerProcess: t.max, MaxProcesses: MaxProcesses})
 	t.sym.Sweep(sweepKeep)
+	rep.AcceptsTraced = t.rec.Accepts()
 	t.latest, t.err = rep, nil
 	return nil
+}
+
+// holdsInbound reports whether a traced process holds an accepted
+// CLOSE_WAIT socket in snap.
+func (t *Table) holdsInbound(snap *snapshot.Snapshot) bool {
+	for i := range snap.Sockets {
+		s := &snap.Sockets[i]
+		if s.State != sockdiag.CloseWait || !s.Inbound() {
+			continue
+		}
+		for _, o := range s.Owners {
+			if t.traced[o.PID] {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Report returns the latest report (nil before the first Update) and the

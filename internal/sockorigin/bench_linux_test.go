@@ -237,18 +237,24 @@ func BenchmarkCreationAlternating(b *testing.B) {
 // system call's exit) costs a process that is not traced: getppid(2)
 // without any program, with an empty program on raw_syscalls:sys_exit
 // (what any syscall tracepoint costs: every system call then takes the
-// kernel's slow path), and with the recorder attached. No BPF statistics
-// are on, so this is what the host pays.
+// kernel's slow path), with the recorder attached, and with the recorder
+// attached but its accept hook detached (SetAccepts(false), as the agent
+// does while every leak it traces is outbound). No BPF statistics are on,
+// so this is what the host pays.
 //
 //	go test ./internal/sockorigin -run '^$' -bench Syscall -count 5
 func BenchmarkSyscall(b *testing.B) {
-	for _, mode := range []string{"detached", "empty", "attached"} {
+	for _, mode := range []string{"detached", "empty", "attached", "no-accepts"} {
 		b.Run(mode, func(b *testing.B) {
 			switch mode {
 			case "empty":
 				floor(b, "sys_exit")
 			case "attached":
 				openOrSkip(b)
+			case "no-accepts":
+				if err := openOrSkip(b).SetAccepts(false); err != nil {
+					b.Fatal(err)
+				}
 			}
 			for b.Loop() {
 				syscall.Getppid()

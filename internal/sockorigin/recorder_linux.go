@@ -33,7 +33,8 @@ const (
 // time.
 type Recorder struct {
 	coll   *ebpf.Collection
-	links  []link.Link
+	state  link.Link
+	accept link.Link // nil while the accept hook is detached (SetAccepts)
 	cookie *link.Iter
 	traced map[int]bool
 	opened clockPair // taken before the programs were attached
@@ -117,15 +118,11 @@ func open(tweak func(*offsets)) (_ *Recorder, err error) {
 	if r.opened, err = r.clock(); err != nil {
 		return nil, err
 	}
-	for _, p := range []struct {
-		name string
-		at   ebpf.AttachType
-	}{{StateProgram, ebpf.AttachTraceRawTp}, {AcceptProgram, ebpf.AttachTraceRawTp}} {
-		l, err := link.AttachTracing(link.TracingOptions{Program: r.coll.Programs[p.name], AttachType: p.at})
-		if err != nil {
-			return nil, fmt.Errorf("sockorigin: attach %s: %w", p.name, classify(err))
-		}
-		r.links = append(r.links, l)
+	if r.state, err = r.attach(StateProgram); err != nil {
+		return nil, err
+	}
+	if err := r.SetAccepts(true); err != nil {
+		return nil, err
 	}
 	r.cookie, err = link.AttachIter(link.IterOptions{Program: r.coll.Programs[cookieProg]})
 	if err != nil {
@@ -496,6 +493,43 @@ func monotonicNow() time.Duration {
 	return time.Duration(ts.Nano())
 }
 
+// attach attaches the tp_btf program name.
+func (r *Recorder) attach(name string) (link.Link, error) {
+	l, err := link.AttachTracing(link.TracingOptions{Program: r.coll.Programs[name], AttachType: ebpf.AttachTraceRawTp})
+	if err != nil {
+		return nil, fmt.Errorf("sockorigin: attach %s: %w", name, classify(err))
+	}
+	return l, nil
+}
+
+// SetAccepts attaches (on) or detaches the accept hook. Open attaches it.
+// While it is detached, sockets the traced processes accept are not
+// recorded, and no system call on the host pays for the hook: a program on
+// raw_syscalls:sys_exit puts every task on the kernel's slower system-call
+// path (about 200 ns a call where this was measured). A caller that knows
+// no traced process accepts the sockets it looks for (closewait agent
+// --trace, while none holds an accepted CLOSE_WAIT socket) detaches it.
+func (r *Recorder) SetAccepts(on bool) error {
+	switch {
+	case on && r.accept == nil:
+		l, err := r.attach(AcceptProgram)
+		if err != nil {
+			return err
+		}
+		r.accept = l
+	case !on && r.accept != nil:
+		err := r.accept.Close()
+		r.accept = nil
+		if err != nil {
+			return fmt.Errorf("sockorigin: detach %s: %w", AcceptProgram, err)
+		}
+	}
+	return nil
+}
+
+// Accepts reports whether the accept hook is attached.
+func (r *Recorder) Accepts() bool { return r.accept != nil }
+
 // Close detaches and unloads the programs. It is safe to call more than once.
 func (r *Recorder) Close() error {
 	if r == nil {
@@ -506,10 +540,12 @@ func (r *Recorder) Close() error {
 		errs = append(errs, r.cookie.Close())
 		r.cookie = nil
 	}
-	for _, l := range r.links {
-		errs = append(errs, l.Close())
+	for _, l := range []*link.Link{&r.state, &r.accept} {
+		if *l != nil {
+			errs = append(errs, (*l).Close())
+			*l = nil
+		}
 	}
-	r.links = nil
 	if r.coll != nil {
 		r.coll.Close()
 		r.coll = nil

@@ -373,3 +373,55 @@ func TestClockRate(t *testing.T) {
 		}
 	}
 }
+
+// TestSetAccepts: with the accept hook detached, a traced process's
+// accepted socket is not recorded while its connected one is; attached
+// again, both are.
+func TestSetAccepts(t *testing.T) {
+	r := openOrSkip(t)
+	defer r.Close()
+	if !r.Accepts() {
+		t.Fatal("Open left the accept hook detached")
+	}
+	if err := r.AddPID(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	recorded := func() map[uint64]uint32 {
+		t.Helper()
+		smp, err := r.Sample()
+		if err != nil {
+			t.Fatal(err)
+		}
+		how := map[uint64]uint32{}
+		for _, so := range smp.Sockets {
+			how[so.Cookie] = so.How
+		}
+		return how
+	}
+	for _, on := range []bool{false, true, false} {
+		if err := r.SetAccepts(on); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.SetAccepts(on); err != nil { // twice: no change, no error
+			t.Fatal(err)
+		}
+		if r.Accepts() != on {
+			t.Fatalf("Accepts() = %v after SetAccepts(%v)", r.Accepts(), on)
+		}
+		c, s := pair(t, ln)
+		how := recorded()
+		if got := how[cookieOf(t, c)]; got != Connected {
+			t.Errorf("accepts %v: the connected socket recorded as %d, want %d", on, got, Connected)
+		}
+		if got, want := how[cookieOf(t, s)], map[bool]uint32{true: Accepted}[on]; got != want {
+			t.Errorf("accepts %v: the accepted socket recorded as %d, want %d", on, got, want)
+		}
+		c.Close()
+		s.Close()
+	}
+}

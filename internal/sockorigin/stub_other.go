@@ -21,5 +21,11 @@ func (r *Recorder) RemovePID(pid int) error { return ErrNotSupported }
 // Sample returns an error wrapping [ErrNotSupported] on this OS.
 func (r *Recorder) Sample(netnsPaths ...string) (*Sample, error) { return nil, ErrNotSupported }
 
+// SetAccepts returns an error wrapping [ErrNotSupported] on this OS.
+func (r *Recorder) SetAccepts(on bool) error { return ErrNotSupported }
+
+// Accepts reports false on this OS.
+func (r *Recorder) Accepts() bool { return false }
+
 // Close does nothing on this OS.
 func (r *Recorder) Close() error { return nil }
