@@ -314,16 +314,7 @@ func TestWalkMatchesKernel(t *testing.T) {
 // readings of the clock are dated between them, within two ticks (20 ms
 // at HZ 100, the coarsest tick Linux has) and some slack.
 func TestCreatedTime(t *testing.T) {
-	r := openOrSkip(t)
-	defer r.Close()
-	if err := r.AddPID(os.Getpid()); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	r, ln := tracingSelf(t)
 	time.Sleep(200 * time.Millisecond) // ticks between the recorder's first clock pair and the stamps
 	before := time.Now()
 	c, s := pair(t, ln)
@@ -378,19 +369,10 @@ func TestClockRate(t *testing.T) {
 // accepted socket is not recorded while its connected one is; attached
 // again, both are.
 func TestSetAccepts(t *testing.T) {
-	r := openOrSkip(t)
-	defer r.Close()
+	r, ln := tracingSelf(t)
 	if !r.Accepts() {
 		t.Fatal("Open left the accept hook detached")
 	}
-	if err := r.AddPID(os.Getpid()); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	recorded := func() map[uint64]uint32 {
 		t.Helper()
 		smp, err := r.Sample()
@@ -424,4 +406,21 @@ func TestSetAccepts(t *testing.T) {
 		c.Close()
 		s.Close()
 	}
+}
+
+// tracingSelf opens a recorder tracing this test's process and a loopback
+// listener, both closed when the test ends.
+func tracingSelf(t *testing.T) (*Recorder, net.Listener) {
+	t.Helper()
+	r := openOrSkip(t)
+	t.Cleanup(func() { r.Close() })
+	if err := r.AddPID(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return r, ln
 }
