@@ -187,14 +187,17 @@ func (s *Symbolizer) open(path, host string) *module {
 		return mod
 	}
 	var st unix.Stat_t
-	if unix.Fstat(int(fh.Fd()), &st) == nil {
-		mod.id = fileID{dev: uint64(st.Dev), ino: st.Ino}
-		if shared := s.files[mod.id]; shared != nil {
-			fh.Close()
-			return shared
-		}
-		s.files[mod.id] = mod
+	if err := unix.Fstat(int(fh.Fd()), &st); err != nil {
+		fh.Close() // a module is kept (and closed) by its identity only
+		mod.err = fmt.Errorf("stat %s: %w", fh.Name(), err)
+		return mod
 	}
+	mod.id = fileID{dev: uint64(st.Dev), ino: st.Ino}
+	if shared := s.files[mod.id]; shared != nil {
+		fh.Close()
+		return shared
+	}
+	s.files[mod.id] = mod
 	f, err := elf.NewFile(fh)
 	if err != nil {
 		fh.Close()
