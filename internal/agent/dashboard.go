@@ -117,9 +117,10 @@ type detailData struct {
 	Common   []string // evidence every finding shares, said once
 	// Origins is where the process's CLOSE_WAIT sockets were made, its top
 	// maxOrigins origins as `closewait trace` prints them (agent --trace);
-	// Tracing says the agent traces at all.
+	// Tracing says the agent traces at all; Accepts, that sockets made by
+	// accept() are recorded now (see origins.Table).
 	Origins              string
-	Tracing              bool
+	Tracing, Accepts     bool
 	SSLine               string
 	CWSummary, FDSummary string
 	Data                 []dataRow
@@ -540,7 +541,8 @@ func originsOf(r *origins.Report, pid int) string {
 
 func detail(row rowData, tracing bool, origs *origins.Report) detailData {
 	p := row.proc
-	dd := detailData{rowData: row, Reasons: p.Reasons, Tracing: tracing, Origins: originsOf(origs, p.PID)}
+	dd := detailData{rowData: row, Reasons: p.Reasons, Tracing: tracing, Origins: originsOf(origs, p.PID),
+		Accepts: origs != nil && origs.AcceptsTraced}
 	dd.Findings, dd.Common = findings(p.Findings)
 	dd.SSLine = fmt.Sprintf("ss -tanpi state close-wait | grep -F 'pid=%d,'", p.PID)
 	who := fmt.Sprintf("%s %d", row.Comm, p.PID)

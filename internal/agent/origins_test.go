@@ -48,7 +48,8 @@ func TestOriginsUnderProcess(t *testing.T) {
 		want string
 	}{
 		{detailData{rowData: rowData{PID: 10, Comm: "svc"}, Tracing: true, Origins: s}, `<pre class="origins"><code>1. svc (pid 10) connect`},
-		{detailData{rowData: rowData{PID: 10, Comm: "svc"}, Tracing: true}, "Origins: none recorded yet"},
+		{detailData{rowData: rowData{PID: 10, Comm: "svc"}, Tracing: true, Accepts: true}, "Origins: none recorded yet (agent --trace names the code that makes the sockets created from when it first sees the process).</p>"},
+		{detailData{rowData: rowData{PID: 10, Comm: "svc"}, Tracing: true}, "Sockets made by accept() are not recorded now"},
 		{detailData{rowData: rowData{PID: 10, Comm: "svc"}}, ""},
 	} {
 		var b bytes.Buffer
