@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/closewait/closewait/internal/cwtest"
 	"github.com/closewait/closewait/internal/origins"
 )
@@ -40,7 +42,15 @@ func startTrace(t *testing.T, args ...string) *tracing {
 // until it says it traces.
 func startTracing(t *testing.T, args ...string) *tracing {
 	t.Helper()
+	return startTracingAs(t, nil, args...)
+}
+
+// startTracingAs is startTracing with the process attributes attr (a user,
+// capabilities); nil runs it as this test.
+func startTracingAs(t *testing.T, attr *syscall.SysProcAttr, args ...string) *tracing {
+	t.Helper()
 	tr := &tracing{cmd: exec.Command(binary, args...)}
+	tr.cmd.SysProcAttr = attr
 	tr.cmd.Stdout = &tr.out
 	pr, pw := io.Pipe()
 	tr.cmd.Stderr = pw
@@ -913,6 +923,32 @@ func TestTraceNodePerfMap(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTraceWithCapabilitiesOnly: as an unprivileged user holding only the
+// capabilities deploy/ grants the agent (CAP_BPF, CAP_PERFMON,
+// CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH), trace loads and runs its programs
+// (the syscall program that reads the clocks among them) and names a root
+// process's leak from its binary.
+func TestTraceWithCapabilitiesOnly(t *testing.T) {
+	needRoot(t)
+	c, _, accepted := buildGoLeaker(t)
+	pid := c.cmd.Process.Pid
+	attr := &syscall.SysProcAttr{
+		Credential:  &syscall.Credential{Uid: 65534, Gid: 65534},
+		AmbientCaps: []uintptr{unix.CAP_BPF, unix.CAP_PERFMON, unix.CAP_SYS_PTRACE, unix.CAP_DAC_READ_SEARCH},
+	}
+	tr := startTracingAs(t, attr, "trace", "--pid", fmt.Sprint(pid), "--duration", "2m", "--json")
+	const n = 2
+	c.do(t, "leak", n)
+	for range n {
+		<-accepted
+	}
+	rep := tr.stop(t)
+	o := originOf(rep, pid, "main.leakyDial")
+	if o == nil || o.Count != n || !rep.AcceptsTraced {
+		t.Fatalf("origin through main.leakyDial %+v, want %d sockets; accepts traced %v; report %+v", o, n, rep.AcceptsTraced, rep)
 	}
 }
 
