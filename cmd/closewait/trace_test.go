@@ -794,19 +794,17 @@ func TestTraceJavaPerfMap(t *testing.T) {
 	}
 }
 
-// TestTracePythonPerfMap needs python3 ≥ 3.12 (-X perf); it says why it
-// skips otherwise.
+// TestTracePythonPerfMap: a Python 3.12+ server whose accept loop keeps
+// what it accepts, run with -X perf. Built with frame pointers, the origin
+// names the Python function serve from the perf map; built without (as
+// pyenv builds by default), the walk cannot get past the C frames, and the
+// origin names sock_accept with the hint that the walk went astray.
+// Without a Python 3.12 or later (python3, python3.1x on PATH, or under
+// pyenv's versions) it says why it skips.
 func TestTracePythonPerfMap(t *testing.T) {
 	needRoot(t)
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("needs python3 ≥ 3.12 for -X perf")
-	}
-	v, _ := exec.Command(py, "-c", "import sys; print(sys.version_info >= (3, 12))").Output()
-	if strings.TrimSpace(string(v)) != "True" {
-		ver, _ := exec.Command(py, "--version").CombinedOutput()
-		t.Skipf("%s: -X perf (perf map of Python frames) needs Python 3.12 or later", strings.TrimSpace(string(ver)))
-	}
+	py, fp := python312(t)
+	t.Logf("%s, built with frame pointers: %v", py, fp)
 	server := `import socket, sys
 ln = socket.socket(); ln.bind(("127.0.0.1", 0)); ln.listen(50)
 print(ln.getsockname()[1], flush=True)
@@ -828,14 +826,47 @@ serve()
 	tr := startTrace(t, "--pid", fmt.Sprint(pid), "--duration", "2m", "--json")
 	c.halfCloseTo(t, port, 2)
 	rep := tr.stop(t)
+	want := "serve" // py::serve, from the perf map
+	if !fp {
+		want = "sock_accept"
+	}
 	for _, o := range rep.Origins {
 		for _, f := range o.Frames {
-			if o.PID == pid && strings.Contains(f.Function, "serve") {
-				return
+			if o.PID != pid || !strings.Contains(f.Function, want) {
+				continue
 			}
+			if !fp && !strings.Contains(o.Hint, "went astray") {
+				t.Errorf("%s, built without frame pointers: hint %q, want the walk said to have gone astray", py, o.Hint)
+			}
+			return
 		}
 	}
-	t.Errorf("no origin of the Python server names serve (py::serve from the perf map): %+v", rep.Origins)
+	t.Errorf("no origin of the Python server (%s, frame pointers %v) names %s: %+v", py, fp, want, rep.Origins)
+}
+
+// python312 finds a Python 3.12 or later (which has -X perf) and whether
+// it was built with frame pointers, or skips the test.
+func python312(t *testing.T) (path string, framePointers bool) {
+	t.Helper()
+	var found []string
+	for _, name := range []string{"python3", "python3.14", "python3.13", "python3.12"} {
+		if p, err := exec.LookPath(name); err == nil {
+			found = append(found, p)
+		}
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		m, _ := filepath.Glob(filepath.Join(home, ".pyenv", "versions", "3.1[2-9]*", "bin", "python3"))
+		found = append(found, m...)
+	}
+	for _, p := range found {
+		out, err := exec.Command(p, "-c", `import sys, sysconfig
+print(sys.version_info >= (3, 12), "-fno-omit-frame-pointer" in (sysconfig.get_config_var("PY_CFLAGS") or ""))`).Output()
+		if f := strings.Fields(string(out)); err == nil && len(f) == 2 && f[0] == "True" {
+			return p, f[1] == "True"
+		}
+	}
+	t.Skipf("no Python 3.12 or later (tried %v and pyenv's versions): -X perf (the perf map of Python frames) needs 3.12", found)
+	return "", false
 }
 
 // nodeLeaker connects to the address in argv[2] for each line on stdin,
