@@ -27,8 +27,9 @@ import (
 // concurrent use.
 //
 // The recorder's accept hook, which every system call on the host pays
-// for, is attached only while a traced process holds an accepted (inbound)
-// CLOSE_WAIT socket, and for acceptsLinger Updates after the last one: the
+// for, stays attached for the first acceptsLinger Updates, then only while
+// a traced process holds an accepted (inbound) CLOSE_WAIT socket, and for
+// acceptsLinger Updates after the last one: the
 // leaks a pool makes to its upstream (outbound) need only the connect
 // hook. A process whose accepted sockets start leaking gets their origins
 // from the Update that first sees one.
