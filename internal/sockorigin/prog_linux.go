@@ -192,13 +192,11 @@ func capture(o offsets, slot int32, getSock asm.Instructions) asm.Instructions {
 	insns := asm.Instructions{
 		asm.FnGetCurrentPidTgid.Call(),
 		asm.Mov.Reg(asm.R9, asm.R0),
-		asm.RSh.Imm(asm.R0, 32+6),
-		asm.StoreMem(asm.RFP, fpScratch, asm.R0, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(pidsMap),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, fpScratch),
-		asm.FnMapLookupElem.Call(), // an array: inlined, no call
-		asm.JEq.Imm(asm.R0, 0, "exit"),
+		asm.Mov.Reg(asm.R1, asm.R0),
+		asm.RSh.Imm(asm.R1, 32+6),
+	}
+	insns = append(insns, lookup(pidsMap, "exit")...)
+	insns = append(insns,
 		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
 		asm.Mov.Reg(asm.R2, asm.R9),
 		asm.RSh.Imm(asm.R2, 32),
@@ -206,7 +204,7 @@ func capture(o offsets, slot int32, getSock asm.Instructions) asm.Instructions {
 		asm.RSh.Reg(asm.R1, asm.R2),
 		asm.And.Imm(asm.R1, 1),
 		asm.JEq.Imm(asm.R1, 0, "exit"),
-	}
+	)
 	insns = append(insns, getSock...)
 	insns = append(insns,
 		asm.StoreMem(asm.RFP, fpSock, asm.R7, asm.DWord),
@@ -263,14 +261,13 @@ func capture(o offsets, slot int32, getSock asm.Instructions) asm.Instructions {
 //	if (n < MaxDepth) s->frames[n] = 0;
 //	v.key = h1 ^ n; s->h2 = h2;
 func walk(o offsets, slot int32, regsAtFP bool) asm.Instructions {
-	frame := func(idx asm.Register, off int16, src asm.Register) asm.Instructions {
-		return asm.Instructions{
-			asm.Mov.Reg(asm.R1, idx),
-			asm.LSh.Imm(asm.R1, 3),
-			asm.And.Imm(asm.R1, MaxDepth*8-1),
-			asm.Add.Reg(asm.R1, asm.R6),
-			asm.StoreMem(asm.R1, scratchFrames+off, src, asm.DWord),
-		}
+	// storeFrame: s->frames[R9] = R4.
+	storeFrame := asm.Instructions{
+		asm.Mov.Reg(asm.R1, asm.R9),
+		asm.LSh.Imm(asm.R1, 3),
+		asm.And.Imm(asm.R1, MaxDepth*8-1),
+		asm.Add.Reg(asm.R1, asm.R6),
+		asm.StoreMem(asm.R1, scratchFrames, asm.R4, asm.DWord),
 	}
 	insns := append(asm.Instructions{asm.Mov.Imm(asm.R1, slot)}, lookup(scratchMap, "drop")...)
 	insns = append(insns, asm.Mov.Reg(asm.R6, asm.R0)) // R6: the scratch buffer
@@ -348,7 +345,7 @@ func walk(o offsets, slot int32, regsAtFP bool) asm.Instructions {
 		asm.LoadMem(asm.R4, asm.R2, 8, asm.DWord), // return address
 		asm.JEq.Imm(asm.R4, 0, "walked").WithSymbol("got"),
 	)
-	insns = append(insns, frame(asm.R9, 0, asm.R4)...)
+	insns = append(insns, storeFrame...)
 	insns = append(insns,
 		asm.Xor.Reg(asm.R5, asm.R4),
 		asm.LoadImm(asm.R2, hashMul1, asm.DWord),
@@ -398,7 +395,7 @@ func walk(o offsets, slot int32, regsAtFP bool) asm.Instructions {
 		asm.JGE.Imm(asm.R9, MaxDepth, "hashed").WithSymbol("walked"),
 		asm.Mov.Imm(asm.R4, 0),
 	)
-	insns = append(insns, frame(asm.R9, 0, asm.R4)...)
+	insns = append(insns, storeFrame...)
 	insns = append(insns,
 		asm.Mov.Reg(asm.R7, asm.R5).WithSymbol("hashed"),
 		asm.Xor.Reg(asm.R7, asm.R9), // R7: the first hash, the stack key
@@ -444,12 +441,10 @@ func walk(o offsets, slot int32, regsAtFP bool) asm.Instructions {
 		atomic(asm.FetchAdd, asm.R0, asm.R9), // R9: the slot
 		asm.JGE.Imm(asm.R9, MaxStacks, "drop"),
 		asm.StoreMem(asm.R6, bufBytes+8, asm.R9, asm.Word),
-		asm.StoreMem(asm.RFP, fpScratch, asm.R9, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(slotKeysMap),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, fpScratch),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "drop"),
+		asm.Mov.Reg(asm.R1, asm.R9),
+	)
+	insns = append(insns, lookup(slotKeysMap, "drop")...)
+	insns = append(insns,
 		asm.LoadMem(asm.R1, asm.RFP, fpKey, asm.DWord),
 		asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
 		asm.StoreMem(asm.R0, 8, asm.R7, asm.DWord),
@@ -552,6 +547,21 @@ func record(fail string) asm.Instructions {
 	}
 }
 
+// recordOf leaves in R0 the record of the socket in R7 (a BTF pointer), in
+// R9 its way and in R8 its set's keys, with R7 and fp+fpSock its id
+// (sockID), or exits when the table does not hold it. slot is the
+// program's scratch entry.
+func recordOf(slot int32) asm.Instructions {
+	insns := append(sockID(slot, false), asm.StoreMem(asm.RFP, fpSock, asm.R7, asm.DWord))
+	insns = append(insns, setOf()...)
+	insns = append(insns, asm.Mov.Reg(asm.R8, asm.R0)) // R8: the set's keys
+	insns = append(insns, findWay("way", "held")...)
+	insns = append(insns, asm.Ja.Label("exit"))
+	rec := record("exit")
+	rec[0] = rec[0].WithSymbol("held")
+	return append(insns, rec...)
+}
+
 // insert stores the record at fp+val(0) for the socket at fp+fpSock in
 // the table (see setWays), jumping to drop when its set is full.
 func insert() asm.Instructions {
@@ -630,18 +640,8 @@ func stateProgram(o offsets) (asm.Instructions, error) {
 		asm.LoadMem(asm.R7, asm.R6, 0, asm.DWord).WithSymbol("closed"),
 		asm.JEq.Imm(asm.R7, 0, "exit"),
 	)
-	insns = append(insns, sockID(1, false)...)
+	insns = append(insns, recordOf(1)...)
 	insns = append(insns,
-		asm.StoreMem(asm.RFP, fpSock, asm.R7, asm.DWord),
-	)
-	insns = append(insns, setOf()...)
-	insns = append(insns, asm.Mov.Reg(asm.R8, asm.R0)) // R8: the set's keys
-	insns = append(insns, findWay("way", "closing")...)
-	insns = append(insns, asm.Ja.Label("exit"))
-	rec := record("exit")
-	rec[0] = rec[0].WithSymbol("closing")
-	insns = append(insns, rec...)
-	return append(insns,
 		// The slot before the way is freed: then it may be reused.
 		asm.LoadMem(asm.R6, asm.R0, valSlot, asm.Word),
 		asm.LSh.Imm(asm.R9, 3),
@@ -650,12 +650,10 @@ func stateProgram(o offsets) (asm.Instructions, error) {
 		asm.Mov.Imm(asm.R1, 0),
 		atomic(asm.CmpXchg, asm.R8, asm.R1),
 		asm.JNE.Reg(asm.R0, asm.R7, "exit"), // another CPU counted it
-		asm.StoreMem(asm.RFP, fpScratch, asm.R6, asm.Word),
-		asm.LoadMapPtr(asm.R1, 0).WithReference(closedMap),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, fpScratch),
-		asm.FnMapLookupElem.Call(), // an array: inlined
-		asm.JEq.Imm(asm.R0, 0, "exit"),
+		asm.Mov.Reg(asm.R1, asm.R6),
+	)
+	insns = append(insns, lookup(closedMap, "exit")...)
+	return append(insns,
 		asm.Mov.Imm(asm.R1, 1),
 		asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
 		asm.Mov.Imm(asm.R0, 0).WithSymbol("exit"),
@@ -691,19 +689,25 @@ func kfuncCall(id btf.TypeID) asm.Instruction {
 	return asm.Instruction{OpCode: asm.OpCode(asm.JumpClass).SetJumpOp(asm.Call), Src: asm.PseudoKfuncCall, Constant: int64(id)}
 }
 
-// chase replaces the kernel address in R3 by the pointer at R3+off, read
-// with bpf_probe_read_kernel, exiting on a fault or a NULL.
-func chase(off uint32) asm.Instructions {
+// readKernel loads into dst the value of size at the kernel address R3+off
+// (R3 is advanced by off), read with bpf_probe_read_kernel through the
+// stack word at fpWord, exiting on a fault. It uses R0-R3.
+func readKernel(off uint32, size asm.Size, dst asm.Register) asm.Instructions {
 	return asm.Instructions{
 		asm.Add.Imm(asm.R3, int32(off)),
 		asm.Mov.Reg(asm.R1, asm.RFP),
 		asm.Add.Imm(asm.R1, fpWord),
-		asm.Mov.Imm(asm.R2, 8),
+		asm.Mov.Imm(asm.R2, int32(size.Sizeof())),
 		asm.FnProbeReadKernel.Call(),
 		asm.JNE.Imm(asm.R0, 0, "exit"),
-		asm.LoadMem(asm.R3, asm.RFP, fpWord, asm.DWord),
-		asm.JEq.Imm(asm.R3, 0, "exit"),
+		asm.LoadMem(dst, asm.RFP, fpWord, size),
 	}
+}
+
+// chase replaces the kernel address in R3 by the pointer at R3+off,
+// exiting on a fault or a NULL.
+func chase(off uint32) asm.Instructions {
+	return append(readKernel(off, asm.DWord, asm.R3), asm.JEq.Imm(asm.R3, 0, "exit"))
 }
 
 // acceptProgram is the tp_btf/sys_exit (raw_syscalls) program: when
@@ -774,18 +778,10 @@ func acceptProgram(o offsets) (asm.Instructions, error) {
 		getSock = append(getSock, chase(0)...)             // struct file *
 		getSock = append(getSock, chase(o.filePrivate)...) // struct socket *
 		getSock = append(getSock, chase(o.socketSk)...)    // struct sock *
-		getSock = append(getSock,
-			asm.Mov.Reg(asm.R7, asm.R3),
-			// sk_protocol, read the same way: R7 is a plain number here.
-			asm.Add.Imm(asm.R3, int32(o.protocol)),
-			asm.Mov.Reg(asm.R1, asm.RFP),
-			asm.Add.Imm(asm.R1, fpWord),
-			asm.Mov.Imm(asm.R2, 2),
-			asm.FnProbeReadKernel.Call(),
-			asm.JNE.Imm(asm.R0, 0, "exit"),
-			asm.LoadMem(asm.R2, asm.RFP, fpWord, asm.Half),
-			asm.JNE.Imm(asm.R2, unix.IPPROTO_TCP, "exit"),
-		)
+		// sk_protocol, read the same way: R7 is a plain number here.
+		getSock = append(getSock, asm.Mov.Reg(asm.R7, asm.R3))
+		getSock = append(getSock, readKernel(o.protocol, asm.Half, asm.R2)...)
+		getSock = append(getSock, asm.JNE.Imm(asm.R2, unix.IPPROTO_TCP, "exit"))
 	}
 	getSock = append(getSock, sockID(acceptSlot, !plainLoads)...)
 	insns = append(insns, capture(o, acceptSlot, getSock)...)
@@ -810,15 +806,7 @@ func cookieProgram() asm.Instructions {
 		asm.JEq.Imm(asm.R6, 0, "exit"),
 		asm.Mov.Reg(asm.R7, asm.R6),
 	}
-	insns = append(insns, sockID(2, false)...)
-	insns = append(insns, asm.StoreMem(asm.RFP, fpSock, asm.R7, asm.DWord))
-	insns = append(insns, setOf()...)
-	insns = append(insns, asm.Mov.Reg(asm.R8, asm.R0))
-	insns = append(insns, findWay("way", "hit")...)
-	insns = append(insns, asm.Ja.Label("exit"))
-	rec := record("exit")
-	rec[0] = rec[0].WithSymbol("hit")
-	insns = append(insns, rec...)
+	insns = append(insns, recordOf(2)...)
 	return append(insns,
 		asm.Mov.Reg(asm.R9, asm.R0),
 		asm.Mov.Reg(asm.R1, asm.R6),
