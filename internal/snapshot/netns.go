@@ -5,7 +5,6 @@ import (
 	"fmt"
 	iofs "io/fs"
 	"path/filepath"
-	"slices"
 	"strconv"
 
 	"github.com/closewait/closewait/internal/netns"
@@ -24,9 +23,7 @@ type dumper struct {
 	prev        *prevIndex // Options.Previous, by inode
 	changes     *changeSet // what the change feed said; nil without one
 	// reserve: no earlier snapshot sized Sockets, so room is made for each
-	// other namespace's sockets before it is dumped (one copy of the slice
-	// per namespace at most, instead of regrowing it by a quarter at a
-	// time: at 100k sockets that was 58 MB of garbage for closewait trace).
+	// namespace's sockets before it is dumped (reserveFor).
 	reserve bool
 }
 
@@ -141,6 +138,7 @@ func (d *dumper) others(fs procscan.FS, procNet bool) {
 				continue // no process to read /proc/PID/net/tcp through
 			}
 			d.seen[ns.Inode] = true
+			d.reserveFor(fs, ns.PID)
 			ino := ns.Inode
 			label := func(s *sockdiag.Socket) bool { s.NetNS = ino; return d.keep(s) }
 			if err := sockdiag.ReadProcNet(filepath.Join(fs.Root(), strconv.Itoa(ns.PID)), 0, label); err != nil {
@@ -160,10 +158,8 @@ func (d *dumper) others(fs procscan.FS, procNet bool) {
 			continue
 		}
 		ns.Inode = c.NetNS()
-		if d.reserve && ns.PID != 0 {
-			if n := tcpInUse(fs, ns.PID); n > 1024 {
-				d.snap.Sockets = slices.Grow(d.snap.Sockets, n+n/16)
-			}
+		if ns.PID != 0 {
+			d.reserveFor(fs, ns.PID)
 		}
 		start := len(d.snap.Sockets)
 		err = d.conn(c)
@@ -179,6 +175,19 @@ func (d *dumper) others(fs procscan.FS, procNet bool) {
 		d.snap.Partial = true
 		d.snap.Notices = append(d.snap.Notices, fmt.Sprintf(
 			"sockets of %d other network namespaces (containers) are not shown: entering them needs CAP_SYS_ADMIN (run as root)", d.denied))
+	}
+}
+
+// reserveFor makes room, when no earlier snapshot sized Sockets, for the
+// TCP sockets in use of the namespace about to be dumped: closewait's own
+// with pid 0, else that of process pid. Only namespaces that are read
+// count (a closewait trace of a container's process reserved for the
+// host's sockets too), and the slice is copied at most once a namespace
+// instead of regrown a quarter at a time (58 MB of garbage for trace at
+// 100k sockets).
+func (d *dumper) reserveFor(fs procscan.FS, pid int) {
+	if d.reserve {
+		d.snap.reserve(tcpInUse(fs, pid))
 	}
 }
 

@@ -62,8 +62,8 @@ func (s *Socket) Listener() netip.AddrPort {
 
 // SetListener records l as the listening socket this one came from (the
 // zero value: none). A listener of the socket's port is bound to the
-// socket's own local address or to an unspecified address; for any other
-// l, SetListener records none and returns false.
+// socket's own local address or to an unspecified address; any other l is
+// not one: SetListener leaves the socket as it was and returns false.
 func (s *Socket) SetListener(l netip.AddrPort) bool {
 	switch {
 	case !l.IsValid():
@@ -71,14 +71,12 @@ func (s *Socket) SetListener(l netip.AddrPort) bool {
 	case l == s.Local:
 		s.listener = listenerSelf
 	case l.Port() != s.Local.Port():
-		s.listener = noListener
 		return false
 	case l.Addr() == netip.IPv4Unspecified():
 		s.listener = listenerAny4
 	case l.Addr() == netip.IPv6Unspecified():
 		s.listener = listenerAny6
 	default:
-		s.listener = noListener
 		return false
 	}
 	return true
@@ -279,13 +277,6 @@ func TakeAfter(o Options, succ Successive) (*Snapshot, error) {
 	case prev != nil: // about as many sockets as last time: no regrowth of a large slice
 		snap.Sockets = make([]Socket, 0, len(prev.Sockets)+len(prev.Sockets)/8+16)
 	}
-	if n := tcpInUse(fs, 0); opt.Previous == nil && n > 1024 {
-		// Regrowing a slice of 100k sockets copies and clears it several
-		// times over: reserve the upper bound instead. Pages never touched
-		// cost address space, not memory.
-		snap.Sockets = make([]Socket, 0, n+n/16)
-		snap.hugePages = adviseHugePages(snap.Sockets)
-	}
 	if prev := opt.Previous; prev != nil && prev.hugePages {
 		// Previous is dropped after this snapshot: its memory goes back to
 		// the heap for small objects, where a huge page would be faulted
@@ -344,6 +335,7 @@ func (snap *Snapshot) dump(fs procscan.FS, opt config, listeners *[]Socket, prev
 			snap.NetNS = c.NetNS()
 			snap.Stats.Source = "netlink"
 			if d.wanted(c.NetNS()) {
+				d.reserveFor(fs, 0)
 				start := len(snap.Sockets)
 				if err := d.conn(c); err != nil {
 					return err
@@ -366,6 +358,7 @@ func (snap *Snapshot) dump(fs procscan.FS, opt config, listeners *[]Socket, prev
 	if d.wanted(snap.NetNS) {
 		cur := snap.NetNS
 		d.seen[cur] = true
+		d.reserveFor(fs, 0)
 		label := func(s *sockdiag.Socket) bool { s.NetNS = cur; return keep(s) }
 		if err := sockdiag.ReadProcNet(fs.Root(), 0, label); err != nil {
 			return err
@@ -376,6 +369,22 @@ func (snap *Snapshot) dump(fs procscan.FS, opt config, listeners *[]Socket, prev
 		d.others(fs, true)
 	}
 	return nil
+}
+
+// reserve makes room for n more sockets in one allocation, when more than
+// 1024 are coming and the slice lacks the room: regrowing a slice of 100k
+// sockets copies and clears it several times over, while pages never
+// touched cost address space, not memory. Huge pages are advised on the
+// new memory, and taken back from a slice it replaces.
+func (snap *Snapshot) reserve(n int) {
+	if n <= 1024 || cap(snap.Sockets)-len(snap.Sockets) >= n {
+		return
+	}
+	if snap.hugePages {
+		unadviseHugePages(snap.Sockets)
+	}
+	snap.Sockets = slices.Grow(snap.Sockets, n+n/16)
+	snap.hugePages = adviseHugePages(snap.Sockets)
 }
 
 type portKey struct {
@@ -420,10 +429,9 @@ func (snap *Snapshot) linkListeners(listeners []Socket) {
 			group = byPort[portKey{s.NetNS, s.Local.Port()}]
 		}
 		for _, li := range group {
-			l := listeners[li].Local.Addr()
-			if (l == s.Local.Addr() || l.IsUnspecified()) && s.SetListener(listeners[li].Local) {
+			if s.SetListener(listeners[li].Local) {
 				used[li] = true
-				if l == s.Local.Addr() {
+				if listeners[li].Local == s.Local {
 					break // an exact address wins over a wildcard
 				}
 			}
