@@ -135,6 +135,7 @@ func (g *Globals) traceOrigins(ctx context.Context, pids []int, d time.Duration,
 	if err != nil {
 		return nil, nil, err
 	}
+	accepts := rec.Accepts()
 	// Stop recording before the snapshot: nothing it reads can change now
 	// but the sockets' states.
 	rec.Close()
@@ -152,7 +153,7 @@ func (g *Globals) traceOrigins(ctx context.Context, pids []int, d time.Duration,
 	sym := symbolize.New(g.ProcRoot)
 	defer sym.Close()
 	rep := origins.Build(smp, snap, sym, origins.Options{PIDs: want, Max: maxOrigins, ProcRoot: g.ProcRoot})
-	rep.AcceptsTraced = true // trace keeps the accept hook attached (Open does)
+	rep.AcceptsTraced = accepts
 	return &tracedReport{Report: rep, elapsed: elapsed}, pids, nil
 }
 

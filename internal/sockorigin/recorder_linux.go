@@ -292,7 +292,7 @@ func (r *Recorder) Sample(netnsPaths ...string) (*Sample, error) {
 	if err != nil {
 		return nil, err
 	}
-	now, mono := time.Now(), monotonicNow()
+	now, mono := time.Now(), pair.mono
 	created := clockRate(r.opened, pair)
 	grow := func(n int) { s.Sockets = make([]Socket, 0, n) }
 	err = r.eachRecord(grow, func(addr uint64, v []byte) {
@@ -486,13 +486,6 @@ func clockRate(a, b clockPair) func(jiffies uint64) time.Duration {
 	}
 }
 
-// monotonicNow is CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
-func monotonicNow() time.Duration {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return time.Duration(ts.Nano())
-}
-
 // attach attaches the tp_btf program name.
 func (r *Recorder) attach(name string) (link.Link, error) {
 	l, err := link.AttachTracing(link.TracingOptions{Program: r.coll.Programs[name], AttachType: ebpf.AttachTraceRawTp})
@@ -506,7 +499,8 @@ func (r *Recorder) attach(name string) (link.Link, error) {
 // While it is detached, sockets the traced processes accept are not
 // recorded, and no system call on the host pays for the hook: a program on
 // raw_syscalls:sys_exit puts every task on the kernel's slower system-call
-// path (about 200 ns a call where this was measured). A caller that knows
+// path (getppid(2) 200 ns without it, 315 ns with it, BenchmarkSyscall on
+// the machine this was written on). A caller that knows
 // no traced process accepts the sockets it looks for (closewait agent
 // --trace, while none holds an accepted CLOSE_WAIT socket) detaches it.
 func (r *Recorder) SetAccepts(on bool) error {

@@ -175,8 +175,19 @@ func (s *Symbolizer) module(pid int, m mapping) *module {
 }
 
 // open reads the ELF file at path (else at host, the same file as the host
-// sees it), or returns the module already read from that file.
+// sees it), or returns the module already read from that file: one stat
+// when it was (the agent looks each process's modules up again every
+// scan, after Forget).
 func (s *Symbolizer) open(path, host string) *module {
+	for _, p := range []string{path, host} {
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil {
+			if shared := s.files[fileID{dev: uint64(st.Dev), ino: st.Ino}]; shared != nil {
+				return shared
+			}
+			break
+		}
+	}
 	mod := &module{}
 	fh, err := os.Open(path)
 	if err != nil {
