@@ -16,6 +16,7 @@
 # (the agent's stdout/stderr; a temporary file by default, kept at the end).
 # The fixture is separate: start bench/cwhost first (see bench/README.md).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 usage() {
 	echo "usage: $0 BINARY DURATION_SECONDS [SAMPLE_SECONDS] [-- AGENT_ARGS...]" >&2
@@ -30,11 +31,7 @@ if [[ $# -gt 0 && $1 != -- ]]; then
 	SAMPLE=$1
 	shift
 fi
-if [[ $# -gt 0 ]]; then
-	[[ $1 == -- ]] || usage
-	shift
-fi
-EXTRA=("$@")
+bench_extra "$@"
 WARMUP=${WARMUP:-120}
 
 isint() { [[ $1 =~ ^[0-9]+$ ]]; }
@@ -57,21 +54,8 @@ stop_agent() {
 	[[ -n $PID ]] || return 0
 	local p=$PID
 	PID=""
-	if kill -0 "$p" 2>/dev/null; then
-		kill -TERM "$p" 2>/dev/null || true
-		local i
-		for ((i = 0; i < 50; i++)); do
-			kill -0 "$p" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$p" 2>/dev/null; then
-			echo "# agent $p still running 5 s after SIGTERM: SIGKILL" >&2
-			kill -KILL "$p" 2>/dev/null || true
-		fi
-	fi
-	local rc=0
-	wait "$p" 2>/dev/null || rc=$?
-	echo "# agent $p stopped (exit status $rc); its output: $AGENT_LOG"
+	stop_pid "$p"
+	echo "# agent $p stopped (exit status $STOP_RC); its output: $AGENT_LOG"
 }
 trap stop_agent EXIT
 trap 'echo "# interrupted" >&2; exit 130' INT
@@ -85,14 +69,8 @@ echo "# duration ${DURATION}s, sample every ${SAMPLE}s, warm-up ${WARMUP}s, CLK_
 
 # rss_kb: VmRSS of the agent in kB; cpu_ticks: utime + stime in clock ticks.
 # Both fail once the process is gone.
-rss_kb() { awk '/^VmRSS:/ { print $2; found = 1 } END { exit !found }' "/proc/$PID/status" 2>/dev/null; }
-cpu_ticks() {
-	local stat rest
-	stat=$(<"/proc/$PID/stat") || return 1
-	rest=${stat##*) } # fields after "pid (comm) ": state is field 3
-	set -- $rest
-	echo $((${12} + ${13})) # utime, stime: fields 14 and 15
-}
+rss_kb() { proc_kb "$PID" VmRSS; }
+cpu_ticks() { proc_ticks "$PID"; }
 # elapsed: seconds since START, 0.1 s resolution (bash 5 EPOCHREALTIME).
 elapsed() { awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 

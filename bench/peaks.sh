@@ -20,6 +20,7 @@
 # agent's eBPF). The fixture is separate: start bench/cwhost first (see
 # bench/README.md).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 usage() {
 	echo "usage: $0 BINARY agent|watch [-- EXTRA_ARGS...]" >&2
@@ -28,11 +29,7 @@ usage() {
 [[ $# -ge 2 ]] || usage
 BIN=$1 MODE=$2
 shift 2
-if [[ $# -gt 0 ]]; then
-	[[ $1 == -- ]] || usage
-	shift
-fi
-EXTRA=("$@")
+bench_extra "$@"
 WARMUP=${WARMUP:-10} INCR=${INCR:-60} FULL=${FULL:-32}
 for v in WARMUP INCR FULL; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || { echo "$v: want a positive integer, got '${!v}'" >&2; exit 2; }
@@ -48,15 +45,9 @@ LOG=$(mktemp /tmp/peaks.XXXXXX.log)
 PID=""
 stop() {
 	[[ -n $PID ]] || return 0
-	local p=$PID i
+	local p=$PID
 	PID=""
-	kill -TERM "$p" 2>/dev/null || true
-	for ((i = 0; i < 50; i++)); do
-		kill -0 "$p" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$p" 2>/dev/null || true
-	wait "$p" 2>/dev/null || true
+	stop_pid "$p"
 }
 trap stop EXIT
 trap 'exit 130' INT
@@ -70,14 +61,8 @@ fi
 PID=$!
 echo "# pid $PID: ${CMD[*]}; warm-up ${WARMUP}s, incremental window ${INCR}s, full-check window ${FULL}s; log $LOG"
 
-kb() { awk -v k="$1:" '$1 == k { print $2; found = 1 } END { exit !found }' "/proc/$PID/status"; }
-ticks() {
-	local stat rest
-	stat=$(<"/proc/$PID/stat")
-	rest=${stat##*) }
-	set -- $rest
-	echo $((${12} + ${13}))
-}
+kb() { proc_kb "$PID" "$1"; }
+ticks() { proc_ticks "$PID"; }
 alive() { kill -0 "$PID" 2>/dev/null || { echo "$MODE exited early; its output:" >&2; cat "$LOG" >&2; exit 1; }; }
 
 sleep "$WARMUP"
